@@ -1,0 +1,89 @@
+"""coolmix: balanced training on heavily imbalanced multi-domain data.
+
+The mixing core (this namespace) is numpy-only: distributions, temperature schedules
+(Cooldown and more), an exact resumable world-size-elastic sampler, and loss weights.
+Importing it never imports torch.
+"""
+
+from coolmix.distributions import (
+    DISTRIBUTIONS,
+    Distribution,
+    Explicit,
+    Proportional,
+    Temperature,
+    Uniform,
+    UniMax,
+    UniMaxAllocation,
+    distribution_from_dict,
+    explicit_probs,
+    proportional_probs,
+    temperature_probs,
+    uniform_probs,
+    unimax,
+    unimax_probs,
+)
+from coolmix.errors import ConfigError
+from coolmix.mixture import Mixture
+from coolmix.sampler import MixtureSampler, planned_counts
+from coolmix.schedule import (
+    SCHEDULES,
+    Adaptive,
+    Anneal,
+    Constant,
+    Cooldown,
+    Event,
+    OrderMatters,
+    Schedule,
+    Stages,
+    UniMaxDynamic,
+    dense_decreasing,
+    schedule_from_dict,
+)
+from coolmix.weighting import (
+    loss_weights,
+    scalarization_weights,
+    theorem2_gap,
+    variance_inflation,
+    weighted_loss,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DISTRIBUTIONS",
+    "SCHEDULES",
+    "Adaptive",
+    "Anneal",
+    "ConfigError",
+    "Constant",
+    "Cooldown",
+    "Distribution",
+    "Event",
+    "Explicit",
+    "Mixture",
+    "MixtureSampler",
+    "OrderMatters",
+    "Proportional",
+    "Schedule",
+    "Stages",
+    "Temperature",
+    "UniMax",
+    "UniMaxAllocation",
+    "UniMaxDynamic",
+    "Uniform",
+    "dense_decreasing",
+    "distribution_from_dict",
+    "explicit_probs",
+    "loss_weights",
+    "planned_counts",
+    "proportional_probs",
+    "scalarization_weights",
+    "schedule_from_dict",
+    "temperature_probs",
+    "theorem2_gap",
+    "uniform_probs",
+    "unimax",
+    "unimax_probs",
+    "variance_inflation",
+    "weighted_loss",
+]
