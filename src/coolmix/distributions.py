@@ -58,9 +58,7 @@ def check_tau(tau: Any, field: str = "tau") -> float:
     return tau
 
 
-def temperature_array(
-    sizes: np.ndarray, tau: float, convention: Convention = "standard"
-) -> np.ndarray:
+def temperature_array(sizes: np.ndarray, tau: float, convention: Convention = "standard") -> np.ndarray:
     """p ∝ n^(1/τ) on an aligned array, computed in log space (safe for n up to 1e15, τ up to ∞)."""
     if math.isinf(tau):
         logits = np.zeros_like(sizes)
@@ -179,11 +177,7 @@ def unimax(sizes: Sizes, budget: float, max_epochs: float) -> UniMaxAllocation:
         raise ConfigError("budget", budget, "must be a number > 0 (same unit as sizes)")
     if not math.isfinite(budget):
         raise ConfigError("budget", budget, "must be finite")
-    if (
-        isinstance(max_epochs, bool)
-        or not isinstance(max_epochs, (int, float))
-        or not max_epochs > 0
-    ):
+    if isinstance(max_epochs, bool) or not isinstance(max_epochs, (int, float)) or not max_epochs > 0:
         raise ConfigError("max_epochs", max_epochs, "must be a number > 0")
     alloc = np.zeros_like(arr)
     remaining = float(budget)
@@ -280,7 +274,7 @@ class Uniform(Temperature):
         return {"kind": self.kind}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=True, unsafe_hash=False)
 class Explicit(Distribution):
     """Given weights, normalised; domains missing from ``weights`` get 0."""
 
@@ -299,6 +293,9 @@ class Explicit(Distribution):
         if arr.sum() <= 0:
             raise ConfigError("weights", dict(self.weights), "weights of known domains sum to 0")
         return arr / arr.sum()
+
+    def __hash__(self) -> int:  # weights is a dict; hash its items so contexts can memoise
+        return hash((self.kind, tuple(self.weights.items())))
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "weights": dict(self.weights)}
@@ -336,9 +333,7 @@ DISTRIBUTIONS: dict[str, type[Distribution]] = {
 }
 
 
-def distribution_from_dict(
-    d: Mapping[str, Any] | float | str, field: str = "distribution"
-) -> Distribution:
+def distribution_from_dict(d: Mapping[str, Any] | float | str, field: str = "distribution") -> Distribution:
     """Config value -> Distribution: a τ number, ``"inf"``, or a table with ``kind``.
 
     >>> distribution_from_dict({"kind": "temperature", "tau": 5})

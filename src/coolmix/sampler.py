@@ -37,9 +37,7 @@ _MIXTURE_KEY, _SEED_KEY, _COMPOSITION_KEY, _VERSION_KEY = (
 _INV_2_64 = 1.0 / 18446744073709551616.0
 
 
-def exact_counts(
-    p: np.ndarray, batch_size: int, residuals: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def exact_counts(p: np.ndarray, batch_size: int, residuals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-batch counts by largest remainder with carried residuals; returns (counts, new residuals).
 
     target_i = B·p_i + r_i; counts take ⌊target⌋ or ⌈target⌉ so they sum to B, and
@@ -98,9 +96,7 @@ class MixtureSampler:
     ) -> None:
         names, arr = check_sizes(sizes)
         if not np.all(arr == np.floor(arr)) or arr.max() >= 2**62:
-            raise ConfigError(
-                "sizes", dict(sizes), "sampler sizes are item counts: integers < 2**62"
-            )
+            raise ConfigError("sizes", dict(sizes), "sampler sizes are item counts: integers < 2**62")
         self.names = names
         self.sizes = arr
         self._n = arr.astype(np.int64)
@@ -112,11 +108,7 @@ class MixtureSampler:
             or total_steps <= 0
         ):
             raise ConfigError("total_steps", total_steps, "must be an integer > 0")
-        if (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, (int, np.integer))
-            or batch_size <= 0
-        ):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
             raise ConfigError("batch_size", batch_size, "must be an integer > 0")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ConfigError("seed", seed, "must be an integer >= 0")
@@ -172,13 +164,9 @@ class MixtureSampler:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a state saved by `state_dict` (possibly under another world size)."""
         if not isinstance(state, Mapping):
-            raise ConfigError(
-                "state_dict", state, "must be a mapping from MixtureSampler.state_dict()"
-            )
+            raise ConfigError("state_dict", state, "must be a mapping from MixtureSampler.state_dict()")
         if state.get(_VERSION_KEY) != STATE_VERSION:
-            raise ConfigError(
-                "state_dict.version", state.get(_VERSION_KEY), f"expected {STATE_VERSION}"
-            )
+            raise ConfigError("state_dict.version", state.get(_VERSION_KEY), f"expected {STATE_VERSION}")
         mixture = state.get(_MIXTURE_KEY)
         expected = {n: int(s) for n, s in zip(self.names, self._n)}
         if not isinstance(mixture, Mapping) or dict(mixture) != expected:
@@ -194,9 +182,7 @@ class MixtureSampler:
             residuals = np.array([float(state[RESIDUALS_KEY][n]) for n in self.names])
             events = [Event.from_dict(e) for e in state[EVENTS_KEY]]
         except (KeyError, TypeError, ValueError) as e:
-            raise ConfigError(
-                "state_dict", type(e).__name__, f"corrupt sampler state: {e}"
-            ) from None
+            raise ConfigError("state_dict", type(e).__name__, f"corrupt sampler state: {e}") from None
         if step < 0 or (cursors < 0).any() or not np.isfinite(residuals).all():
             raise ConfigError(
                 "state_dict",
@@ -214,9 +200,7 @@ class MixtureSampler:
         """
         step = self._step if step is None else int(step)
         if step < self._step:
-            raise ConfigError(
-                "event.step", step, f"batches up to {self._step - 1} were already produced"
-            )
+            raise ConfigError("event.step", step, f"batches up to {self._step - 1} were already produced")
         event = Event(step, name, info)
         self._events.append(event)
         self._ctx = Context(self.names, self.sizes, self.total_steps, self._events, self._cursors)
@@ -240,18 +224,12 @@ class MixtureSampler:
 
     def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """(domain ids, item indices), int64 arrays: this rank's slice of the global batch at ``step``."""
-        if (
-            isinstance(world_size, bool)
-            or not isinstance(world_size, (int, np.integer))
-            or world_size <= 0
-        ):
+        if isinstance(world_size, bool) or not isinstance(world_size, (int, np.integer)) or world_size <= 0:
             raise ConfigError("world_size", world_size, "must be an integer > 0")
         if not 0 <= rank < world_size:
             raise ConfigError("rank", rank, f"must be in [0, {world_size})")
         if self.batch_size % world_size:
-            raise ConfigError(
-                "batch_size", self.batch_size, f"not divisible by world_size={world_size}"
-            )
+            raise ConfigError("batch_size", self.batch_size, f"not divisible by world_size={world_size}")
         domains, indices = self.global_batch(step)
         per = self.batch_size // world_size
         sl = slice(rank * per, (rank + 1) * per)
@@ -308,9 +286,7 @@ class MixtureSampler:
             domains = np.repeat(nz.astype(np.int64), counts[nz])
             indices = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
             # a keyed permutation of the batch positions: O(B), no sort
-            order = permute(self._arange_b, self.batch_size, self._order_key ^ _mix(step)).astype(
-                np.int64
-            )
+            order = permute(self._arange_b, self.batch_size, self._order_key ^ _mix(step)).astype(np.int64)
             return domains[order], indices[order]
         # iid: slots keep their drawn order; each domain's items fill its slots in cursor order
         indices = np.empty(self.batch_size, dtype=np.int64)

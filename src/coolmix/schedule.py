@@ -123,11 +123,7 @@ class Context:
 
 
 def _check_total(total_steps: Any) -> int:
-    if (
-        isinstance(total_steps, bool)
-        or not isinstance(total_steps, (int, np.integer))
-        or total_steps <= 0
-    ):
+    if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)) or total_steps <= 0:
         raise ConfigError("total_steps", total_steps, "must be an integer > 0")
     return int(total_steps)
 
@@ -236,15 +232,11 @@ class Stages(Schedule):
     def __post_init__(self) -> None:
         starts, dists = tuple(self.starts), tuple(self.dists)
         if not starts or len(starts) != len(dists):
-            raise ConfigError(
-                "stages", len(dists), "need one start per phase and at least one phase"
-            )
+            raise ConfigError("stages", len(dists), "need one start per phase and at least one phase")
         if starts[0] != 0:
             raise ConfigError("stages.starts[0]", starts[0], "the first phase must start at 0")
         checked = (0, *(_check_at(a, f"stages.starts[{i + 1}]") for i, a in enumerate(starts[1:])))
-        if all(isinstance(a, float) or a == 0 for a in checked) or all(
-            isinstance(a, int) for a in checked
-        ):
+        if all(isinstance(a, float) or a == 0 for a in checked) or all(isinstance(a, int) for a in checked):
             keys = [float(a) for a in checked]
             for i in range(1, len(keys)):
                 if keys[i] <= keys[i - 1]:
@@ -288,9 +280,7 @@ def Cooldown(hot: float = 5.0, cold: float = 1.0, at: float | int = 0.5) -> Stag
     >>> Cooldown().tau_at(49, total_steps=100), Cooldown().tau_at(50, total_steps=100)
     (5.0, 1.0)
     """
-    return _CooldownStages(
-        hot=check_tau(hot, "hot"), cold=check_tau(cold, "cold"), at=_check_at(at, "at")
-    )
+    return _CooldownStages(hot=check_tau(hot, "hot"), cold=check_tau(cold, "cold"), at=_check_at(at, "at"))
 
 
 @dataclass(frozen=True, init=False)
@@ -318,9 +308,7 @@ def _num(x: float) -> float | str:
     return "inf" if math.isinf(x) else x
 
 
-def dense_decreasing(
-    hot: float = 5.0, cold: float = 1.0, phases: int = 5, end: float = 0.5
-) -> Stages:
+def dense_decreasing(hot: float = 5.0, cold: float = 1.0, phases: int = 5, end: float = 0.5) -> Stages:
     """A "dense" decreasing schedule (Li et al. Fig. 5): ``phases`` equal steps from hot to cold.
 
     τ decreases geometrically from ``hot`` to ``cold`` over the first ``end`` of training; the
@@ -455,11 +443,7 @@ class UniMaxDynamic(Schedule):
 
     def __post_init__(self) -> None:
         v = self.max_epochs
-        if (
-            isinstance(v, bool)
-            or not isinstance(v, (int, float))
-            or not (v > 0 and math.isfinite(v))
-        ):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
             raise ConfigError("max_epochs", v, "must be a finite number > 0")
         object.__setattr__(self, "after", _as_dist(self.after, "after"))
 
@@ -572,9 +556,7 @@ def schedule_from_dict(d: Mapping[str, Any] | float | str, field: str = "schedul
     args = {k: v for k, v in d.items() if k != "kind"}
     try:
         if kind == "constant":
-            return Constant(
-                _as_dist(args.pop("dist", args.pop("tau", 1.0)), f"{field}.dist"), **args
-            )
+            return Constant(_as_dist(args.pop("dist", args.pop("tau", 1.0)), f"{field}.dist"), **args)
         if kind == "stages":
             starts = args.pop("starts", None)
             dists = args.pop("dists", None)

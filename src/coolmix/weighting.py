@@ -60,9 +60,7 @@ def scalarization_weights(sizes: Sizes, tau: float, sample_tau: float = 1.0) -> 
     >>> [round(v, 2) for v in w.values()]
     [0.49, 4.68, 14.61, 273.92]
     """
-    return loss_weights(
-        sizes, Temperature(check_tau(tau)), Temperature(check_tau(sample_tau, "sample_tau"))
-    )
+    return loss_weights(sizes, Temperature(check_tau(tau)), Temperature(check_tau(sample_tau, "sample_tau")))
 
 
 def variance_inflation(sizes: Sizes, tau: float) -> float:
