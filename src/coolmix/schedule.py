@@ -114,7 +114,7 @@ class Context:
     def boundary(self, at: float | int) -> int:
         """A boundary as an absolute step: floats are fractions of total_steps, ints are steps."""
         if isinstance(at, float):
-            return int(math.floor(at * self.total_steps + 1e-9))
+            return math.floor(at * self.total_steps + 1e-9)
         return int(at)
 
     def first_event(self, name: str) -> int | None:

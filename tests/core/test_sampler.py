@@ -59,7 +59,7 @@ def test_exact_cumulative_counts_within_one_of_target(sizes, sched, batch, seed)
 
 
 def test_exact_counts_zero_probability_domain_gets_nothing():
-    counts, r = exact_counts(np.array([0.5, 0.5, 0.0]), 3, np.array([0.2, -0.9, 0.7]))
+    counts, _ = exact_counts(np.array([0.5, 0.5, 0.0]), 3, np.array([0.2, -0.9, 0.7]))
     assert counts.tolist()[2] == 0 and counts.sum() == 3
 
 
@@ -240,6 +240,7 @@ def test_thousand_domains():
     s = cm.MixtureSampler(sizes, 5.0, total_steps=10, batch_size=2048, seed=0)
     d, i = s.batch(0)
     assert len(d) == 2048 and d.max() < 1500
+    assert np.all(i < np.array(list(sizes.values()))[d])
 
 
 def test_random_access_to_an_earlier_step_recomputes_it():

@@ -1,6 +1,7 @@
 """Loss weights (Theorem 1), variance inflation F(τ) (Lemma 2.1, Theorem 3), weighted reductions."""
 
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -57,7 +58,7 @@ def test_lemma21_inflation_is_one_plus_chi_square(sizes, tau):
 def test_theorem3_inflation_non_decreasing_in_tau(sizes):
     taus = [1, 1.5, 2, 3, 5, 10, 100]
     f = [cm.variance_inflation(sizes, t) for t in taus]
-    assert all(b >= a * (1 - 1e-9) for a, b in zip(f, f[1:]))
+    assert all(b >= a * (1 - 1e-9) for a, b in pairwise(f))
 
 
 def test_theorem3_limit_is_arithmetic_over_harmonic_mean():
