@@ -1,0 +1,1 @@
+"""Weight producers (DoReMi, UniMax, Order Matters) that emit schedules for the same sampler."""
