@@ -64,7 +64,7 @@ def theorem1_check(
         "loss_ts": float(l_ts.detach()),
         "loss_s": float(l_s.detach()),
         "weights": dict(zip(names, w.tolist())),
-        "param_scale": max(float(p.abs().max()) for p in m_ts.parameters()),
+        "param_scale": max(float(p.detach().abs().max()) for p in m_ts.parameters()),
     }
 
 
