@@ -1,0 +1,15 @@
+"""Adapters from the numpy core (`coolmix.MixtureSampler`) to training frameworks.
+
+Import the submodule you need; this package imports nothing, so ``import coolmix`` and
+``import coolmix.integrations`` stay free of torch.
+
+- `coolmix.integrations.torch`: `MixtureDataset`, `MixtureBatchSampler`, `MixtureIterableDataset`,
+  `MixtureCollator`, `state_at` (worker- and DDP-aware, exact resume under prefetch).
+- `coolmix.integrations.datasets`: Hugging Face ``datasets`` (imported lazily): `interleave` →
+  ``datasets.IterableDataset``, `as_torch_dataset` → `MixtureDataset`.
+- `coolmix.integrations.hf` (reserved): the HF Trainer ``compute_loss`` hook.
+
+Every adapter tags examples with ``domain`` (id in the sampler's ``names`` order), ``domain_name``
+and ``index``, and its ``state_dict`` is the core sampler's state (counters, no rank), so a
+checkpoint resumes under any world size.
+"""

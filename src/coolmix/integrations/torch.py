@@ -1,0 +1,422 @@
+"""PyTorch adapters: feed a `MixtureSampler`'s stream to a `DataLoader` as domain-tagged examples.
+
+Two ways in; both deliver exactly ``sampler.batch(step, rank, world_size)`` for step = start, start+1, …:
+
+- **Map-style** (recommended): `MixtureDataset` (a concatenated view of per-domain datasets) plus
+  `MixtureBatchSampler` (one list of flat indices per step), passed as
+  ``DataLoader(dataset, batch_sampler=..., collate_fn=MixtureCollator())``. The main process samples
+  and workers only fetch, so ``num_workers > 0`` can neither duplicate nor drop an example.
+- **Iterable**: `MixtureIterableDataset`, passed as ``DataLoader(ds, batch_size=ds.batch_size)``. Worker
+  w of W yields the whole batches of steps start + w, start + w + W, …; the DataLoader collects
+  worker batches round-robin, which restores step order. Use it when your stack wants an
+  ``IterableDataset``; it fixes the schedule for one pass (events recorded after iteration starts
+  do not reach the worker copies).
+
+Tagging. A dict example ``ex`` of domain ``d`` at item ``i`` becomes
+``{"domain": d, "domain_name": names[d], "index": i, **ex}``; any other example becomes ``(ex, d)``.
+`MixtureCollator` turns ``domain`` into a LongTensor, so
+``coolmix.weighted_loss(loss_per_example, batch["domain"], weights)`` works as is.
+
+Ranks. ``rank``/``world_size`` are explicit, or read from an initialised ``torch.distributed``, or
+(0, 1). Each rank gets its contiguous slice of the global batch (`MixtureSampler.batch`), so a
+run resumed under another world size sees the same global stream.
+
+Resume. ``state_dict()`` is the core sampler's own state (a few counters, JSON-able, no rank) as of
+the last batch your loop *consumed*. A DataLoader with workers asks for batches ahead of the loop
+(``num_workers × prefetch_factor``), so "consumed" is counted where batches come out: iterate
+``for batch in X.track(loader)`` (the DataLoader delivers batches in sampler order), or pass your own
+count, ``X.state_dict(step=n)``. The batch sampler keeps the core state of each produced step not
+yet consumed, so rewinding to the consumed step is a lookup, never a replay.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import Dataset, IterableDataset, Sampler, get_worker_info
+from torch.utils.data._utils.collate import default_collate
+
+from coolmix.errors import ConfigError
+from coolmix.sampler import EVENTS_KEY, STEP_KEY, MixtureSampler
+
+__all__ = [
+    "DOMAIN_KEY",
+    "DOMAIN_NAME_KEY",
+    "INDEX_KEY",
+    "MixtureBatchSampler",
+    "MixtureCollator",
+    "MixtureDataset",
+    "MixtureIterableDataset",
+    "state_at",
+]
+
+DOMAIN_KEY, DOMAIN_NAME_KEY, INDEX_KEY = "domain", "domain_name", "index"
+TAG_KEYS = frozenset((DOMAIN_KEY, DOMAIN_NAME_KEY, INDEX_KEY))
+
+
+# -- helpers shared with the HF adapter -------------------------------------------------------------
+
+
+def _rank_and_world_size(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """Explicit (rank, world_size), else torch.distributed's if initialised, else (0, 1)."""
+    if rank is None and world_size is None:
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+    if rank is None or world_size is None:
+        missing = "rank" if rank is None else "world_size"
+        raise ConfigError(missing, None, "give both rank and world_size, or neither")
+    if isinstance(world_size, bool) or not isinstance(world_size, (int, np.integer)) or world_size <= 0:
+        raise ConfigError("world_size", world_size, "must be an integer > 0")
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 0 <= rank < world_size:
+        raise ConfigError("rank", rank, f"must be an integer in [0, {world_size})")
+    return int(rank), int(world_size)
+
+
+def _check_world_size(sampler: MixtureSampler, world_size: int) -> int:
+    """The per-rank batch size; the global batch must split evenly over ranks."""
+    if sampler.batch_size % world_size:
+        raise ConfigError("world_size", world_size, f"does not divide batch_size={sampler.batch_size}")
+    return sampler.batch_size // world_size
+
+
+def _sampler_sizes(sampler: MixtureSampler) -> list[tuple[str, int]]:
+    return [(n, int(s)) for n, s in zip(sampler.names, sampler.sizes)]
+
+
+def _check_matches(dataset: MixtureDataset, sampler: MixtureSampler) -> None:
+    """Domain ids are positions, so names, order and lengths must all agree."""
+    if list(dataset.sizes.items()) != _sampler_sizes(sampler):
+        raise ConfigError(
+            "datasets",
+            dataset.sizes,
+            f"must match the sampler's sizes {dict(_sampler_sizes(sampler))} (names, order, lengths)",
+        )
+
+
+def _check_step(step: Any) -> int:
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+        raise ConfigError("step", step, "must be an integer >= 0 (steps consumed)")
+    return int(step)
+
+
+def state_at(sampler: MixtureSampler, step: int) -> dict[str, Any]:
+    """``sampler.state_dict()`` once ``step`` steps are consumed; moves ``sampler`` forward to ``step``.
+
+    For streams produced elsewhere (worker copies, the HF adapter): the sampler you kept stays a
+    cheap position marker. Moving forward costs O(K) per step (counts only) plus one batch;
+    positions never move back.
+
+    >>> s = MixtureSampler({"en": 100, "sw": 3}, 5.0, total_steps=10, batch_size=4)
+    >>> state_at(s, 6)["step"]
+    6
+    """
+    step = _check_step(step)
+    if step < sampler.step:
+        raise ConfigError(
+            "step", step, f"the sampler is already at step {sampler.step}; it only moves forward"
+        )
+    if step > sampler.step:
+        sampler.global_batch(step - 1)
+    return sampler.state_dict()
+
+
+def _count_batches(batches: Iterable[Any], on_batch: Callable[[Any, bool], None]) -> Iterator[Any]:
+    """Yield ``batches`` and report each one as consumed (``first`` is True for the first)."""
+    if getattr(batches, "in_order", True) is False:
+        raise ConfigError("in_order", False, "track() counts batches in sampler order; use in_order=True")
+
+    def counted() -> Iterator[Any]:
+        first = True
+        for batch in batches:
+            on_batch(batch, first)
+            first = False
+            yield batch
+
+    return counted()
+
+
+# -- the concatenated, tagged view ------------------------------------------------------------------
+
+
+class MixtureDataset(Dataset):
+    """Per-domain map-style datasets as one dataset: flat index = ``offsets[domain] + index``.
+
+    ``datasets`` is a mapping name → dataset (anything with ``__len__`` and ``__getitem__``: lists,
+    torch datasets, HF ``datasets.Dataset``); its order defines the domain ids, so build the sampler
+    from `sizes`. Items come back tagged (see the module docstring). Batched fetches
+    (``__getitems__``, used by the DataLoader) call each domain's own ``__getitems__`` once when it
+    has one (HF Datasets read a batch from Arrow in one go).
+
+    >>> ds = MixtureDataset({"en": [{"x": 10}, {"x": 11}], "sw": [{"x": 20}]})
+    >>> ds.sizes, len(ds), ds[2]
+    ({'en': 2, 'sw': 1}, 3, {'domain': 1, 'domain_name': 'sw', 'index': 0, 'x': 20})
+    """
+
+    def __init__(self, datasets: Mapping[str, Any]) -> None:
+        if not isinstance(datasets, Mapping) or not datasets:
+            raise ConfigError("datasets", datasets, "must be a non-empty mapping name -> map-style dataset")
+        lengths = []
+        for name, ds in datasets.items():
+            if not isinstance(name, str) or not name:
+                raise ConfigError("datasets", name, "domain names must be non-empty strings")
+            try:
+                n = len(ds)
+            except TypeError:
+                raise ConfigError(
+                    f"datasets.{name}", type(ds).__name__, "needs __len__ and __getitem__"
+                ) from None
+            if n <= 0:
+                raise ConfigError(f"datasets.{name}", n, "is empty")
+            lengths.append(n)
+        self.names: tuple[str, ...] = tuple(datasets)
+        self.datasets: tuple[Any, ...] = tuple(datasets.values())
+        #: offsets[d] is the first flat index of domain d; offsets[-1] the total length
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """Items per domain, in domain-id order: pass it to `MixtureSampler`."""
+        return {n: int(b - a) for n, a, b in zip(self.names, self.offsets[:-1], self.offsets[1:])}
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def locate(self, flat: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Flat indices → (domain ids, item indices), vectorised."""
+        flat = np.asarray(flat, dtype=np.int64)
+        domains = np.searchsorted(self.offsets, flat, side="right") - 1
+        return domains, flat - self.offsets[domains]
+
+    def flat_index(self, domains: Any, indices: Any) -> np.ndarray:
+        """(domain ids, item indices) → flat indices, vectorised."""
+        return self.offsets[np.asarray(domains, dtype=np.int64)] + np.asarray(indices, dtype=np.int64)
+
+    def __getitem__(self, flat: int) -> Any:
+        flat = int(flat)
+        if not 0 <= flat < len(self):
+            raise IndexError(f"flat index {flat} out of range [0, {len(self)})")
+        d, i = self.locate([flat])
+        return self.examples(d, i)[0]
+
+    def __getitems__(self, flat: list[int]) -> list[Any]:
+        return self.examples(*self.locate(flat))
+
+    def examples(self, domains: np.ndarray, indices: np.ndarray) -> list[Any]:
+        """Tagged examples for aligned (domain, index) arrays, in order; one fetch per domain."""
+        out: list[Any] = [None] * len(domains)
+        for d in np.unique(domains).tolist():
+            where = np.flatnonzero(domains == d).tolist()
+            items = indices[where].tolist()
+            ds, name = self.datasets[d], self.names[d]
+            fetch = getattr(ds, "__getitems__", None)
+            got = fetch(items) if fetch else [ds[i] for i in items]
+            for pos, i, ex in zip(where, items, got):
+                out[pos] = _tag(ex, d, name, i)
+        return out
+
+
+def _tag(example: Any, domain: int, name: str, index: int) -> Any:
+    if isinstance(example, Mapping):
+        if TAG_KEYS & example.keys():
+            clash = sorted(TAG_KEYS & example.keys())
+            raise ConfigError(f"datasets.{name}", clash, "examples already have these keys; rename them")
+        return {DOMAIN_KEY: domain, DOMAIN_NAME_KEY: name, INDEX_KEY: index, **example}
+    return (example, domain)
+
+
+class MixtureCollator:
+    """``collate_fn`` for tagged examples: ``domain`` and ``index`` become LongTensors (B,).
+
+    Dict examples: the tags are taken out, the other fields go through ``collate_fn`` (default:
+    torch's ``default_collate``; pass e.g. a padding collator), then ``domain``, ``index`` and
+    ``domain_name`` (a list of str) are added back. ``(example, domain)`` pairs give
+    ``(collate_fn(examples), domains)``.
+    """
+
+    def __init__(self, collate_fn: Callable[[list[Any]], Any] | None = None) -> None:
+        self.collate_fn = collate_fn or default_collate
+
+    def __call__(self, examples: list[Any]) -> Any:
+        if examples and isinstance(examples[0], Mapping):
+            rest = [{k: v for k, v in ex.items() if k not in TAG_KEYS} for ex in examples]
+            out = self.collate_fn(rest)
+            if not isinstance(out, MutableMapping):
+                out = dict(out)
+            out[DOMAIN_KEY] = torch.tensor([ex[DOMAIN_KEY] for ex in examples], dtype=torch.long)
+            out[INDEX_KEY] = torch.tensor([ex[INDEX_KEY] for ex in examples], dtype=torch.long)
+            out[DOMAIN_NAME_KEY] = [ex[DOMAIN_NAME_KEY] for ex in examples]
+            return out
+        domains = torch.tensor([d for _, d in examples], dtype=torch.long)
+        return self.collate_fn([ex for ex, _ in examples]), domains
+
+
+# -- map-style: the main process samples, workers fetch ---------------------------------------------
+
+
+class MixtureBatchSampler(Sampler[list[int]]):
+    """Per step, this rank's flat indices into a `MixtureDataset`: ``DataLoader(batch_sampler=...)``.
+
+    Yields ``offsets[d] + i`` for ``(d, i) = sampler.batch(step, rank, world_size)`` from the
+    consumed position to ``sampler.total_steps``; ``len`` is the number of steps left. The
+    ``sampler`` you pass is the producer: ``sampler.step`` runs ahead of your loop by the
+    DataLoader's prefetch, and events you record on it take effect at that produced step (a
+    resumed run replays them at the same step, so resume stays exact).
+
+    ``state_dict()`` is the core state at the consumed position: counted by `track`, else the
+    produced one (exact with ``num_workers=0``), or given as ``state_dict(step=n)``. The core
+    states of the last ``window`` produced steps are kept to answer it; a new ``iter`` restarts
+    at the consumed position, so batches prefetched but never consumed are produced again.
+    ``dataset``, when given, is checked against the sampler's sizes.
+    """
+
+    def __init__(
+        self,
+        sampler: MixtureSampler,
+        rank: int | None = None,
+        world_size: int | None = None,
+        *,
+        dataset: MixtureDataset | None = None,
+        window: int = 256,
+    ) -> None:
+        if not isinstance(sampler, MixtureSampler):
+            raise ConfigError("sampler", type(sampler).__name__, "must be a coolmix.MixtureSampler")
+        self.sampler = sampler
+        self.rank, self.world_size = _rank_and_world_size(rank, world_size)
+        self.batch_size = _check_world_size(sampler, self.world_size)  # per rank
+        if dataset is not None:
+            _check_matches(dataset, sampler)
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ConfigError("window", window, "must be an integer >= 1")
+        self._offsets = np.concatenate([[0], np.cumsum([n for _, n in _sampler_sizes(sampler)])])
+        self._snapshots: deque[dict[str, Any]] = deque(maxlen=window)
+        self._position = sampler.step  # steps consumed
+        self._iter_start = sampler.step
+        self._tracking = False
+
+    def __len__(self) -> int:
+        return max(self.sampler.total_steps - self._position, 0)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        start = self._position
+        if self.sampler.step != start:  # a previous pass ran ahead of what was consumed
+            self.sampler.load_state_dict(self._state_at(start))
+        self._iter_start, self._tracking = start, False
+        for step in range(start, self.sampler.total_steps):
+            self._snapshot()
+            d, i = self.sampler.batch(step, self.rank, self.world_size)
+            if not self._tracking:
+                self._position = step + 1
+            yield (self._offsets[d] + i).tolist()
+
+    def _snapshot(self) -> None:
+        state = self.sampler.state_dict()
+        del state[EVENTS_KEY]  # events are append-only: the current list is merged in on read
+        self._snapshots.append(state)
+
+    def _state_at(self, step: int) -> dict[str, Any]:
+        current = self.sampler.state_dict()
+        if step == current[STEP_KEY]:
+            return current
+        for state in self._snapshots:
+            if state[STEP_KEY] == step:
+                return {**state, EVENTS_KEY: current[EVENTS_KEY]}
+        kept = [s[STEP_KEY] for s in self._snapshots] + [current[STEP_KEY]]
+        raise ConfigError("step", step, f"not a kept position (kept {min(kept)}..{max(kept)})")
+
+    def track(self, batches: Iterable[Any]) -> Iterator[Any]:
+        """Yield the DataLoader's batches, counting each as consumed (one batch = one step)."""
+
+        def on_batch(_batch: Any, first: bool) -> None:
+            if first:  # the pass began at _iter_start, whatever the prefetch produced since
+                self._tracking, self._position = True, self._iter_start
+            self._position += 1
+            while self._snapshots and self._snapshots[0][STEP_KEY] < self._position:
+                self._snapshots.popleft()
+
+        return _count_batches(batches, on_batch)
+
+    def state_dict(self, step: int | None = None) -> dict[str, Any]:
+        """The core sampler's state after ``step`` steps consumed (default: the consumed position)."""
+        return self._state_at(self._position if step is None else _check_step(step))
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a core state (from any world size); the next ``iter`` starts at its step."""
+        self.sampler.load_state_dict(state)
+        self._snapshots.clear()
+        self._position = self._iter_start = self.sampler.step
+        self._tracking = False
+
+
+# -- iterable: workers sample their own steps -------------------------------------------------------
+
+
+class MixtureIterableDataset(IterableDataset):
+    """Tagged examples in step order, this rank's slice; use ``DataLoader(ds, batch_size=ds.batch_size)``.
+
+    With W workers, worker w yields the whole per-rank batches of steps start + w + kW; the
+    DataLoader takes worker batches round-robin, so batch k is step start + k. Every worker
+    computes the per-step counts itself (O(K) a step) and fetches only its own batches.
+
+    ``sampler`` is the position marker: iteration runs on copies, and ``state_dict()`` moves it
+    forward to the consumed step (counted by `track`, or given as ``step=``) with `state_at`.
+    """
+
+    def __init__(
+        self,
+        datasets: Mapping[str, Any] | MixtureDataset,
+        sampler: MixtureSampler,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        if not isinstance(sampler, MixtureSampler):
+            raise ConfigError("sampler", type(sampler).__name__, "must be a coolmix.MixtureSampler")
+        self.dataset = datasets if isinstance(datasets, MixtureDataset) else MixtureDataset(datasets)
+        _check_matches(self.dataset, sampler)
+        self.sampler = sampler
+        self.rank, self.world_size = _rank_and_world_size(rank, world_size)
+        self.batch_size = _check_world_size(sampler, self.world_size)  # per rank
+        self._position = sampler.step
+
+    def __len__(self) -> int:
+        """Examples this rank yields from the consumed position on."""
+        return max(self.sampler.total_steps - self._position, 0) * self.batch_size
+
+    def __iter__(self) -> Iterator[Any]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        core = copy.deepcopy(self.sampler)  # never move the position marker while iterating
+        for step in range(self._position + worker, core.total_steps, workers):
+            yield from self.dataset.examples(*core.batch(step, self.rank, self.world_size))
+
+    def track(self, batches: Iterable[Any]) -> Iterator[Any]:
+        """Yield the DataLoader's batches, counting each as one consumed step.
+
+        Checks that collated batches hold exactly one step (``batch_size=ds.batch_size``).
+        """
+
+        def on_batch(batch: Any, _first: bool) -> None:
+            if (
+                isinstance(batch, Mapping)
+                and DOMAIN_KEY in batch
+                and len(batch[DOMAIN_KEY]) != self.batch_size
+            ):
+                raise ConfigError("batch_size", len(batch[DOMAIN_KEY]), f"use the per-rank {self.batch_size}")
+            self._position += 1
+
+        return _count_batches(batches, on_batch)
+
+    def state_dict(self, step: int | None = None) -> dict[str, Any]:
+        """The core sampler's state after ``step`` steps consumed (default: as counted by `track`)."""
+        return state_at(self.sampler, self._position if step is None else step)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a core state (from any world size); the next ``iter`` starts at its step."""
+        self.sampler.load_state_dict(state)
+        self._position = self.sampler.step
