@@ -48,6 +48,12 @@ def load_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError("config", str(p), f"cannot parse: {msg}") from None
     if not isinstance(data, dict):
         raise ConfigError("config", str(p), "top level must be a table/mapping")
+    try:
+        json.dumps(data, default=str)  # YAML anchors can build self-referencing structures
+    except ValueError:
+        raise ConfigError(
+            "config", str(p), "recursive (self-referencing) structure, e.g. a YAML anchor cycle"
+        ) from None
     return data
 
 

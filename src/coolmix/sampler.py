@@ -27,6 +27,7 @@ from coolmix.types import Sizes
 __all__ = ["STATE_VERSION", "MixtureSampler", "exact_counts", "planned_counts"]
 
 STATE_VERSION = 1
+MAX_BATCH = 2**26  # batches are materialised as arrays; beyond this, split the step yourself
 STEP_KEY, CURSORS_KEY, RESIDUALS_KEY, EVENTS_KEY = "step", "cursors", "residuals", "events"
 _MIXTURE_KEY, _SEED_KEY, _COMPOSITION_KEY, _VERSION_KEY = (
     "mixture",
@@ -108,14 +109,20 @@ class MixtureSampler:
             or total_steps <= 0
         ):
             raise ConfigError("total_steps", total_steps, "must be an integer > 0")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-            raise ConfigError("batch_size", batch_size, "must be an integer > 0")
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, (int, np.integer))
+            or not 0 < batch_size <= MAX_BATCH
+        ):
+            raise ConfigError("batch_size", batch_size, f"must be an integer in [1, {MAX_BATCH}]")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ConfigError("seed", seed, "must be an integer >= 0")
         if composition not in ("exact", "iid"):
             raise ConfigError("composition", composition, "must be 'exact' or 'iid'")
         self.total_steps = int(total_steps)
         self.batch_size = int(batch_size)
+        if hasattr(self.schedule, "check_resolved"):
+            self.schedule.check_resolved(self.total_steps)
         self.seed = int(seed)
         self.composition = composition
         self._domain_keys = [derive_key(self.seed, "domain", n) for n in names]

@@ -246,6 +246,18 @@ class Stages(Schedule):
             self, "dists", tuple(_as_dist(d, f"stages.dists[{i}]") for i, d in enumerate(dists))
         )
 
+    def check_resolved(self, total_steps: int) -> None:
+        """Starts must strictly increase once fractions become steps (mixed ints and fractions)."""
+        ctx = Context(("_",), np.ones(1), total_steps)
+        steps = [ctx.boundary(a) for a in self.starts]
+        for i in range(1, len(steps)):
+            if steps[i] <= steps[i - 1]:
+                raise ConfigError(
+                    f"stages.starts[{i}]",
+                    self.starts[i],
+                    f"phases out of order at total_steps={total_steps} (step {steps[i]} <= {steps[i - 1]})",
+                )
+
     def _phase(self, step: int, ctx: Context) -> int:
         k = 0
         for i, a in enumerate(self.starts):
@@ -315,8 +327,8 @@ def dense_decreasing(hot: float = 5.0, cold: float = 1.0, phases: int = 5, end: 
     last phase (τ = cold) starts at ``end``.
     """
     hot, cold = check_tau(hot, "hot"), check_tau(cold, "cold")
-    if isinstance(phases, bool) or not isinstance(phases, int) or phases < 2:
-        raise ConfigError("phases", phases, "must be an integer >= 2")
+    if isinstance(phases, bool) or not isinstance(phases, int) or not 2 <= phases <= 10_000:
+        raise ConfigError("phases", phases, "must be an integer in [2, 10000]")
     end = float(_check_at(float(end), "end"))
     taus = np.geomspace(hot, cold, phases)
     starts = (0, *[float(end * i / (phases - 1)) for i in range(1, phases)])
@@ -549,6 +561,8 @@ def schedule_from_dict(d: Mapping[str, Any] | float | str, field: str = "schedul
     if not isinstance(d, Mapping):
         return Constant(_as_dist(d, field))
     kind = d.get("kind")
+    if kind is not None and not isinstance(kind, str):
+        raise ConfigError(f"{field}.kind", kind, f"must be one of {', '.join(SCHEDULES)}")
     if kind not in SCHEDULES:
         if kind in (None, "temperature", "proportional", "uniform", "explicit", "unimax"):
             return Constant(_as_dist(d, field))

@@ -37,10 +37,11 @@ def theorem1_check(
     pt = temperature_array(n, tau)
     w = pt / (n / n.sum())
     total = float(n.sum())
-    m_ts, m_s = copy.deepcopy(model), copy.deepcopy(model)
+    m_ts, m_s, m_1 = copy.deepcopy(model), copy.deepcopy(model), copy.deepcopy(model)
     opt_ts = torch.optim.SGD(m_ts.parameters(), lr=lr)
     opt_s = torch.optim.SGD(m_s.parameters(), lr=lr)
-    diffs = []
+    opt_1 = torch.optim.SGD(m_1.parameters(), lr=lr)
+    diffs, control = [], []
     for _ in range(steps):
         opt_ts.zero_grad()
         l_ts = sum(float(pt[k]) * loss_fn(m_ts, data_by_domain[name]).mean() for k, name in enumerate(names))
@@ -53,14 +54,20 @@ def theorem1_check(
         )
         l_s.backward()
         opt_s.step()
+        # control: the unweighted (proportional) objective, to show the check can tell objectives apart
+        opt_1.zero_grad()
+        (sum(loss_fn(m_1, data_by_domain[name]).sum() for name in names) / total).backward()
+        opt_1.step()
         with torch.no_grad():
             diffs.append(max(float((a - b).abs().max()) for a, b in zip(m_ts.parameters(), m_s.parameters())))
+            control.append(max(float((a - b).abs().max()) for a, b in zip(m_ts.parameters(), m_1.parameters())))
     return {
         "tau": tau,
         "steps": steps,
         "lr": lr,
         "max_abs_param_diff": max(diffs),
         "diff_per_step": diffs,
+        "control_max_abs_param_diff": max(control),
         "loss_ts": float(l_ts.detach()),
         "loss_s": float(l_s.detach()),
         "weights": dict(zip(names, w.tolist())),

@@ -1,0 +1,202 @@
+"""``coolmix plan CONFIG``: preview a mixture's exposure before training (wraps `coolmix.plan.make_plan`).
+
+Prints a table per domain (whole run, then per schedule phase), the warnings in yellow, and
+writes ``plan.csv``, ``plan.png`` and the resolved ``plan.toml`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from coolmix.config import dump_toml
+from coolmix.mixconfig import PlanConfig, load_plan_config
+from coolmix.plan import Plan, plot_plan, write_csv
+
+HELP = "Preview a mixture plan: samples, tokens and epochs per domain and phase; warnings; CSV + PNG."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "config", metavar="CONFIG", help="plan config (TOML; YAML accepted), e.g. configs/plan/"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set run.total_steps=1000 (repeatable)",
+    )
+    parser.add_argument(
+        "--out", default="plan_out", metavar="DIR", help="where plan.csv/png/toml go (default: ./plan_out)"
+    )
+    parser.add_argument("--no-plot", action="store_true", help="skip plan.png (no matplotlib needed)")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON instead of tables")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_plan_config(args.config, args.overrides)
+    plan = cfg.plan()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = [write_csv(plan, out / "plan.csv")]
+    resolved = out / "plan.toml"
+    resolved.write_text(dump_toml(cfg.to_dict()), encoding="utf-8")
+    files.append(resolved)
+    if not args.no_plot:
+        files.append(plot_plan(plan, out / "plan.png"))
+    if args.json:
+        sys.stdout.write(json.dumps(plan.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    else:
+        render(plan, cfg, title=cfg.name or Path(args.config).name, files=files)
+    return 0
+
+
+def render(
+    plan: Plan, cfg: PlanConfig | None = None, title: str = "plan", files: Sequence[Path] = ()
+) -> None:
+    """Print the plan as rich tables (whole run, per phase), warnings and notes."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    wide = sys.stdout.isatty() or "COLUMNS" in os.environ  # else rich assumes 80 columns
+    console = Console(width=None if wide else 140, highlight=False)
+    T, B = plan.total_steps, plan.batch_size
+    volume = ""
+    if plan.tokens is not None:
+        volume = f" ≈ {_si(sum(plan.tokens.values()))} {plan.tokens_unit}"
+    ranks = f" · world_size {cfg.run.world_size}" if cfg is not None and cfg.run.world_size > 1 else ""
+    console.print(f"[bold]{escape(title)}[/bold] — {escape(_schedule_text(plan))}")
+    console.print(
+        f"{T:,} steps × {B:,} = {T * B:,} examples{volume} · seed {plan.seed} · "
+        f"{plan.composition} composition{ranks}"
+    )
+    flagged = {n for n in plan.names if any(w.startswith(f"{n}:") for w in plan.warnings)}
+
+    unit = plan.unit
+    whole = Table(title="whole run", title_justify="left")
+    whole.add_column("domain")
+    whole.add_column(f"size ({unit})", justify="right")
+    whole.add_column("examples", justify="right")
+    whole.add_column("p per phase" if len(plan.phases) > 1 else "p", justify="right")
+    whole.add_column("samples", justify="right")
+    if plan.tokens is not None:
+        whole.add_column(str(plan.tokens_unit), justify="right")
+    whole.add_column("epochs", justify="right")
+    whole.add_column("target share", justify="right")
+    whole.add_column("realised share", justify="right")
+    for n in plan.names:
+        row = [
+            n,
+            _si(plan.sizes[n]),
+            _si(plan.examples[n]),
+            " → ".join(_p(ph.probs_start[n]) for ph in plan.phases[:4])
+            + (" → …" if len(plan.phases) > 4 else ""),
+            _si(plan.samples[n]),
+        ]
+        if plan.tokens is not None:
+            row.append(_si(plan.tokens[n]))
+        row += [_g(plan.epochs[n]), _pct(plan.target_share[n]), _pct_or_dash(plan.realised_share, n)]
+        whole.add_row(*row, style="yellow" if n in flagged else None)
+    if plan.realised is not None:
+        whole.caption = (
+            f"realised: the sampler's counts over {plan.simulated_steps:,} steps, within "
+            f"{plan.max_deviation:.2f} examples of target"
+        )
+        whole.caption_justify = "left"
+    console.print(whole)
+
+    if len(plan.phases) > 1:
+        per = Table(title="per phase", title_justify="left")
+        for name, justify in (
+            ("phase", "left"),
+            ("steps", "left"),
+            ("τ", "left"),
+            ("domain", "left"),
+            ("p", "right"),
+            ("min p·B", "right"),
+            ("samples", "right"),
+            *(((str(plan.tokens_unit), "right"),) if plan.tokens is not None else ()),
+            ("epochs", "right"),
+            ("cum. epochs", "right"),
+            ("realised share", "right"),
+        ):
+            per.add_column(name, justify=justify)  # type: ignore[arg-type]
+        for ph in plan.phases:
+            for j, n in enumerate(plan.names):
+                p0, p1 = ph.probs_start[n], ph.probs_end[n]
+                row = [
+                    str(ph.index) if j == 0 else "",
+                    f"{ph.start:,}–{ph.end - 1:,}" if j == 0 else "",
+                    ph.label if j == 0 else "",
+                    n,
+                    _p(p0) if math.isclose(p0, p1, rel_tol=1e-9, abs_tol=0) else f"{_p(p0)}→{_p(p1)}",
+                    _g(ph.min_per_batch[n]),
+                    _si(ph.samples[n]),
+                ]
+                if ph.tokens is not None:
+                    row.append(_si(ph.tokens[n]))
+                row += [
+                    _g(ph.epochs[n]),
+                    _g(ph.cumulative_epochs[n]),
+                    _pct_or_dash(ph.realised_share, n),
+                ]
+                low = 0 < ph.min_per_batch[n] < 1
+                per.add_row(*row, style="yellow" if low else None, end_section=j == len(plan.names) - 1)
+        console.print(per)
+
+    for w in plan.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}")
+    for note in plan.notes:
+        console.print(f"[dim]note: {escape(note)}[/dim]")
+    if files:
+        console.print(f"[dim]wrote {', '.join(str(f) for f in files)}[/dim]")
+
+
+def _schedule_text(plan: Plan) -> str:
+    d = plan.schedule.to_dict()
+    kind = d.pop("kind", "schedule")
+    args = ", ".join(f"{k}={_compact(v)}" for k, v in d.items())
+    return f"{kind}({args})"
+
+
+def _compact(v: object) -> str:
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_compact(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_compact(x) for x in v) + "]"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _si(x: float) -> str:
+    """Counts with a suffix: 2.73T, 162B, 51.2M, 9.9k, 12.5."""
+    a = abs(float(x))
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if a >= scale:
+            return f"{x / scale:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+def _p(p: float) -> str:
+    return f"{p:.3g}"
+
+
+def _g(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def _pct(s: float) -> str:
+    return f"{100 * s:.3g}%"
+
+
+def _pct_or_dash(shares: dict[str, float] | None, name: str) -> str:
+    return "—" if shares is None else _pct(shares[name])

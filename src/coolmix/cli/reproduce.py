@@ -1,0 +1,72 @@
+"""``coolmix reproduce --preset quick``: the paper's experiments on real data and a claims report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+HELP = "Run the paper's experiments at CPU scale and write report.md with a claims table."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--preset", default="quick", help="quick (≈15 min on 2 cores) or full (3 seeds, longer)"
+    )
+    parser.add_argument("--out", default="reproduce_out", help="output folder (runs, figures, report.md)")
+    parser.add_argument("--force", action="store_true", help="retrain finished runs instead of reusing them")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="EXPERIMENT",
+        help="run only this experiment (convergence, lm, mt); repeatable",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="override every experiment's base config, e.g. run.bf16=true",
+    )
+    parser.add_argument("--workers", type=int, default=None, help="parallel training processes (default 2)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from coolmix.reproduce.pipeline import reproduce
+    from coolmix.reproduce.runner import Progress
+
+    console = Console(stderr=True)
+    state = {"total": 0, "done": 0, "t0": time.perf_counter()}
+
+    def start(total: int) -> None:
+        state["total"] = total
+        console.print(f"[bold]{total} runs[/] (finished ones are reused; --force retrains)")
+
+    def done(r) -> None:
+        state["done"] += 1
+        el = time.perf_counter() - state["t0"]
+        how = "cached" if r.cached else f"{r.seconds:.0f}s"
+        dev = r.record.get("dev", {}).get("loss", {})
+        losses = " ".join(f"{k}={v:.2f}" for k, v in dev.items())
+        console.print(
+            f"[{state['done']:>2}/{state['total']}] {r.spec.id:<32} {how:>7}  dev {losses}  "
+            f"[dim]({el / 60:.1f} min)[/]"
+        )
+
+    progress = Progress(start=start, done=done, note=lambda t: console.print(f"[cyan]• {t}[/]"))
+    path = reproduce(
+        args.preset,
+        args.out,
+        force=args.force,
+        overrides=tuple(args.overrides),
+        only=tuple(args.only),
+        workers=args.workers,
+        progress=progress,
+    )
+    console.print(f"[bold green]report:[/] {path}")
+    print(path, file=sys.stdout)
+    return 0

@@ -1,0 +1,716 @@
+"""Exposure planning: what a schedule will draw from each domain, per phase, before training.
+
+`make_plan` integrates a schedule over the run, ``E_i = Σ_t B · p_i(t)`` expected examples per
+domain (peers.md §6.2), splits it into the schedule's phases, converts it to tokens and epochs,
+runs the real `MixtureSampler` counts to show the realised composition next to the target, and
+lists the guardrail warnings (peers.md §6.13): a domain with p_i·B < 1 is absent from most
+batches; a domain repeated beyond ``max_epochs``; a domain that is never drawn; sizes in tokens
+with no ``tokens_per_example``.
+
+Units. The sampler always draws *examples* (sequences, sentence pairs). Sizes may be declared
+in another unit; ``tokens_per_example`` (tpe, a number or one per domain) converts:
+
+=========================  ===========================  ===================  =====================
+unit of ``sizes``          examples the sampler sees n  "tokens" column      epochs
+=========================  ===========================  ===================  =====================
+examples, documents        size                         samples · tpe        samples / size
+tokens, characters, bytes  ⌊size / tpe⌋                 samples · tpe        samples · tpe / size
+  … with tpe missing       size (one draw = one unit)   samples              samples / size
+=========================  ===========================  ===================  =====================
+
+For character or byte sizes, tpe is "characters (bytes) per example" and the "tokens" column
+counts that unit (`Plan.tokens_unit` says which). The schedule runs on the example counts n,
+exactly as the sampler will; with one tpe for every domain this equals the temperature on the
+declared sizes (p ∝ (s/c)^(1/τ) ∝ s^(1/τ)), with per-domain tpe it does not (the plan notes it).
+A UniMax ``budget`` is therefore in examples: ``total_steps · batch_size`` is the whole run.
+
+Phases come from ``schedule.breakpoints``; a continuous schedule (breakpoints None, or one that
+reads realised counts) is reported in ``segments`` equal stretches. Expected counts are exact
+sums over steps for piecewise-constant schedules; for continuous ones they are summed exactly up
+to 20,000 schedule evaluations and on a stride beyond (the plan notes the stride). The realised
+counts replay the sampler's count step (O(K) per step, no items materialised) for at most
+``max_simulated_steps`` steps (noted when that cuts the run short).
+
+This module imports numpy only; `plot_plan` imports matplotlib lazily.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from itertools import pairwise
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from coolmix.distributions import UniMax
+from coolmix.errors import ConfigError
+from coolmix.mixture import check_sizes, to_mapping
+from coolmix.sampler import MixtureSampler
+from coolmix.schedule import Constant, Context, Event, Schedule, Stages, schedule_from_dict
+from coolmix.types import UNITS, Sizes
+
+__all__ = [
+    "MAX_BATCH_SIZE",
+    "MAX_EVALUATIONS",
+    "MAX_SIMULATED_STEPS",
+    "SEGMENTS",
+    "Curve",
+    "Phase",
+    "Plan",
+    "make_plan",
+    "plot_plan",
+    "write_csv",
+]
+
+SEGMENTS = 4
+"""Continuous schedules are reported in this many equal stretches of the run."""
+
+MAX_EVALUATIONS = 20_000
+"""Schedule evaluations per integration of a continuous schedule; beyond, integrate on a stride."""
+
+MAX_SIMULATED_STEPS = 100_000
+"""Steps of the real sampler replayed for the realised counts (about 10 µs per step)."""
+
+MAX_BATCH_SIZE = 2**24
+"""Largest global batch the planner accepts (the sampler builds each batch as arrays)."""
+
+_EXAMPLE_UNITS = ("examples", "documents")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One reported stretch of the run, steps ``[start, end)``; all mappings are keyed by domain.
+
+    ``samples`` are expected examples, ``tokens`` the same in `Plan.tokens_unit` (None without
+    tokens_per_example), ``epochs`` the repetitions of each domain within the phase and
+    ``cumulative_epochs`` those since step 0 at the phase's end. ``min_per_batch`` is the
+    smallest p_i·B in the phase. ``realised`` holds the sampler's counts when the simulation
+    covered the phase.
+    """
+
+    index: int
+    start: int
+    end: int
+    tau_start: float | None
+    tau_end: float | None
+    probs_start: dict[str, float]
+    probs_end: dict[str, float]
+    min_per_batch: dict[str, float]
+    samples: dict[str, float]
+    tokens: dict[str, float] | None
+    epochs: dict[str, float]
+    cumulative_epochs: dict[str, float]
+    realised: dict[str, int] | None
+
+    @property
+    def steps(self) -> int:
+        return self.end - self.start
+
+    @property
+    def target_share(self) -> dict[str, float]:
+        """Expected share of the phase's examples per domain."""
+        return _share(self.samples)
+
+    @property
+    def realised_share(self) -> dict[str, float] | None:
+        return None if self.realised is None else _share(self.realised)
+
+    @property
+    def label(self) -> str:
+        """The temperature in force, e.g. ``τ=5`` or ``τ=5→1.2`` (``—`` when not a temperature)."""
+        a, b = _tau_text(self.tau_start), _tau_text(self.tau_end)
+        if a is None and b is None:
+            return "—"
+        return f"τ={a}" if a == b else f"τ={a or '—'}→{b or '—'}"
+
+
+class Curve(NamedTuple):
+    """`Plan.curve` output: ``probs[d][j]`` = p_d at ``steps[j]``, ``epochs[d][j]`` cumulative
+    epochs of d through ``steps[j]`` (inclusive), ``tau[j]`` the temperature (NaN if none)."""
+
+    steps: np.ndarray
+    probs: dict[str, np.ndarray]
+    epochs: dict[str, np.ndarray]
+    tau: np.ndarray
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The exposure plan of a mixture schedule over one run (see the module docstring for units).
+
+    Whole-run fields: ``samples`` (expected examples), ``tokens``, ``epochs``, ``target_share``;
+    ``realised`` are the sampler's counts over the first ``simulated_steps`` steps, whose target
+    is ``realised_target``. ``warnings`` are things to fix or accept; ``notes`` explain how the
+    numbers were computed.
+
+    >>> p = make_plan({"a": 990, "b": 10}, 1.0, total_steps=100, batch_size=10)
+    >>> p.samples, p.epochs["b"], p.realised
+    ({'a': 990.0, 'b': 10.0}, 1.0, {'a': 990, 'b': 10})
+    >>> p.warnings[0]
+    'b: p·B = 0.1 < 1 in every phase: absent from about 90% of those batches'
+    """
+
+    names: tuple[str, ...]
+    sizes: dict[str, float]
+    unit: str
+    examples: dict[str, int]
+    tokens_per_example: dict[str, float] | None
+    tokens_unit: str | None
+    schedule: Schedule
+    events: tuple[Event, ...]
+    total_steps: int
+    batch_size: int
+    seed: int
+    composition: str
+    max_epochs: float | None
+    phases: tuple[Phase, ...]
+    piecewise: bool
+    stride: int
+    samples: dict[str, float]
+    tokens: dict[str, float] | None
+    epochs: dict[str, float]
+    target_share: dict[str, float]
+    simulated_steps: int
+    realised: dict[str, int] | None
+    realised_target: dict[str, float] | None
+    warnings: tuple[str, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def realised_share(self) -> dict[str, float] | None:
+        return None if self.realised is None else _share(self.realised)
+
+    @property
+    def max_deviation(self) -> float | None:
+        """max_i |realised_i − target_i| in examples over the simulated steps (≤ 1 when exact)."""
+        if self.realised is None or self.realised_target is None:
+            return None
+        return max(abs(self.realised[n] - self.realised_target[n]) for n in self.names)
+
+    def curve(self, points: int = 200) -> Curve:
+        """p_i(t) and cumulative epochs at ``points`` steps spread evenly over the run."""
+        if isinstance(points, bool) or not isinstance(points, int) or points < 2:
+            raise ConfigError("points", points, "must be an integer >= 2")
+        T, B = self.total_steps, self.batch_size
+        steps = np.unique(np.linspace(0, T - 1, points).round().astype(np.int64))
+        grid = {p.start for p in self.phases} | {T} | set(steps.tolist()) | set((steps + 1).tolist())
+        if not self.piecewise:
+            grid |= set(range(0, T, self.stride))
+        ctx = self._context()
+        per_draw = self._per_draw()
+        sizes = np.array([self.sizes[n] for n in self.names])
+        want = {int(s): j for j, s in enumerate(steps)}
+        probs = np.zeros((len(steps), len(self.names)))
+        cum = np.zeros_like(probs)
+        tau = np.full(len(steps), np.nan)
+        for a, b, p, before in _integrate(self.schedule, ctx, B, sorted(grid)):
+            j = want.get(a)
+            if j is not None:
+                probs[j] = p
+                cum[j] = (before + (b - a) * B * p) * per_draw / sizes
+                t = self.schedule.tau(a, ctx)
+                tau[j] = np.nan if t is None else t
+        return Curve(
+            steps=steps,
+            probs={n: probs[:, i] for i, n in enumerate(self.names)},
+            epochs={n: cum[:, i] for i, n in enumerate(self.names)},
+            tau=tau,
+        )
+
+    @property
+    def whole_run(self) -> Phase:
+        """The whole run as one `Phase` (index -1); ``realised`` only if the simulation covered it."""
+        first, last = self.phases[0], self.phases[-1]
+        return Phase(
+            index=-1,
+            start=0,
+            end=self.total_steps,
+            tau_start=first.tau_start,
+            tau_end=last.tau_end,
+            probs_start=first.probs_start,
+            probs_end=last.probs_end,
+            min_per_batch={n: min(ph.min_per_batch[n] for ph in self.phases) for n in self.names},
+            samples=self.samples,
+            tokens=self.tokens,
+            epochs=self.epochs,
+            cumulative_epochs=self.epochs,
+            realised=self.realised if self.simulated_steps == self.total_steps else None,
+        )
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per (phase, domain), then ``phase = "all"`` rows for the whole run (for CSV)."""
+        out = []
+        for ph in (*self.phases, self.whole_run):
+            target, realised = ph.target_share, ph.realised_share
+            for n in self.names:
+                out.append(
+                    {
+                        "phase": "all" if ph.index < 0 else ph.index,
+                        "start_step": ph.start,
+                        "end_step": ph.end,
+                        "tau_start": _csv_num(ph.tau_start),
+                        "tau_end": _csv_num(ph.tau_end),
+                        "domain": n,
+                        "size": self.sizes[n],
+                        "unit": self.unit,
+                        "examples": self.examples[n],
+                        "p_start": ph.probs_start[n],
+                        "p_end": ph.probs_end[n],
+                        "min_p_times_batch": ph.min_per_batch[n],
+                        "expected_samples": ph.samples[n],
+                        "expected_tokens": "" if ph.tokens is None else ph.tokens[n],
+                        "epochs": ph.epochs[n],
+                        "cumulative_epochs": ph.cumulative_epochs[n],
+                        "target_share": target[n],
+                        "realised_samples": "" if ph.realised is None else ph.realised[n],
+                        "realised_share": "" if realised is None else realised[n],
+                    }
+                )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able summary of every field (τ = ∞ is written as ``"inf"``)."""
+        skip = ("names", "schedule", "events", "phases")
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        out.update(
+            schedule=self.schedule.to_dict(),
+            events=[e.to_dict() for e in self.events],
+            realised_share=self.realised_share,
+            max_deviation=self.max_deviation,
+            phases=[{f.name: getattr(ph, f.name) for f in fields(ph)} for ph in self.phases],
+        )
+        return _jsonable(out)
+
+    def _context(self) -> Context:
+        items = np.array([float(self.examples[n]) for n in self.names])
+        return Context(self.names, items, self.total_steps, self.events)
+
+    def _per_draw(self) -> np.ndarray:
+        """Size units consumed by one example draw (tpe for token-like units, else 1)."""
+        if self.unit in _EXAMPLE_UNITS or self.tokens_per_example is None:
+            return np.ones(len(self.names))
+        return np.array([self.tokens_per_example[n] for n in self.names])
+
+
+def make_plan(
+    sizes: Sizes,
+    schedule: Schedule | float | Mapping[str, Any],
+    total_steps: int,
+    batch_size: int,
+    tokens_per_example: float | Mapping[str, float] | None = None,
+    unit: str = "examples",
+    max_epochs: float | None = None,
+    seed: int = 0,
+    simulate: bool = True,
+    *,
+    composition: str = "exact",
+    events: Sequence[Event] = (),
+    segments: int = SEGMENTS,
+    max_simulated_steps: int = MAX_SIMULATED_STEPS,
+) -> Plan:
+    """Plan the exposure of each domain under ``schedule`` for ``total_steps`` × ``batch_size``.
+
+    E_i = Σ_t B · p_i(t) expected examples (peers.md §6.2), per phase and in total; epochs =
+    E_i · tpe_i / size_i for token-like units, E_i / size_i for example counts. Invalid
+    arguments raise `ConfigError`.
+
+    >>> p = make_plan({"en": 2733e9, "sw": 1e9}, {"kind": "cooldown", "hot": 5, "cold": 1},
+    ...               total_steps=100, batch_size=512, tokens_per_example=1024, unit="tokens")
+    >>> [ph.label for ph in p.phases], round(p.phases[0].epochs["sw"], 6)
+    (['τ=5', 'τ=1'], 0.004468)
+    """
+    names, arr = check_sizes(sizes)
+    if unit not in UNITS:
+        raise ConfigError("unit", unit, f"must be one of {', '.join(UNITS)}")
+    tpe = _per_example(tokens_per_example, names)
+    if max_epochs is not None and (
+        isinstance(max_epochs, bool)
+        or not isinstance(max_epochs, (int, float))
+        or not (math.isfinite(max_epochs) and max_epochs > 0)
+    ):
+        raise ConfigError("max_epochs", max_epochs, "must be a finite number > 0 (or omitted)")
+    if isinstance(segments, bool) or not isinstance(segments, int) or segments < 1:
+        raise ConfigError("segments", segments, "must be an integer >= 1")
+    if isinstance(max_simulated_steps, bool) or not isinstance(max_simulated_steps, int):
+        raise ConfigError("max_simulated_steps", max_simulated_steps, "must be an integer")
+    if isinstance(batch_size, (int, np.integer)) and batch_size > MAX_BATCH_SIZE:
+        raise ConfigError(
+            "batch_size", batch_size, f"must be <= {MAX_BATCH_SIZE:,} (batches are materialised)"
+        )
+    warnings: list[str] = []
+    notes: list[str] = []
+
+    # -- units: sizes -> example counts the sampler draws from -----------------------------------
+    token_like = unit not in _EXAMPLE_UNITS
+    if token_like and tpe is not None:
+        items = np.floor(arr / tpe)
+        for n, s, k, c in zip(names, arr, items, tpe):
+            if k < 1:
+                raise ConfigError(f"sizes.{n}", float(s), f"smaller than one example of {c:g} {unit}")
+        per_draw, tokens_unit = tpe, unit
+    else:
+        for n, s in zip(names, arr):
+            if s != math.floor(s):
+                what = "a count of examples" if not token_like else f"a count of {unit}"
+                raise ConfigError(f"sizes.{n}", float(s), f"{what} must be an integer")
+        items, per_draw = arr.copy(), np.ones(len(names))
+        tokens_unit = "tokens" if tpe is not None else (unit if token_like else None)
+        if token_like:
+            warnings.append(
+                f"sizes are in {unit} but tokens_per_example is missing: planning as if every "
+                f"example were one {unit[:-1]}, so samples and epochs are per {unit[:-1]}"
+            )
+    for n, s, k in zip(names, arr, items):
+        if k >= 2**62:
+            raise ConfigError(f"sizes.{n}", float(s), "too large: the sampler holds at most 2**62 examples")
+    if tpe is not None and len(set(tpe.tolist())) > 1:
+        notes.append(
+            "tokens_per_example differs across domains: probabilities are per example draw "
+            "(computed on example counts), so token shares differ from example shares"
+        )
+
+    # -- validation through the real sampler ------------------------------------------------------
+    sched = schedule if isinstance(schedule, Schedule) else schedule_from_dict(schedule)
+    sampler = MixtureSampler(
+        dict(zip(names, items.astype(np.int64).tolist())),
+        sched,
+        total_steps,
+        batch_size,
+        seed,
+        composition,
+    )
+    for e in events:
+        sampler.record_event(e.name, e.step, **e.info)
+    T, B = sampler.total_steps, sampler.batch_size
+    ctx = Context(names, items, T, sampler.events)
+
+    # -- phases and the integration grid ----------------------------------------------------------
+    bp = None if sched.needs_counts else sched.breakpoints(ctx)
+    piecewise = bp is not None
+    if bp is None:
+        k = min(segments, T)
+        bounds = sorted({round(T * i / k) for i in range(k + 1)})
+    else:
+        if isinstance(sched, Stages):
+            starts = [0, *bp]  # phase k runs from starts[k] to starts[k + 1] (the last one to T)
+            for k in range(1, len(starts) - 1):
+                if starts[k + 1] < starts[k]:
+                    raise ConfigError(
+                        f"schedule.starts[{k + 1}]",
+                        sched.starts[k + 1],
+                        f"phases out of order at total_steps={T:,} (step {starts[k + 1]:,} after "
+                        f"{starts[k]:,})",
+                    )
+            for k in range(len(starts) - 1):
+                if starts[k + 1] == starts[k]:
+                    warnings.append(f"schedule phase {k} is empty at total_steps={T:,}")
+        bounds = [0, *sorted({b for b in bp if 0 < b < T}), T]
+        beyond = sorted({b for b in bp if b >= T})
+        if beyond:
+            warnings.append(
+                f"schedule boundary at step {beyond[0]:,} is at or beyond total_steps={T:,}: "
+                "that phase never starts"
+            )
+    stride = 1 if piecewise or T <= MAX_EVALUATIONS else math.ceil(T / MAX_EVALUATIONS)
+    if stride > 1:
+        notes.append(f"continuous schedule integrated on a stride of {stride} steps (approximate)")
+    S = min(T, max(0, max_simulated_steps)) if simulate else 0
+    grid = set(bounds) | {b - 1 for b in bounds[1:]} | {S}
+    if not piecewise:
+        grid |= set(range(0, T, stride))
+
+    P, K = len(bounds) - 1, len(names)
+    samples = np.zeros((P, K))
+    min_pb = np.full((P, K), np.inf)
+    p_start: list[np.ndarray] = [np.zeros(K)] * P
+    p_end: list[np.ndarray] = [np.zeros(K)] * P
+    tau_start: list[float | None] = [None] * P
+    tau_end: list[float | None] = [None] * P
+    cap = None if max_epochs is None else max_epochs * arr / per_draw  # in examples
+    crossed = np.full(K, -1, dtype=np.int64)
+    prefix_target = np.zeros(K)
+    for a, b, p, before in _integrate(sched, ctx, B, sorted(grid)):
+        k = bisect.bisect_right(bounds, a) - 1
+        if a == bounds[k]:
+            p_start[k], tau_start[k] = p, sched.tau(a, ctx)
+        if b == bounds[k + 1]:
+            p_end[k], tau_end[k] = p, sched.tau(a, ctx)
+        if a == S:
+            prefix_target = before
+        drawn = (b - a) * B * p
+        samples[k] += drawn
+        min_pb[k] = np.minimum(min_pb[k], B * p)
+        if cap is not None:
+            hit = np.flatnonzero((crossed < 0) & (before + drawn > cap))
+            for i in hit:
+                x = (cap[i] - before[i]) / (B * p[i])
+                crossed[i] = a + math.floor(x + 1e-9 * max(1.0, x))  # first t with draws > cap
+    if S == T:
+        prefix_target = samples.sum(axis=0)
+
+    # -- the real sampler's counts ----------------------------------------------------------------
+    snapshots: dict[int, np.ndarray] = {}
+    realised_target = prefix_target
+    if S:
+        sim_target = np.zeros(K)
+        starts = set(bounds)
+        for t in range(S):
+            if t in starts:
+                snapshots[t] = sampler._cursors.copy()
+            if sched.needs_counts:  # p(t) depends on what was drawn: track the sampler's own target
+                sim_target += B * sched.probs(t, sampler._ctx)
+            sampler._advance(t)  # the count step of `batch(t)`, without materialising items
+        snapshots[S] = sampler._cursors.copy()
+        if sched.needs_counts:
+            realised_target = sim_target
+        if S < T:
+            notes.append(f"realised counts simulated for the first {S:,} of {T:,} steps")
+
+    # -- assemble ---------------------------------------------------------------------------------
+    def m(values: np.ndarray) -> dict[str, float]:
+        return to_mapping(names, values)
+
+    cum = np.cumsum(samples, axis=0)
+    phases = []
+    for k in range(P):
+        a, b = bounds[k], bounds[k + 1]
+        phases.append(
+            Phase(
+                index=k,
+                start=a,
+                end=b,
+                tau_start=tau_start[k],
+                tau_end=tau_end[k],
+                probs_start=m(p_start[k]),
+                probs_end=m(p_end[k]),
+                min_per_batch=m(min_pb[k]),
+                samples=m(samples[k]),
+                tokens=None if tokens_unit is None else m(samples[k] * _tok(tpe, K)),
+                epochs=m(samples[k] * per_draw / arr),
+                cumulative_epochs=m(cum[k] * per_draw / arr),
+                realised=(
+                    _ints(names, snapshots[b] - snapshots[a]) if a in snapshots and b in snapshots else None
+                ),
+            )
+        )
+    total = samples.sum(axis=0)
+    epochs = total * per_draw / arr
+    warnings += _warnings(names, phases, B, composition, epochs, max_epochs, crossed, total, sched, T * B)
+    return Plan(
+        names=names,
+        sizes=m(arr),
+        unit=unit,
+        examples=_ints(names, items),
+        tokens_per_example=None if tpe is None else m(tpe),
+        tokens_unit=tokens_unit,
+        schedule=sched,
+        events=sampler.events,
+        total_steps=T,
+        batch_size=B,
+        seed=sampler.seed,
+        composition=composition,
+        max_epochs=None if max_epochs is None else float(max_epochs),
+        phases=tuple(phases),
+        piecewise=piecewise,
+        stride=stride,
+        samples=m(total),
+        tokens=None if tokens_unit is None else m(total * _tok(tpe, K)),
+        epochs=m(epochs),
+        target_share=m(total / total.sum()),
+        simulated_steps=S,
+        realised=_ints(names, snapshots[S]) if S else None,
+        realised_target=m(realised_target) if S else None,
+        warnings=tuple(warnings),
+        notes=tuple(notes),
+    )
+
+
+def _integrate(
+    schedule: Schedule, ctx: Context, batch_size: int, grid: Sequence[int]
+) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """Blocks ``[a, b)`` of ``grid`` with p = p(a) held over the block and the expected counts
+    drawn before ``a``; exposure-driven schedules see those expected counts as ``ctx.seen``."""
+    cum = np.zeros(len(ctx.names))
+    for a, b in pairwise(grid):
+        if schedule.needs_counts:
+            ctx.seen = cum
+        p = schedule.probs(a, ctx)
+        yield a, b, p, cum
+        cum = cum + (b - a) * batch_size * p
+
+
+def _warnings(
+    names: tuple[str, ...],
+    phases: list[Phase],
+    B: int,
+    composition: str,
+    epochs: np.ndarray,
+    max_epochs: float | None,
+    crossed: np.ndarray,
+    total: np.ndarray,
+    schedule: Schedule,
+    run_examples: int,
+) -> list[str]:
+    out = []
+    for i, n in enumerate(names):
+        if total[i] == 0:
+            out.append(f"{n}: probability 0 for the whole run: never sampled")
+            continue
+        low = [ph for ph in phases if 0 < ph.min_per_batch[n] < 1]
+        if low:
+            pb = min(ph.min_per_batch[n] for ph in low)
+            where = (
+                "every phase"
+                if len(low) == len(phases)
+                else ", ".join(
+                    f"phase {ph.index} (steps {ph.start:,}–{ph.end - 1:,}, {ph.label})" for ph in low
+                )
+            )
+            # exact composition puts the domain in about p·B of the batches; iid in 1 − (1 − p)^B
+            absent = 1 - pb if composition == "exact" else (1 - pb / B) ** B
+            out.append(f"{n}: p·B = {pb:.2g} < 1 in {where}: absent from about {absent:.0%} of those batches")
+        if max_epochs is not None and epochs[i] > max_epochs * (1 + 1e-9):
+            out.append(
+                f"{n}: {epochs[i]:.3g} epochs over the run exceed max_epochs={max_epochs:g} "
+                f"(crossed at step ≈{int(crossed[i]):,})"
+            )
+    for d in _dists(schedule):
+        if isinstance(d, UniMax) and not math.isclose(d.budget, run_examples, rel_tol=0.01):
+            out.append(
+                f"unimax budget={d.budget:,.0f} examples but the run draws {run_examples:,} "
+                "(total_steps × batch_size): its epoch caps hold for the budget, not the run"
+            )
+    return out
+
+
+def _dists(schedule: Schedule) -> list[Any]:
+    if isinstance(schedule, Constant):
+        return [schedule.dist]
+    if isinstance(schedule, Stages):
+        return list(schedule.dists)
+    return []
+
+
+def _per_example(tpe: Any, names: tuple[str, ...]) -> np.ndarray | None:
+    """tokens_per_example: None, one number for all domains, or a mapping with every domain."""
+    field = "tokens_per_example"
+    if tpe is None:
+        return None
+    if isinstance(tpe, Mapping):
+        unknown = [k for k in tpe if k not in names]
+        if unknown:
+            raise ConfigError(
+                f"{field}.{unknown[0]}", tpe[unknown[0]], f"unknown domain; known: {', '.join(names)}"
+            )
+        missing = [n for n in names if n not in tpe]
+        if missing:
+            raise ConfigError(field, dict(tpe), f"no value for domain {missing[0]!r}; give one per domain")
+        values = [(f"{field}.{n}", tpe[n]) for n in names]
+    else:
+        values = [(field, tpe)] * len(names)
+    out = []
+    for f, v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise ConfigError(f, v, "must be a number > 0")
+        if not (math.isfinite(float(v)) and float(v) > 0):
+            raise ConfigError(f, v, "must be finite and > 0")
+        out.append(float(v))
+    return np.array(out)
+
+
+def _tok(tpe: np.ndarray | None, k: int) -> np.ndarray:
+    return np.ones(k) if tpe is None else tpe
+
+
+def _ints(names: tuple[str, ...], values: np.ndarray) -> dict[str, int]:
+    return {n: int(v) for n, v in zip(names, values)}
+
+
+def _share(counts: Mapping[str, float]) -> dict[str, float]:
+    total = float(sum(counts.values()))
+    return {n: (float(v) / total if total else 0.0) for n, v in counts.items()}
+
+
+def _tau_text(tau: float | None) -> str | None:
+    if tau is None:
+        return None
+    return "∞" if math.isinf(tau) else f"{tau:.3g}"
+
+
+def _csv_num(x: float | None) -> float | str:
+    return "" if x is None else ("inf" if math.isinf(x) else x)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return "inf" if math.isinf(x) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def write_csv(plan: Plan, path: str | Path) -> Path:
+    """Write `Plan.rows` as CSV (one row per phase × domain, plus whole-run ``all`` rows)."""
+    path = Path(path)
+    rows = plan.rows()
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def plot_plan(plan: Plan, path: str | Path, points: int = 400) -> Path:
+    """PNG: stacked p_i(t) with the τ in force per phase, and cumulative epochs (log scale)."""
+    from matplotlib.figure import Figure  # lazy: the core stays numpy-only
+
+    path = Path(path)
+    c = plan.curve(points)
+    fig = Figure(figsize=(10, 7), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    top.stackplot(c.steps, *[c.probs[n] for n in plan.names], labels=plan.names, alpha=0.85)
+    top.set_ylim(0, 1)
+    top.set_ylabel("p_i(t) (stacked)")
+    top.set_xlim(0, plan.total_steps)
+    for ph in plan.phases:
+        if ph.start > 0:
+            for ax in (top, bottom):
+                ax.axvline(ph.start, color="black", lw=0.8, ls="--")
+        top.text(
+            (ph.start + ph.end) / 2,
+            1.01,
+            ph.label,
+            transform=top.get_xaxis_transform(),
+            ha="center",
+            va="bottom",
+            fontsize=9,
+        )
+    top.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    for n in plan.names:
+        bottom.plot(c.steps, c.epochs[n], label=n)
+    if plan.max_epochs is not None:
+        bottom.axhline(plan.max_epochs, color="red", ls=":", lw=1.2, label=f"max_epochs={plan.max_epochs:g}")
+    final = [v[-1] for v in c.epochs.values() if v[-1] > 0]
+    if final:
+        bottom.set_yscale("log", nonpositive="mask")
+        low = min(final) / 100  # the first steps' tiny values would squash the rest
+        bottom.set_ylim(bottom=low if plan.max_epochs is None else min(low, plan.max_epochs / 10))
+    bottom.set_ylabel("cumulative epochs")
+    bottom.set_xlabel("step")
+    bottom.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    bottom.grid(True, which="major", alpha=0.3)
+    fig.suptitle(
+        f"{plan.schedule.kind}: {plan.total_steps:,} steps × {plan.batch_size:,} examples",
+        fontsize=11,
+    )
+    fig.savefig(path, dpi=110)
+    return path

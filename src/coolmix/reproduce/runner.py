@@ -1,0 +1,242 @@
+"""Run a preset's experiments: expand to runs, skip finished ones by config hash, run the rest.
+
+Each run trains through `coolmix.train.train` into ``<out>/runs/<experiment>/<method>-s<seed>-<hash>``
+and leaves ``result.json`` (its final metrics record) when it finishes; a rerun skips finished
+runs and resumes unfinished ones from their last checkpoint (``force=True`` retrains).
+Runs go to a pool of worker processes (one torch thread each: on 2 cores, two 1-thread runs
+beat one 2-thread run); corpora and tokenizers are built once, before the pool starts.
+DoReMi is three runs: the τ=1 reference, a Group-DRO proxy, and the main run on its weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coolmix.reproduce.methods import balance_for, high_resource
+from coolmix.reproduce.specs import Experiment, Preset
+
+__all__ = ["RunSpec", "expand", "run_preset"]
+
+RESULT_FILE = "result.json"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of an experiment; ``needs`` names runs whose results shape its config."""
+
+    experiment: str
+    method: str
+    seed: int
+    config: Mapping[str, Any]
+    role: str = "main"  # "main" | "proxy" (DoReMi's proxy)
+    needs: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return f"{self.experiment}/{self.method}{'-proxy' if self.role == 'proxy' else ''}/s{self.seed}"
+
+
+def _sizes(exp: Experiment) -> dict[str, int]:
+    sizes = exp.base["data"].get("train_sizes")
+    if sizes:
+        return dict(sizes)
+    # natural sizes (gettext): read from the built corpus
+    from coolmix.data import CorpusSpec, load_corpus
+
+    cache = exp.base.get("run", {}).get("cache_dir") or None
+    return load_corpus(CorpusSpec.from_dict(exp.base["data"]), cache_dir=cache).sizes("train")
+
+
+def expand(exp: Experiment, sizes: Mapping[str, int]) -> list[RunSpec]:
+    """The runs of one experiment (DoReMi adds a proxy run and depends on the τ=1 reference)."""
+    run = exp.base["run"]
+    steps, batch = int(run["total_steps"]), int(run["batch_size"])
+    high = high_resource(sizes)
+    low = tuple(k for k in sizes if k not in high)
+    specs: list[RunSpec] = []
+    for seed in exp.seeds:
+        for method in exp.methods:
+            cfg = _with(exp.base, seed)
+            if method == "doremi":
+                ref = _with(exp.base, seed, balance=balance_for("tau1", sizes, steps, batch, high))
+                ref_id = RunSpec(exp.key, "tau1", seed, ref).id
+                if "tau1" not in exp.methods:
+                    specs.append(RunSpec(exp.key, "tau1", seed, ref))
+                proxy_cfg = _with(
+                    exp.base,
+                    seed,
+                    balance={"sample": 1.0},
+                    doremi={"reference": ref_id, "eta": 1.0, "smoothing": 1e-3},
+                )
+                proxy = RunSpec(exp.key, "doremi", seed, proxy_cfg, role="proxy", needs=(ref_id,))
+                specs.append(proxy)
+                specs.append(RunSpec(exp.key, "doremi", seed, cfg, needs=(proxy.id,)))
+                continue
+            cfg["balance"] = balance_for(method, sizes, steps, batch, high)
+            if method == "adaptive":
+                cfg["adaptive"] = {
+                    "domains": list(low),
+                    "mode": "any",
+                    "margin": 0.01,
+                    "patience": 2,
+                    "min_evals": 3,
+                    "smoothing": 0.3,
+                }
+            specs.append(RunSpec(exp.key, method, seed, cfg))
+    return specs
+
+
+def _with(base: Mapping[str, Any], seed: int, **sections: Any) -> dict[str, Any]:
+    cfg = json.loads(json.dumps(base))
+    cfg["run"]["seed"] = seed
+    cfg.update(json.loads(json.dumps(sections)))
+    return cfg
+
+
+@dataclass
+class RunResult:
+    spec: RunSpec
+    dir: Path
+    record: dict[str, Any]
+    seconds: float
+    cached: bool
+
+
+@dataclass
+class Progress:
+    """Callbacks for the CLI's progress display (no-ops by default)."""
+
+    start: Callable[[int], None] = lambda total: None
+    done: Callable[[RunResult], None] = lambda result: None
+    note: Callable[[str], None] = lambda text: None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_dir(out: Path, spec: RunSpec, cfg_hash: str) -> Path:
+    tag = f"{spec.method}{'-proxy' if spec.role == 'proxy' else ''}-s{spec.seed}-{cfg_hash[:8]}"
+    return out / "runs" / spec.experiment / tag
+
+
+def run_preset(
+    preset: Preset,
+    out: Path,
+    force: bool = False,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> dict[str, RunResult]:
+    """Run (or load) every run of the preset; returns results keyed by run id."""
+    from coolmix.train import TrainConfig, config_hash
+
+    progress = progress or Progress()
+    out.mkdir(parents=True, exist_ok=True)
+    specs: list[RunSpec] = []
+    for exp in preset.experiments:
+        progress.note(f"preparing data for {exp.key}")
+        specs.extend(expand(exp, _sizes(exp)))
+    _warm_caches(specs, progress)
+    progress.start(len(specs))
+    results: dict[str, RunResult] = {}
+    pending = list(specs)
+    running: dict[Future, tuple[RunSpec, Path, float]] = {}
+    n_workers = workers or preset.workers
+    with ProcessPoolExecutor(max_workers=n_workers, mp_context=_mp_context()) as pool:
+        while pending or running:
+            for spec in [s for s in pending if all(n in results for n in s.needs)]:
+                pending.remove(spec)
+                cfg_dict = _resolve(spec, results)
+                cfg = TrainConfig.from_dict(cfg_dict)
+                d = run_dir(out, spec, config_hash(cfg))
+                done_file = d / RESULT_FILE
+                if done_file.is_file() and not force:
+                    results[spec.id] = RunResult(spec, d, json.loads(done_file.read_text()), 0.0, True)
+                    progress.done(results[spec.id])
+                    continue
+                if force and done_file.exists():
+                    done_file.unlink()
+                fut = pool.submit(_train_one, cfg_dict, str(d), force)
+                running[fut] = (spec, d, time.perf_counter())
+            if not running:
+                if pending:  # dependencies that can never be met
+                    raise RuntimeError(f"unsatisfiable run dependencies: {[s.id for s in pending]}")
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                spec, d, t0 = running.pop(fut)
+                record = fut.result()
+                (d / RESULT_FILE).write_text(json.dumps(record, indent=1, default=str))
+                results[spec.id] = RunResult(spec, d, record, time.perf_counter() - t0, False)
+                progress.done(results[spec.id])
+    return results
+
+
+def _resolve(spec: RunSpec, results: Mapping[str, RunResult]) -> dict[str, Any]:
+    """Fill in what depends on earlier runs: DoReMi's reference checkpoint and learned weights."""
+    cfg = json.loads(json.dumps(spec.config))
+    if spec.role == "proxy":
+        cfg["doremi"]["reference"] = str(results[spec.needs[0]].dir)
+    elif spec.method == "doremi":
+        weights = results[spec.needs[0]].record["doremi"]["average"]
+        cfg["balance"] = {"sample": {"kind": "explicit", "weights": weights}}
+    return cfg
+
+
+def _warm_caches(specs: list[RunSpec], progress: Progress) -> None:
+    """Build each distinct corpus and tokenizer once in this process, before workers need them."""
+    from coolmix.data import CorpusSpec, load_corpus
+    from coolmix.data.tokenizer import train_tokenizer
+    from coolmix.train import TrainConfig
+
+    seen = set()
+    for spec in specs:
+        cfg = TrainConfig.from_dict(_placeholder(spec))
+        key = json.dumps(
+            [cfg.data, cfg.tokenizer.vocab_size, cfg.tokenizer.tau, cfg.tokenizer.seed], sort_keys=True
+        )
+        if key in seen:
+            continue
+        seen.add(key)
+        progress.note(f"building corpus {cfg.data.get('name')} and its tokenizer")
+        cache = cfg.run.cache_dir or None
+        corpus = load_corpus(CorpusSpec.from_dict(cfg.data), cache_dir=cache)
+        train_tokenizer(
+            corpus,
+            vocab_size=cfg.tokenizer.vocab_size,
+            tau=cfg.tokenizer.tau,
+            seed=cfg.tokenizer.seed,
+            cache_dir=cache,
+        )
+
+
+def _placeholder(spec: RunSpec) -> dict[str, Any]:
+    cfg = json.loads(json.dumps(spec.config))
+    if spec.role == "proxy":
+        cfg["doremi"]["reference"] = "-"
+    return cfg
+
+
+def _mp_context():
+    import multiprocessing
+
+    return multiprocessing.get_context("spawn")
+
+
+_CACHE: Any = None
+
+
+def _train_one(cfg_dict: Mapping[str, Any], out_dir: str, force: bool) -> dict[str, Any]:
+    """Worker: train one run (resuming a partial one) and return its final record."""
+    global _CACHE
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from coolmix.train import DataCache, TrainConfig, train
+
+    if _CACHE is None:
+        _CACHE = DataCache()  # per worker process: corpora and tokenizers load once per worker
+    cfg = TrainConfig.from_dict(cfg_dict)
+    return train(cfg, out_dir, resume=not force, cache=_CACHE)

@@ -1,0 +1,17 @@
+"""The trainer: one loop for LM and MT, single process or DDP under torchrun (imports torch).
+
+    >>> from coolmix.train import train, load_config, DataCache      # doctest: +SKIP
+    >>> cfg = load_config("configs/train/lm_bible_scalarization.toml", ["run.total_steps=200"])
+    >>> result = train(cfg, "runs/lm_s5", cache=DataCache())
+    >>> result["dev"]["loss"]                                        # {"en": 4.1, "it": ..., ...}
+
+Modules: `config` (TrainConfig), `tasks` (LM/MT batching, evaluation), `loop` (`train`),
+`checkpoint` (atomic, checksummed, exact resume), `distributed` (torchrun), `metrics` (sinks).
+"""
+
+from coolmix.train.config import TrainConfig, config_hash, load_config
+from coolmix.train.loop import train
+from coolmix.train.metrics import MetricSink, read_records
+from coolmix.train.tasks import DataCache
+
+__all__ = ["DataCache", "MetricSink", "TrainConfig", "config_hash", "load_config", "read_records", "train"]

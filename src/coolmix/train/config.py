@@ -1,0 +1,301 @@
+"""`TrainConfig`: the trainer's typed, frozen config, one dataclass per TOML section.
+
+Sections: ``[data]`` (CorpusSpec fields, validated by the data layer), ``[tokenizer]``,
+``[model]`` (passed to ``build_model``), ``[task]`` (sequence lengths), ``[balance]`` (what is
+sampled and what is optimised), ``[optim]`` and ``[run]``. Defaults live beside each field; the
+attribute docstrings double as documentation. Unknown keys and bad values raise a one-line
+`ConfigError` naming the dotted field (``run.total_steps=0: must be an integer > 0``).
+
+This module imports no torch, so configs can be validated anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from coolmix.config import apply_overrides, build, dump_toml, load_file, to_dict
+from coolmix.distributions import Distribution, distribution_from_dict
+from coolmix.errors import ConfigError
+from coolmix.schedule import Schedule, schedule_from_dict
+
+__all__ = [
+    "OPERATIONAL_FIELDS",
+    "BalanceConfig",
+    "OptimConfig",
+    "RunConfig",
+    "TaskConfig",
+    "TokenizerConfig",
+    "TrainConfig",
+    "config_hash",
+    "load_config",
+]
+
+# Fields that change how a run is executed or recorded but not the trajectory it computes; they
+# are left out of the config hash, so a run may be resumed with more threads or another `keep`.
+OPERATIONAL_FIELDS = frozenset(
+    {"run.threads", "run.keep", "run.checkpoint_every", "run.log_every", "run.cache_dir", "run.tensorboard"}
+)
+
+
+def _positive_int(value: Any, name: str, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(name, value, f"must be an integer >= {minimum}")
+
+
+def _number_in(value: float, name: str, lo: float, hi: float, *, lo_open: bool = False) -> None:
+    ok = (lo < value if lo_open else lo <= value) and value <= hi and math.isfinite(value)
+    if not ok:
+        left = "(" if lo_open else "["
+        raise ConfigError(name, value, f"must lie in {left}{lo}, {hi}]")
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """The BPE tokenizer trained on the training split (cached by corpus fingerprint)."""
+
+    vocab_size: int = 4000
+    """Vocabulary size, language tags included. On CPU the output softmax dominates: keep 2–8k."""
+    tau: float = 5.0
+    """Temperature of the text mix the tokenizer is trained on, so small languages get merges."""
+    seed: int = 0
+    """Tokenizer seed; fixed apart from the run seed so that seeds of a grid share one vocabulary."""
+
+    def __post_init__(self) -> None:
+        _positive_int(self.vocab_size, "tokenizer.vocab_size", 64)
+        _number_in(self.tau, "tokenizer.tau", 0.0, math.inf, lo_open=True)
+        _positive_int(self.seed, "tokenizer.seed", 0)
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """How text becomes fixed-size arrays (nothing is packed; one example = one line or pair)."""
+
+    seq_len: int = 64
+    """LM: tokens per example, ``<2xx> text <eos>`` truncated to this length (the tag is never a target)."""
+    src_len: int = 48
+    """MT: source tokens, ``text <eos>`` truncated to this length."""
+    tgt_len: int = 48
+    """MT: target tokens, ``text <eos>``, after the ``<2xx>`` tag that starts the decoder input."""
+    decode_len: int = 0
+    """MT: most tokens to generate when decoding dev/test (0: ``tgt_len``)."""
+    beam_size: int = 1
+    """MT: beam size for dev/test decoding (1: greedy)."""
+
+    def __post_init__(self) -> None:
+        for name in ("seq_len", "src_len", "tgt_len"):
+            _positive_int(getattr(self, name), f"task.{name}", 2)
+        _positive_int(self.decode_len, "task.decode_len", 0)
+        _positive_int(self.beam_size, "task.beam_size", 1)
+
+
+@dataclass(frozen=True)
+class BalanceConfig:
+    """What is sampled (``sample``) and what is optimised (``target``); Li et al. 2025 §2.
+
+    - temperature sampling: ``sample = 5``, ``target = "none"`` (every loss weight is 1);
+    - scalarization: ``sample = 1``, ``target = 5`` → w_i = p_5,i / p_1,i (Theorem 1);
+    - Cooldown: ``sample = {kind = "cooldown", hot = 5, cold = 1, at = 0.5}``.
+
+    With a scheduled ``sample`` and a ``target``, weights are recomputed whenever p(t) changes.
+    """
+
+    sample: Any = 1.0
+    """Sampling schedule: a τ number, ``"inf"``, a distribution table or a schedule table."""
+    target: Any = "none"
+    """Distribution the loss is re-weighted towards (a τ number or table), or ``"none"``."""
+    reduction: Literal["mean", "self_normalized", "sum"] = "mean"
+    """How weighted per-example losses are reduced over the *global* batch (see `weighted_loss`)."""
+    composition: Literal["exact", "iid"] = "exact"
+    """Per-batch domain counts: largest remainder (``exact``) or independent draws (``iid``)."""
+
+    def __post_init__(self) -> None:
+        self.schedule()
+        self.target_dist()
+
+    def schedule(self) -> Schedule:
+        """The sampling schedule (raises ConfigError naming ``balance.sample``)."""
+        with _field_prefix("balance.sample"):
+            return schedule_from_dict(self.sample, "balance.sample")
+
+    def target_dist(self) -> Distribution | None:
+        """The re-weighting target, or None for plain sampling (all weights 1)."""
+        if isinstance(self.target, str) and self.target == "none":
+            return None
+        with _field_prefix("balance.target"):
+            return distribution_from_dict(self.target, "balance.target")
+
+
+@contextmanager
+def _field_prefix(prefix: str) -> Iterator[None]:
+    """Re-raise a core ConfigError (``tau=-1``) under the config field it came from."""
+    try:
+        yield
+    except ConfigError as e:
+        if e.field.startswith(prefix):
+            raise
+        raise ConfigError(f"{prefix}.{e.field}", e.value, e.why) from None
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warmup, then inverse-sqrt, cosine or constant learning rate."""
+
+    lr: float = 1e-3
+    """Peak learning rate (reached at the end of warmup)."""
+    warmup: int = 100
+    """Linear warmup steps from lr/warmup to lr."""
+    schedule: Literal["inverse_sqrt", "cosine", "constant"] = "inverse_sqrt"
+    """After warmup: lr·sqrt(warmup/step) (Vaswani et al.), cosine down to ``final_lr``, or flat."""
+    final_lr: float = 0.1
+    """Cosine only: the final lr as a fraction of ``lr``."""
+    weight_decay: float = 0.01
+    """Decoupled weight decay on matrices and embeddings (never on biases or norms)."""
+    betas: tuple[float, ...] = (0.9, 0.98)
+    """AdamW (β1, β2)."""
+    eps: float = 1e-8
+    """AdamW ε."""
+    clip: float = 1.0
+    """Clip the global gradient norm to this value (0: no clipping)."""
+    label_smoothing: float = 0.0
+    """Label smoothing of the per-token cross-entropy."""
+
+    def __post_init__(self) -> None:
+        _number_in(self.lr, "optim.lr", 0.0, 10.0, lo_open=True)
+        _positive_int(self.warmup, "optim.warmup", 0)
+        _number_in(self.final_lr, "optim.final_lr", 0.0, 1.0)
+        _number_in(self.weight_decay, "optim.weight_decay", 0.0, 10.0)
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError("optim.betas", list(self.betas), "must be two numbers in [0, 1)")
+        _number_in(self.eps, "optim.eps", 0.0, 1.0, lo_open=True)
+        _number_in(self.clip, "optim.clip", 0.0, math.inf)
+        _number_in(self.label_smoothing, "optim.label_smoothing", 0.0, 0.999)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Run length, batching, evaluation, checkpoints and execution settings."""
+
+    total_steps: int = 1000
+    """Optimizer steps. Fractional schedule boundaries (Cooldown ``at = 0.5``) are fractions of this."""
+    batch_size: int = 32
+    """Global batch size in examples (split evenly over ranks under torchrun)."""
+    seed: int = 0
+    """Seed of the sampler, the model init and dropout (counter-based per step and rank)."""
+    eval_every: int = 200
+    """Evaluate on dev every this many steps (and always at the end)."""
+    eval_batches: int = 4
+    """Dev/test batches (of ``batch_size``) evaluated per domain; 0: the whole split."""
+    max_decode: int = 100
+    """MT: dev/test sentences decoded per language for chrF/BLEU (0: no decoding)."""
+    test: bool = True
+    """Evaluate the test split at the end."""
+    checkpoint_every: int = 0
+    """Checkpoint every this many steps (0: at every eval); always at the end."""
+    keep: int = 2
+    """Checkpoints kept (the newest)."""
+    bf16: bool = False
+    """bfloat16 autocast for forward and loss (CPUs with avx512_bf16 gain 1.3–1.6×)."""
+    threads: int = 0
+    """torch.set_num_threads for this run (0: leave torch's setting)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """``auto``: CUDA when available (NCCL under torchrun), else CPU (gloo)."""
+    log_every: int = 10
+    """Console progress refresh interval in steps (metrics.jsonl gets one record per eval)."""
+    tensorboard: bool = False
+    """Also write TensorBoard scalars to ``<out>/tb`` (needs the ``tensorboard`` package)."""
+    cache_dir: str = ""
+    """Where corpora and tokenizers are cached on disk ("": the data layer's default)."""
+
+    def __post_init__(self) -> None:
+        _positive_int(self.total_steps, "run.total_steps")
+        _positive_int(self.batch_size, "run.batch_size")
+        _positive_int(self.seed, "run.seed", 0)
+        _positive_int(self.eval_every, "run.eval_every")
+        for name in ("eval_batches", "max_decode", "checkpoint_every", "threads"):
+            _positive_int(getattr(self, name), f"run.{name}", 0)
+        _positive_int(self.keep, "run.keep")
+        _positive_int(self.log_every, "run.log_every")
+
+    @property
+    def checkpoint_interval(self) -> int:
+        return self.checkpoint_every or self.eval_every
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Build with `TrainConfig.from_dict` / `load_config`, never by hand-parsing."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    """CorpusSpec fields (name, langs, train_sizes | ratios + max_train, dev_size, test_size, ...)."""
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: dict[str, Any] = field(default_factory=dict)
+    """Passed to ``build_model(task, model, vocab_size)``."""
+    task: TaskConfig = field(default_factory=TaskConfig)
+    balance: BalanceConfig = field(default_factory=BalanceConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        if not self.data:
+            raise ConfigError("data", self.data, "a [data] table (at least name and langs) is required")
+        self.corpus_spec()
+
+    def corpus_spec(self) -> Any:
+        """``[data]`` as a `coolmix.data.CorpusSpec` (errors name the ``data.`` field)."""
+        from coolmix.data import CorpusSpec
+
+        try:
+            return CorpusSpec.from_dict(self.data)
+        except ConfigError as e:
+            field = e.field.removeprefix("corpus.").removeprefix("data.")
+            raise ConfigError(f"data.{field}", e.value, e.why) from None
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> TrainConfig:
+        return build(TrainConfig, d)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain nested dict (TOML/JSON-able); `from_dict(as_dict())` gives an equal config."""
+        return to_dict(self)
+
+    def replace(self, **sections: Any) -> TrainConfig:
+        """A copy with whole sections replaced, or dotted overrides via ``overrides=[...]``."""
+        overrides: Sequence[str] = sections.pop("overrides", ())
+        d = self.as_dict()
+        d.update({k: to_dict(v) for k, v in sections.items()})
+        return TrainConfig.from_dict(apply_overrides(d, overrides))
+
+    def to_toml(self) -> str:
+        return dump_toml(self.as_dict())
+
+
+def load_config(path: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()) -> TrainConfig:
+    """A TOML/YAML file (or a dict) plus ``a.b=value`` overrides -> validated `TrainConfig`.
+
+    >>> cfg = load_config({"data": {"name": "bible", "langs": ["en", "sw"]}}, ["run.total_steps=50"])
+    >>> cfg.run.total_steps, cfg.balance.reduction
+    (50, 'mean')
+    """
+    raw = load_file(path) if isinstance(path, (str, Path)) else dict(path)
+    return TrainConfig.from_dict(apply_overrides(raw, overrides))
+
+
+def config_hash(cfg: TrainConfig) -> str:
+    """SHA-256 (16 hex digits) of the resolved config minus `OPERATIONAL_FIELDS`.
+
+    Two configs with the same hash compute the same trajectory, so a checkpoint may be resumed
+    only under the hash it was written with.
+    """
+    d = cfg.as_dict()
+    for dotted in OPERATIONAL_FIELDS:
+        section, key = dotted.split(".")
+        d.get(section, {}).pop(key, None)
+    blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

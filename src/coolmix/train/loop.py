@@ -1,0 +1,382 @@
+"""The training loop: one engine for LM and MT, one process or DDP under torchrun.
+
+It reads top to bottom like nanoGPT's ``train.py``: batch → forward → per-example loss →
+`weighted_loss` → backward → step → log → eval → atomic checkpoint. Setup of the process group,
+evaluation and checkpointing are called functions; balancing is nothing but the sampler's
+schedule and the loss weights, so temperature sampling, scalarization and Cooldown differ only
+in ``[balance]``.
+
+    >>> from coolmix.train import train, load_config          # doctest: +SKIP
+    >>> result = train(load_config("configs/train/lm_bible_cooldown.toml"), "runs/lm")
+    >>> result["dev"]["loss"]                                  # per-domain dev loss at the end
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from coolmix.distributions import Distribution, Explicit, Temperature
+from coolmix.errors import ConfigError
+from coolmix.permutation import derive_key
+from coolmix.sampler import MixtureSampler
+from coolmix.train import checkpoint, distributed, tasks
+from coolmix.train.config import OptimConfig, TrainConfig, config_hash
+from coolmix.train.distributed import Env
+from coolmix.train.metrics import (
+    METRICS_FILE,
+    ConsoleSink,
+    DomainStats,
+    JsonlSink,
+    MetricSink,
+    jsonable,
+    read_records,
+)
+from coolmix.weighting import loss_weights, weighted_loss
+
+__all__ = ["CONFIG_FILE", "LossWeights", "lr_factor", "make_optimizer", "train"]
+
+CONFIG_FILE = "config.toml"
+
+
+def train(
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    *,
+    cache: tasks.DataCache | None = None,
+    console: bool = False,
+    sinks: tuple[MetricSink, ...] = (),
+) -> dict[str, Any]:
+    """Train one run into ``out_dir``; return its final metrics record (see `coolmix.train.metrics`).
+
+    ``resume=True`` continues from the newest good checkpoint in ``out_dir`` (or starts afresh if
+    there is none); a finished run returns its final record at once. Pass one `DataCache` to many
+    in-process runs so corpora, tokenizers and encoded splits are built once. Torch's thread
+    count and RNG state are restored on return; under torchrun (``WORLD_SIZE`` > 1) the process
+    group is joined and left here.
+    """
+    env = distributed.setup(cfg.run.device)
+    threads = torch.get_num_threads()
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    cuda = [env.device.index or 0] if env.device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            return _train(cfg, Path(out_dir), resume, cache, console, sinks, env)
+    finally:
+        torch.set_num_threads(threads)
+        distributed.teardown(env)
+
+
+def _train(
+    cfg: TrainConfig,
+    out: Path,
+    resume: bool,
+    cache: tasks.DataCache | None,
+    console: bool,
+    extra_sinks: tuple[MetricSink, ...],
+    env: Env,
+) -> dict[str, Any]:
+    from coolmix.models import build_model, per_example_loss
+
+    run, optim = cfg.run, cfg.optim
+    tasks.check_config(cfg)  # fail on a bad [model] before any data is built
+    data = tasks.prepare(cfg, cache, ("train", "dev", "test") if run.test else ("train", "dev"))
+    train_split, pad = data.splits["train"], data.tok.pad_id
+
+    # Same seed on every rank, so the replicas start equal (DDP would broadcast rank 0's anyway).
+    torch.manual_seed(run.seed)
+    model = build_model(data.task.kind, cfg.model, data.tok.vocab_size).to(env.device)
+    ddp_model = distributed.wrap(model, env)
+    optimizer = make_optimizer(model, optim)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(optim, run.total_steps, s))
+    sampler = MixtureSampler(
+        train_split.sizes(),
+        cfg.balance.schedule(),
+        run.total_steps,
+        run.batch_size,
+        run.seed,
+        cfg.balance.composition,
+    )
+    weights = LossWeights(sampler, cfg.balance.target_dist(), cfg.balance.reduction, env.device)
+    stats = DomainStats(data.names, env.device)
+
+    def amp() -> torch.autocast:
+        return torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=run.bf16)
+
+    state = _load_state(out, cfg, resume, env)
+    if state is not None:
+        checkpoint.restore(state, model, optimizer, scheduler, sampler, stats, env)
+    start = state["step"] if state is not None else 0
+    if start >= run.total_steps:
+        return read_records(out / METRICS_FILE)[-1]
+    jsonl, sinks = _open_sinks(out, cfg, state, console, extra_sinks, start, env)
+    clock = _Clock(state["elapsed"] if state is not None else 0.0, stats)
+    record: dict[str, Any] = {}
+    try:
+        for step in range(start, run.total_steps):
+            t0 = time.perf_counter()
+            # Dropout masks are a pure function of (seed, step, rank): exact after resume, no RNG replay.
+            torch.manual_seed(derive_key(run.seed, "dropout", step, env.rank) >> 1)
+            domains, items = sampler.batch(step, env.rank, env.world_size)
+            batch = data.task.batch(train_split, domains, items, env.device)
+            w, norm = weights.at(step)
+            with amp():
+                logits = ddp_model(*batch.inputs)
+                loss_b, n_tok = per_example_loss(
+                    logits, batch.targets, pad_id=pad, label_smoothing=optim.label_smoothing
+                )
+            # Σ_b w_b ℓ_b over this rank's slice, over the global batch's normaliser per rank: DDP
+            # averages gradients over ranks, so the update is the single-process one for the batch.
+            loss = weighted_loss(loss_b, batch.domains, w, reduction="sum") / (norm / env.world_size)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if optim.clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), optim.clip)
+            optimizer.step()
+            scheduler.step()
+            stats.update(batch.domains, loss_b, n_tok)
+            clock.train_s += time.perf_counter() - t0
+            done = step + 1
+
+            if done % run.log_every == 0:
+                status = {"tau": sampler.tau_at(step), "loss": stats.running_losses()}
+                for s in sinks:
+                    s.progress(done, status)
+            last = done == run.total_steps
+            if done % run.eval_every == 0 or last:
+                record = _evaluate(cfg, data, model, sampler, weights, stats, clock, step, env, amp, last)
+                for s in sinks:
+                    s.write(record)
+            if done % run.checkpoint_interval == 0 or last:
+                _save_checkpoint(
+                    out, cfg, done, model, optimizer, scheduler, sampler, stats, clock, jsonl, env
+                )
+    finally:
+        for s in sinks:
+            s.close()
+    return record
+
+
+# -- pieces the loop calls --------------------------------------------------------------------
+
+
+def lr_factor(optim: OptimConfig, total_steps: int, step: int) -> float:
+    """Multiplier of ``optim.lr`` at ``step`` (0-based): linear warmup, then the configured decay.
+
+    >>> o = OptimConfig(warmup=4, schedule="inverse_sqrt")
+    >>> [round(lr_factor(o, 100, s), 3) for s in (0, 3, 15)]
+    [0.25, 1.0, 0.5]
+    """
+    if step < optim.warmup:
+        return (step + 1) / optim.warmup
+    if optim.schedule == "inverse_sqrt":
+        return math.sqrt(max(optim.warmup, 1) / (step + 1))
+    if optim.schedule == "cosine":
+        progress = (step - optim.warmup) / max(1, total_steps - optim.warmup)
+        return optim.final_lr + (1 - optim.final_lr) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return 1.0
+
+
+def make_optimizer(model: torch.nn.Module, optim: OptimConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices and embeddings only (biases and norms are not decayed)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": optim.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps)
+
+
+class LossWeights:
+    """Per-domain loss weights in force at a step, and the normaliser of the *global* batch.
+
+    Weights are w_i = p_target,i / p_sample,i(t) (Li et al. 2025, Thm. 1; all 1 without a target),
+    recomputed only when the sampling distribution changes (a Cooldown switch, an anneal step).
+    The normaliser is B (``mean``), Σ_b w_b over the global batch (``self_normalized``) or 1
+    (``sum``); every rank computes it from the sampler's global batch, with no communication.
+    """
+
+    def __init__(
+        self, sampler: MixtureSampler, target: Distribution | None, reduction: str, device: torch.device
+    ) -> None:
+        self.sampler, self.target, self.reduction, self.device = sampler, target, reduction, device
+        self.sizes = dict(zip(sampler.names, sampler.sizes.tolist()))
+        self._key: Any = None
+        self.mapping: dict[str, float] = {}
+        self._w = np.ones(len(sampler.names))
+        self._w_t = torch.ones(len(sampler.names), device=device)
+
+    def at(self, step: int) -> tuple[torch.Tensor, float]:
+        tau = self.sampler.tau_at(step)
+        key = tau if tau is not None else tuple(self.sampler.probs_at(step).values())
+        if key != self._key:
+            self._key = key
+            if self.target is None:
+                self.mapping = dict.fromkeys(self.sampler.names, 1.0)
+            else:
+                sample = Temperature(tau) if tau is not None else Explicit(self.sampler.probs_at(step))
+                self.mapping = loss_weights(self.sizes, self.target, sample)
+            self._w = np.array(list(self.mapping.values()))
+            self._w_t = torch.tensor(self._w, dtype=torch.float32, device=self.device)
+        if self.reduction == "mean":
+            norm = float(self.sampler.batch_size)
+        elif self.reduction == "self_normalized":
+            norm = float(self._w[self.sampler.global_batch(step)[0]].sum())
+        else:
+            norm = 1.0
+        return self._w_t, norm
+
+
+class _Clock:
+    """Wall time (cumulative over resumes) and training throughput since the last record."""
+
+    def __init__(self, elapsed: float, stats: DomainStats) -> None:
+        self.start, self.before = time.perf_counter(), elapsed
+        self.train_s, self.tokens_mark = 0.0, float(stats.tokens.sum())
+
+    def elapsed(self) -> float:
+        return self.before + time.perf_counter() - self.start
+
+    def tokens_per_s(self, tokens_now: float) -> float | None:
+        rate = (tokens_now - self.tokens_mark) / self.train_s if self.train_s > 0 else None
+        self.tokens_mark, self.train_s = tokens_now, 0.0
+        return rate
+
+
+def _load_state(out: Path, cfg: TrainConfig, resume: bool, env: Env) -> dict[str, Any] | None:
+    """The checkpoint to continue from; refuses to overwrite a run that was not asked to resume."""
+    if not resume:
+        if checkpoint.list_checkpoints(out):
+            raise ConfigError("out", str(out), "has checkpoints already: pass --resume or use another --out")
+        return None
+    warn = (lambda msg: print(f"warning: {msg}", flush=True)) if env.is_main else (lambda msg: None)
+    return checkpoint.load_latest(out, config_hash(cfg), map_location=env.device, warn=warn)
+
+
+def _open_sinks(
+    out: Path,
+    cfg: TrainConfig,
+    state: Mapping[str, Any] | None,
+    console: bool,
+    extra: tuple[MetricSink, ...],
+    start: int,
+    env: Env,
+) -> tuple[JsonlSink | None, list[MetricSink]]:
+    """Rank 0 writes ``config.toml`` and ``metrics.jsonl`` (cut back to the checkpoint on resume)."""
+    if not env.is_main:
+        return None, []
+    out.mkdir(parents=True, exist_ok=True)
+    header = f"# resolved config; config_hash = {config_hash(cfg)}\n"
+    checkpoint.write_atomic(out / CONFIG_FILE, (header + cfg.to_toml()).encode())
+    m = state["metrics"] if state is not None else None
+    jsonl = JsonlSink(out / METRICS_FILE, m["offset"] if m else None, m["lines"] if m else 0)
+    sinks: list[MetricSink] = [jsonl, *extra]
+    if cfg.run.tensorboard:
+        from coolmix.train.metrics import TensorBoardSink
+
+        sinks.append(TensorBoardSink(out / "tb", purge_step=start))
+    if console:
+        sinks.append(ConsoleSink(cfg.run.total_steps, start))
+    return jsonl, sinks
+
+
+def _evaluate(
+    cfg: TrainConfig,
+    data: tasks.TaskData,
+    model: torch.nn.Module,
+    sampler: MixtureSampler,
+    weights: LossWeights,
+    stats: DomainStats,
+    clock: _Clock,
+    step: int,
+    env: Env,
+    amp: Any,
+    last: bool,
+) -> dict[str, Any]:
+    """One metrics record after ``step``: exposure, running train loss, dev (and test at the end)."""
+    from coolmix.models import per_example_loss
+
+    stats.reduce(env)
+    tokens = stats.token_counts()
+    sizes = sampler.sizes
+    record: dict[str, Any] = {
+        "step": step + 1,
+        "time": round(clock.elapsed(), 3),
+        "lr": cfg.optim.lr * lr_factor(cfg.optim, cfg.run.total_steps, step),
+        "tau": sampler.tau_at(step),
+        "probs": sampler.probs_at(step),
+        "weights": dict(weights.mapping),
+        "examples": sampler.cursors,
+        "tokens": tokens,
+        "epochs": {n: c / float(s) for (n, c), s in zip(sampler.cursors.items(), sizes.tolist())},
+        "tokens_per_s": clock.tokens_per_s(float(sum(tokens.values()))),
+        "train": {"loss": stats.pop_losses()},
+    }
+    loss_fn = lambda logits, targets: per_example_loss(logits, targets, pad_id=data.tok.pad_id)  # noqa: E731
+    for split in ("dev", "test") if last and cfg.run.test else ("dev",):
+        arrays = data.splits[split]
+        bs, limit = cfg.run.batch_size, cfg.run.eval_batches * cfg.run.batch_size
+        table: dict[str, Any] = {
+            "loss": tasks.split_losses(model, data.task, arrays, loss_fn, bs, limit, env, amp())
+        }
+        if isinstance(data.task, tasks.MTTask) and cfg.run.max_decode > 0:
+            table.update(_mt_scores(model, data.task, arrays, cfg, env, amp))
+        record[split] = table
+    if last:
+        record["final"] = True
+    return jsonable(record)
+
+
+def _mt_scores(
+    model: torch.nn.Module,
+    task: tasks.MTTask,
+    arrays: tasks.SplitArrays,
+    cfg: TrainConfig,
+    env: Env,
+    amp: Any,
+) -> dict[str, dict[str, float]]:
+    """Per-language chrF, chrF++ and BLEU of greedy/beam translations of the first ``max_decode``."""
+    from coolmix.train.evaluate import mt_scores
+
+    out: dict[str, dict[str, float]] = {"chrf": {}, "chrf++": {}, "bleu": {}}
+    for k, lang in enumerate(arrays.names):
+        run = cfg.run
+        hyps, refs = tasks.translate(model, task, arrays, k, run.max_decode, run.batch_size, env, amp())
+        scores = mt_scores(hyps, refs, lang)
+        for metric in out:
+            out[metric][lang] = float(scores[metric])
+    return out
+
+
+def _save_checkpoint(
+    out: Path,
+    cfg: TrainConfig,
+    done: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    sampler: MixtureSampler,
+    stats: DomainStats,
+    clock: _Clock,
+    jsonl: JsonlSink | None,
+    env: Env,
+) -> None:
+    """Everything needed to continue exactly; rank 0 writes (after the metrics are on disk)."""
+    stats.reduce(env)  # collective: every rank, so rank 0 holds the totals it saves
+    if jsonl is None:
+        return
+    jsonl.sync()
+    payload = checkpoint.snapshot(
+        done, config_hash(cfg), model, optimizer, scheduler, sampler, stats, env.world_size
+    )
+    payload["elapsed"] = clock.elapsed()
+    payload["metrics"] = {"offset": jsonl.offset, "lines": jsonl.lines}
+    checkpoint.save(out, done, payload, cfg.run.keep)

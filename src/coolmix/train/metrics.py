@@ -1,0 +1,232 @@
+"""Metric sinks (JSONL, console, TensorBoard) and per-domain running training statistics.
+
+A record is one plain dict per evaluation, keyed by domain name everywhere::
+
+    {"step": 400, "time": 51.3, "lr": 0.0007, "tau": 5.0, "probs": {"en": 0.45, ...},
+     "weights": {"en": 1.0, ...}, "examples": {"en": 5812, ...}, "tokens": {...},
+     "epochs": {"en": 0.21, ...}, "tokens_per_s": 15210.0,
+     "train": {"loss": {"en": 3.91, ...}}, "dev": {"loss": {...}, "chrf": {...}, "bleu": {...}}}
+
+The last record of a run has ``"final": true`` and, if enabled, a ``"test"`` table. Tests and
+reports read ``metrics.jsonl``; nothing parses console text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from coolmix.train.distributed import Env, all_reduce_sum
+
+__all__ = [
+    "METRICS_FILE",
+    "ConsoleSink",
+    "DomainStats",
+    "JsonlSink",
+    "MetricSink",
+    "TensorBoardSink",
+    "jsonable",
+    "read_records",
+]
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class MetricSink(Protocol):
+    """Where records go. ``progress`` is a cheap, frequent status; ``write`` one eval record."""
+
+    def progress(self, step: int, status: Mapping[str, Any]) -> None: ...
+
+    def write(self, record: Mapping[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class JsonlSink:
+    """Appends one JSON line per record to ``metrics.jsonl``; truncatable back to a checkpoint.
+
+    ``offset`` (bytes) and ``lines`` are what a checkpoint stores; reopening with them cuts off
+    records written after that checkpoint, so a resumed run never duplicates a record.
+    """
+
+    def __init__(self, path: Path, offset: int | None = None, lines: int = 0) -> None:
+        self.path = path
+        # the file stays open for the whole run (closed by `close`), hence no `with`
+        if offset is None:
+            self._f = open(path, "w", encoding="utf-8")  # noqa: SIM115
+            self.lines = 0
+        else:
+            self._f = open(path, "a+", encoding="utf-8")  # noqa: SIM115
+            size = self._f.seek(0, os.SEEK_END)
+            if size < offset:
+                raise ValueError(f"{path} is shorter ({size} B) than the checkpoint's offset ({offset} B)")
+            self._f.truncate(offset)
+            self.lines = lines
+
+    @property
+    def offset(self) -> int:
+        return self._f.tell()
+
+    def progress(self, step: int, status: Mapping[str, Any]) -> None:
+        pass
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        self._f.write(json.dumps(jsonable(record), ensure_ascii=False) + "\n")
+        self._f.flush()
+        self.lines += 1
+
+    def sync(self) -> None:
+        """Flush to disk: a checkpoint's offset must never point past what survives a crash."""
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def jsonable(x: Any) -> Any:
+    """NaN/inf -> None (recursively), so every record is strict JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, Mapping):
+        return {k: jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    return x
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """All records of a ``metrics.jsonl`` (a run directory also works)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / METRICS_FILE
+    with open(p, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class ConsoleSink:
+    """A rich progress bar (step, τ, per-domain training losses) plus one line per eval."""
+
+    def __init__(self, total_steps: int, start: int = 0) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+        )
+        self._task = self._progress.add_task("train", total=total_steps, completed=start, status="")
+        self._progress.start()
+
+    def progress(self, step: int, status: Mapping[str, Any]) -> None:
+        tau = status.get("tau")
+        parts = [f"τ={_fmt(tau)}"] if tau is not None else []
+        parts += [f"{d} {_fmt(v)}" for d, v in status.get("loss", {}).items()]
+        self._progress.update(self._task, completed=step, status="  ".join(parts))
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        dev = record.get("dev", {})
+        parts = [f"step {record['step']}"]
+        for metric in ("loss", "chrf"):
+            if metric in dev:
+                parts.append(f"dev {metric} " + " ".join(f"{d}={_fmt(v)}" for d, v in dev[metric].items()))
+        self._progress.console.print("  ".join(parts))
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+def _fmt(v: Any) -> str:
+    return "∞" if isinstance(v, float) and math.isinf(v) else (f"{v:.3g}" if isinstance(v, float) else str(v))
+
+
+class TensorBoardSink:
+    """Scalars to TensorBoard (``split/metric/domain``), if the ``tensorboard`` package is installed."""
+
+    def __init__(self, log_dir: Path, purge_step: int | None = None) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # ImportError without tensorboard
+
+        self._w = SummaryWriter(str(log_dir), purge_step=purge_step)
+
+    def progress(self, step: int, status: Mapping[str, Any]) -> None:
+        pass
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        step = record["step"]
+        for key in ("lr", "tau", "tokens_per_s"):
+            v = record.get(key)
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                self._w.add_scalar(key, v, step)
+        for split in ("train", "dev", "test"):
+            for metric, per_domain in record.get(split, {}).items():
+                for d, v in per_domain.items():
+                    if isinstance(v, (int, float)) and math.isfinite(v):
+                        self._w.add_scalar(f"{split}/{metric}/{d}", v, step)
+        self._w.flush()
+
+    def close(self) -> None:
+        self._w.close()
+
+
+class DomainStats:
+    """Per-domain training loss and token counts, accumulated on device without a sync per step.
+
+    ``loss`` is the token-weighted mean since the last `pop_losses` (Σ n_b ℓ_b / Σ n_b per domain);
+    ``tokens`` counts non-pad target tokens seen since the start. Under DDP each rank holds its
+    share; `reduce` sums them onto every rank (the checkpoint keeps the sums, other ranks restart
+    from zero, so totals stay right under any world size).
+    """
+
+    _KEYS = ("loss_sum", "tok_since", "tokens")
+
+    def __init__(self, names: Sequence[str], device: torch.device) -> None:
+        self.names = tuple(names)
+        k = len(self.names)
+        self.loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
+        self.tok_since = torch.zeros(k, dtype=torch.float64, device=device)
+        self.tokens = torch.zeros(k, dtype=torch.float64, device=device)
+
+    def update(self, domains: torch.Tensor, loss: torch.Tensor, n_tokens: torch.Tensor) -> None:
+        n = n_tokens.to(torch.float64)
+        self.loss_sum.index_add_(0, domains, loss.detach().to(torch.float64) * n)
+        self.tok_since.index_add_(0, domains, n)
+        self.tokens.index_add_(0, domains, n)
+
+    def reduce(self, env: Env) -> None:
+        """Sum over ranks; afterwards only rank 0 keeps the totals (so the next reduce adds up)."""
+        if not env.distributed:
+            return
+        for key in self._KEYS:
+            t = all_reduce_sum(getattr(self, key), env)
+            if not env.is_main:
+                t.zero_()
+
+    def running_losses(self) -> dict[str, float]:
+        """Mean loss per domain since the last `pop_losses` (NaN where a domain got no tokens)."""
+        mean = (self.loss_sum / self.tok_since).tolist()
+        return dict(zip(self.names, mean))
+
+    def pop_losses(self) -> dict[str, float]:
+        out = self.running_losses()
+        self.loss_sum.zero_()
+        self.tok_since.zero_()
+        return out
+
+    def token_counts(self) -> dict[str, int]:
+        return {n: int(v) for n, v in zip(self.names, self.tokens.tolist())}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: getattr(self, k).cpu().clone() for k in self._KEYS}
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor], env: Env) -> None:
+        for k in self._KEYS:
+            t = getattr(self, k)
+            t.copy_(state[k].to(t.device) if env.is_main else torch.zeros_like(t))

@@ -1,0 +1,109 @@
+"""TrainConfig: every shipped preset validates (without training); bad input is a one-line ConfigError."""
+
+import math
+from pathlib import Path
+
+import pytest
+from train_helpers import REPO, TINY_LM
+
+from coolmix.config import load_file
+from coolmix.errors import ConfigError
+from coolmix.train import config_hash, load_config
+from coolmix.train.config import TrainConfig
+from coolmix.train.loop import lr_factor
+from coolmix.train.tasks import check_config
+
+PRESETS = sorted((REPO / "configs" / "train").rglob("*.toml"))
+
+
+def test_presets_exist_for_every_task_and_strategy():
+    names = {p.stem for p in PRESETS}
+    for task in ("lm_bible", "mt_gettext"):
+        for strategy in ("tau1", "tau5", "tau100", "scalarization_tau5", "cooldown"):
+            assert f"{task}_{strategy}" in names
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
+def test_preset_validates(path: Path):
+    cfg = load_config(path)
+    check_config(cfg)  # [model] against the corpus's task, built on the meta device
+    # the header says what it is, the exact command, how to override
+    head = path.read_text(encoding="utf-8").splitlines()[:6]
+    assert all(line.startswith("#") for line in head[:4])
+    rel = path.relative_to(REPO).as_posix()
+    assert any(f"coolmix train {rel}" in line for line in head)
+    assert any("--set" in line for line in head)
+    # the strategy in the file name is the one configured
+    sched, target = cfg.balance.schedule(), cfg.balance.target_dist()
+    if path.stem.endswith("cooldown"):
+        assert sched.tau_at(0, 100) == 5 and sched.tau_at(50, 100) == 1 and target is None
+    elif "scalarization" in path.stem:
+        assert sched.tau_at(0, 100) == 1 and target.tau == 5
+    else:
+        assert sched.tau_at(0, 100) == float(path.stem.rsplit("tau", 1)[1]) and target is None
+
+
+def test_resolved_config_round_trips_through_toml(tmp_path):
+    cfg = load_config(
+        TINY_LM, ['balance.sample={kind="cooldown", hot=5, cold=1, at=0.5}', "optim.betas=[0.9, 0.95]"]
+    )
+    path = tmp_path / "c.toml"
+    path.write_text(cfg.to_toml())
+    again = TrainConfig.from_dict(load_file(path))
+    assert again == cfg and config_hash(again) == config_hash(cfg)
+
+
+def test_hash_ignores_operational_fields_only():
+    cfg = load_config(TINY_LM)
+    assert config_hash(
+        load_config(TINY_LM, ["run.threads=2", "run.keep=5", "run.checkpoint_every=3"])
+    ) == config_hash(cfg)
+    for change in ("run.seed=1", "balance.target=3", "optim.lr=0.01", "run.total_steps=9", "data.seed=1"):
+        assert config_hash(load_config(TINY_LM, [change])) != config_hash(cfg), change
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("run.bogus=1", "run.bogus=1: unknown key; expected one of total_steps"),
+        ("run.total_steps=0", "run.total_steps=0: must be an integer >= 1"),
+        ("run.batch_size=2.5", "run.batch_size=2.5: must be an integer"),
+        (
+            "balance.reduction=median",
+            "balance.reduction='median': must be one of 'mean', 'self_normalized', 'sum'",
+        ),
+        ('balance.sample={kind="cooldow"}', "balance.sample.kind='cooldow': must be one of constant"),
+        ("balance.target=-1", "balance.target.tau=-1.0: must be > 0"),
+        ("optim.betas=[0.9]", "optim.betas=[0.9]: must be two numbers in [0, 1)"),
+        ("optim.schedule=linear", "optim.schedule='linear': must be one of"),
+        ("data.bogus=1", "data.bogus=1: unknown key"),
+        ("data.name=nope", "data.name='nope': unknown corpus"),
+        ("tokenizer.vocab_size=10", "tokenizer.vocab_size=10: must be an integer >= 64"),
+    ],
+)
+def test_bad_values_name_the_field_on_one_line(override, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(TINY_LM, [override])
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.n_layers=2", "model.n_layers=2: unknown key for task 'lm'"),
+        ("model.max_len=16", "model.max_len=16: must be >= task.seq_len = 48"),
+    ],
+)
+def test_model_section_is_checked_without_data(override, message):
+    cfg = load_config(TINY_LM, [override])
+    with pytest.raises(ConfigError, match="^" + message.replace("[", r"\[").replace(".", r"\.")):
+        check_config(cfg)
+
+
+def test_lr_warmup_then_inverse_sqrt_or_cosine():
+    cfg = load_config(TINY_LM, ["optim.warmup=4"]).optim
+    assert [lr_factor(cfg, 100, s) for s in (0, 1, 3)] == [0.25, 0.5, 1.0]
+    assert lr_factor(cfg, 100, 15) == 0.5  # sqrt(4 / 16)
+    cos = load_config(TINY_LM, ["optim.warmup=4", "optim.schedule=cosine", "optim.final_lr=0.1"]).optim
+    assert lr_factor(cos, 104, 4) == 1.0
+    assert math.isclose(lr_factor(cos, 104, 54), 0.55) and math.isclose(lr_factor(cos, 104, 104), 0.1)
