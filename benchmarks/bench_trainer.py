@@ -1,15 +1,34 @@
 """Trainer throughput vs a bare PyTorch loop on the same model, data and batches.
 
-    .venv/bin/python benchmarks/bench_trainer.py                 # LM, Bible en/it/zh/sw, ~2 min
-    .venv/bin/python benchmarks/bench_trainer.py --steps 100 --reps 3 --bf16
+    .venv/bin/python benchmarks/bench_trainer.py                 # LM, Bible en/it/zh/sw, ~3 min
+    .venv/bin/python benchmarks/bench_trainer.py --steps 60 --reps 5 --bf16
 
-Both loops start from the same seeded initial weights and consume the same batches (the bare
-loop gets them pre-built, so its time is forward + loss + backward + clip + AdamW + LR step and
-nothing else). The trainer's time is its per-step training time (sampling, batching, loss
-weighting, per-domain bookkeeping included; evaluation and checkpointing excluded), read from
-its ``tokens_per_s`` metric. Repetitions alternate bare/trainer so drift hits both alike; the
-median of each is reported. Peak memory is ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` after
-each variant's first repetition (monotonic: the second number includes the first).
+Both loops start from the same seeded initial weights and consume the same batches. The bare
+loop gets them pre-built: its step is forward + token-mean cross-entropy + backward + clip +
+AdamW + LR step, nothing else. The trainer's step adds everything the library does: sampling the
+batch (`MixtureSampler`), gathering it from the tokenised arrays, per-step dropout seeding,
+per-example losses, loss weighting (scalarization, τ = 5 onto τ = 1 here), per-domain stats
+and the progress hook. Evaluation and checkpointing happen only after the last step and are not
+timed.
+
+Timing is per step: the bare loop stamps each step; the trainer is stamped by a `MetricSink`
+whose ``progress`` runs after every step (``run.log_every = 1``), so a trainer "step" is one full
+loop iteration. Runs alternate (bare, trainer, trainer, bare, ...) in one process, for the full
+model and for a ~20× cheaper one where the trainer's fixed per-step work is a larger share. On a
+shared machine foreign load comes in bursts of seconds, so the report uses the median step time
+over all repetitions, the first 3 steps of each run dropped as warm-up. Peak memory is
+``resource.getrusage(RUSAGE_SELF).ru_maxrss`` after each variant's first run (monotonic: the
+trainer's figure includes the bare loop's).
+
+Memory: the trainer tunes glibc's malloc by default (``run.tune_malloc``, see
+`coolmix.train.loop.tune_malloc`), which is process-wide, so the bare loop gets it too and the
+comparison is like for like. Untuned, where a step's largest buffers land depends on the heap's
+history, and that moved either loop by 10-45% here. ``--default-malloc`` measures untuned.
+
+Denormal floats are flushed to zero in both loops (``torch.set_flush_denormal``): the loops
+optimise different losses (token mean vs weighted per-example mean), so their parameters, and
+with them the number of denormals the CPU slows down on, drift apart; that alone moved a step by
+3-6% here. ``--keep-denormals`` turns this off.
 """
 
 from __future__ import annotations
@@ -29,7 +48,7 @@ import torch.nn.functional as F
 from coolmix.models import build_model
 from coolmix.sampler import MixtureSampler
 from coolmix.train import DataCache, load_config, train
-from coolmix.train.loop import lr_factor, make_optimizer
+from coolmix.train.loop import lr_factor, make_optimizer, tune_malloc
 from coolmix.train.tasks import prepare
 
 CONFIG = {
@@ -46,57 +65,74 @@ CONFIG = {
     "task": {"seq_len": 64},
     "balance": {"sample": 1, "target": 5},  # scalarization: the weighting path is exercised
     "optim": {"lr": 1e-3, "warmup": 10},
-    "run": {"batch_size": 32, "eval_batches": 1, "test": False, "threads": 2},
+    "run": {"batch_size": 32, "eval_batches": 1, "test": False, "log_every": 1},
 }
+TINY = ["model.d_model=16", "model.n_layer=1", "model.d_ff=32", "model.n_head=2"]
+WARMUP = 3
 
 
-def bare_loop(cfg, data, batches) -> tuple[float, int]:
-    """The minimal loop: pre-built batches, plain token-mean cross-entropy. Returns (seconds, tokens)."""
+class StepTimer:
+    """A `MetricSink` that stamps the end of every trainer step."""
+
+    def __init__(self) -> None:
+        self.stamps = [time.perf_counter()]
+
+    def progress(self, step: int, status: dict) -> None:
+        self.stamps.append(time.perf_counter())
+
+    def write(self, record: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def step_times(self) -> list[float]:
+        return [b - a for a, b in zip(self.stamps, self.stamps[1:])]
+
+
+def bare_loop(cfg, data, batches) -> list[float]:
+    """The minimal loop over pre-built batches; returns the wall time of each step."""
     torch.manual_seed(cfg.run.seed)
     model = build_model(data.task.kind, cfg.model, data.tok.vocab_size)
     model.train()
     opt = make_optimizer(model, cfg.optim)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg.optim, cfg.run.total_steps, s))
-    pad, tokens = data.tok.pad_id, 0
-    t0 = time.perf_counter()
+    pad, times = data.tok.pad_id, []
     for batch in batches:
+        t0 = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.run.bf16):
             logits = model(*batch.inputs)
             loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.targets.flatten(), ignore_index=pad)
+        del logits  # as the trainer does: holding them across the step costs ~10% on CPU (page faults)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip)
         opt.step()
         sched.step()
-        tokens += int((batch.targets != pad).sum())
-    return time.perf_counter() - t0, tokens
+        times.append(time.perf_counter() - t0)
+    return times
 
 
-def compare(cfg, data, cache, batches, reps: int, label: str) -> tuple[list[float], list[float], dict]:
-    """Alternate bare and trainer runs ``reps`` times; tokens/s of each, and peak RSS after each."""
-    bare, trainer, rss = [], [], {}
-    for rep in range(reps):
-        secs, tokens = bare_loop(cfg, data, batches)
-        bare.append(tokens / secs)
-        rss.setdefault("bare", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-        with tempfile.TemporaryDirectory() as out:
-            record = train(cfg, Path(out), cache=cache)
-        trainer.append(record["tokens_per_s"])
-        rss.setdefault("trainer", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-        print(
-            f"{label} rep {rep}: bare {bare[-1]:,.0f} tok/s, trainer {trainer[-1]:,.0f} tok/s",
-            file=sys.stderr,
-        )
-    return bare, trainer, rss
+def trainer_run(cfg, cache: DataCache) -> list[float]:
+    timer = StepTimer()
+    with tempfile.TemporaryDirectory() as out:
+        # the first "step" also holds the trainer's setup; it goes with the warm-up steps
+        train(cfg, Path(out), cache=cache, sinks=(timer,))
+    return timer.step_times()
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--reps", type=int, default=8)
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--keep-denormals", action="store_true", help="do not flush denormals to zero")
+    ap.add_argument("--default-malloc", action="store_true", help="leave glibc's malloc untuned")
     args = ap.parse_args()
+    torch.set_flush_denormal(not args.keep_denormals)
+    if not args.default_malloc:
+        tune_malloc()  # what the trainer does on CPU; process-wide, so the bare loop gets it too
 
     overrides = [
         f"run.total_steps={args.steps}",
@@ -104,53 +140,59 @@ def main() -> int:
         f"run.threads={args.threads}",
     ]
     overrides.append(f"run.bf16={'true' if args.bf16 else 'false'}")
-    cfg = load_config(CONFIG, overrides)
-    # the same data with a ~16× cheaper model: the model's time shrinks, the trainer's extra work does not
-    tiny = cfg.replace(overrides=["model.d_model=16", "model.n_layer=1", "model.d_ff=32", "model.n_head=2"])
+    overrides.append(f"run.tune_malloc={'false' if args.default_malloc else 'true'}")
+    configs = {"full": load_config(CONFIG, overrides), "tiny": load_config(CONFIG, overrides + TINY)}
     cache = DataCache()
-    data = prepare(cfg, cache, ("train", "dev"))
+    data = prepare(configs["full"], cache, ("train", "dev"))
     torch.set_num_threads(args.threads)
+    train_split = data.splits["train"]
+    cfg = configs["full"]
     sampler = MixtureSampler(
-        data.splits["train"].sizes(),
-        cfg.balance.schedule(),
-        cfg.run.total_steps,
-        cfg.run.batch_size,
-        cfg.run.seed,
+        train_split.sizes(), cfg.balance.schedule(), args.steps, cfg.run.batch_size, cfg.run.seed
     )
-    cpu = torch.device("cpu")
-    batches = [data.task.batch(data.splits["train"], *sampler.batch(t), cpu) for t in range(args.steps)]
-    n_big, n_tiny = (
-        sum(p.numel() for p in build_model("lm", c.model, data.tok.vocab_size).parameters())
-        for c in (cfg, tiny)
-    )
+    batches = [
+        data.task.batch(train_split, *sampler.batch(t), torch.device("cpu")) for t in range(args.steps)
+    ]
+    tokens = sum(int((b.targets != data.tok.pad_id).sum()) for b in batches) / args.steps
 
-    bare, trainer, rss = compare(cfg, data, cache, batches, args.reps, "model")
-    tiny_bare, tiny_trainer, _ = compare(tiny, data, cache, batches, args.reps, "tiny")
+    times: dict[tuple[str, str], list[float]] = {}
+    rss: dict[tuple[str, str], int] = {}
+    for rep in range(args.reps):
+        for model in ("full", "tiny"):
+            for variant in ("bare", "trainer")[:: 1 if rep % 2 == 0 else -1]:  # alternate who goes first
+                c = configs[model]
+                run = bare_loop(c, data, batches) if variant == "bare" else trainer_run(c, cache)
+                times.setdefault((model, variant), []).extend(run[WARMUP:])
+                rss.setdefault((model, variant), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        print(f"rep {rep} done", file=sys.stderr)
 
-    tokens = sum(int((b.targets != data.tok.pad_id).sum()) for b in batches)
-    step_ms = lambda tps: 1e3 * tokens / tps / args.steps  # noqa: E731
-    extra_ms = step_ms(max(tiny_trainer)) - step_ms(max(tiny_bare))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    params = {
+        m: sum(p.numel() for p in build_model("lm", c.model, data.tok.vocab_size).parameters())
+        for m, c in configs.items()
+    }
     print(f"\n`{' '.join([Path(sys.executable).name, *sys.argv])}`\n")
     print(
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads, "
-        f"{n_big / 1e6:.2f}M params, batch {cfg.run.batch_size} × ≤{cfg.task.seq_len} tokens, "
-        f"{args.steps} steps × {args.reps} reps (alternating), bf16={args.bf16}\n"
+        f"batch {cfg.run.batch_size} × ≤{cfg.task.seq_len} tokens ({tokens:.0f} targets), "
+        f"{args.steps} steps × {args.reps} reps, bf16={args.bf16}, "
+        f"denormals {'kept' if args.keep_denormals else 'flushed'}, "
+        f"malloc {'default' if args.default_malloc else 'tuned'}\n"
     )
-    print("| loop | tokens/s best | median | ms/step best | peak RSS (MiB) |")
-    print("|---|---:|---:|---:|---:|")
-    for name, key, runs in (("bare PyTorch", "bare", bare), ("coolmix trainer", "trainer", trainer)):
-        best = max(runs)
-        print(
-            f"| {name} | {best:,.0f} | {statistics.median(runs):,.0f} | {step_ms(best):.1f} | "
-            f"{rss[key] / 1024:,.0f} |"
-        )
+    print("| model | loop | median ms/step | tokens/s | overhead | peak RSS (MiB) |")
+    print("|---|---|---:|---:|---:|---:|")
+    for model in ("full", "tiny"):
+        for variant, name in (("bare", "bare PyTorch"), ("trainer", "coolmix trainer")):
+            m = med[(model, variant)]
+            over = f"{100 * (m / med[(model, 'bare')] - 1):+.2f}%" if variant == "trainer" else ""
+            print(
+                f"| {params[model] / 1e6:.2f}M | {name} | {1e3 * m:.2f} | {tokens / m:,.0f} | {over} | "
+                f"{rss[(model, variant)] / 1024:,.0f} |"
+            )
+    extra = med[("tiny", "trainer")] - med[("tiny", "bare")]
     print(
-        f"\noverhead, best vs best: {100 * (1 - max(trainer) / max(bare)):+.2f}%; "
-        f"median vs median: {100 * (1 - statistics.median(trainer) / statistics.median(bare)):+.2f}%"
-    )
-    print(
-        f"trainer's extra work per step, measured with a {n_tiny / 1e3:.0f}k-param model: "
-        f"{extra_ms:.2f} ms = {100 * extra_ms / step_ms(max(bare)):.2f}% of a bare step of the real model"
+        f"\ntrainer's fixed work per step (from the tiny-model runs): {1e3 * extra:.2f} ms "
+        f"= {100 * extra / med[('full', 'bare')]:.2f}% of a bare step of the full model"
     )
     return 0
 

@@ -2,6 +2,7 @@
 
 import math
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from coolmix.config import load_file
 from coolmix.errors import ConfigError
 from coolmix.models import build_model
 from coolmix.train import config_hash, load_config, read_records, train
-from coolmix.train.loop import CONFIG_FILE
+from coolmix.train.loop import CONFIG_FILE, tune_malloc
 from coolmix.train.tasks import prepare
 
 EN, SW = 200.0, 8.0  # the tiny config's training sizes
@@ -97,6 +98,7 @@ def test_backpropagated_loss_is_the_hand_computed_weighted_loss(
     assert record["weights"] == pytest.approx(dict(zip(("en", "sw"), w.tolist())), rel=1e-12)
     if target == "5":
         assert record["weights"]["sw"] == pytest.approx(8.954, abs=1e-3)  # p_5 / p_1 for 8 of 208
+        assert record["weights"] == pytest.approx(cm.loss_weights({"en": 200, "sw": 8}, 5, 1), rel=1e-12)
 
 
 def test_weights_follow_a_scheduled_sample(tmp_path, lm_config, data_cache):
@@ -164,3 +166,58 @@ def test_refuses_to_overwrite_a_run_and_to_resume_another_config(tmp_path, lm_co
     before = (tmp_path / "metrics.jsonl").read_bytes()
     assert train(cfg, tmp_path, resume=True, cache=data_cache) == first
     assert (tmp_path / "metrics.jsonl").read_bytes() == before
+
+
+class ListSink:
+    """A `MetricSink` that keeps what it is given."""
+
+    def __init__(self):
+        self.records, self.progress_steps, self.closed = [], [], False
+
+    def progress(self, step, status):
+        self.progress_steps.append(step)
+        assert set(status["loss"]) == {"en", "sw"} and status["tau"] == 1.0
+
+    def write(self, record):
+        self.records.append(record)
+
+    def close(self):
+        self.closed = True
+
+
+def test_bf16_with_console_and_a_custom_sink(tmp_path, lm_config, data_cache, capsys):
+    cfg = lm_config(
+        "run.bf16=true", "run.total_steps=4", "run.eval_every=2", "run.log_every=1", "run.test=false"
+    )
+    sink = ListSink()
+    result = train(cfg, tmp_path, cache=data_cache, console=True, sinks=(sink,))
+    assert all(math.isfinite(v) for v in result["dev"]["loss"].values())
+    assert sink.records == read_records(tmp_path) and sink.progress_steps == [1, 2, 3, 4] and sink.closed
+    assert "dev loss en=" in capsys.readouterr().out
+
+
+def test_tensorboard_is_optional(tmp_path, lm_config, data_cache):
+    cfg = lm_config("run.tensorboard=true", "run.total_steps=2", "run.eval_every=2", "run.test=false")
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match=r"run\.tensorboard=True: needs the tensorboard package"):
+            train(cfg, tmp_path, cache=data_cache)
+    else:
+        train(cfg, tmp_path, cache=data_cache)
+        assert any((tmp_path / "tb").iterdir())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_tune_malloc_is_accepted_by_glibc():
+    assert tune_malloc() is True
+
+
+def test_a_domain_the_schedule_skips_gets_weight_zero(tmp_path, lm_config, data_cache):
+    """Order Matters samples English only in the first half; Swahili, absent there, weighs 0."""
+    cfg = lm_config('balance.sample={kind="order_matters", high=["en"], at=0.5}', "balance.target=1")
+    train(cfg, tmp_path, cache=data_cache)
+    first, last = read_records(tmp_path)
+    assert first["probs"] == {"en": 1.0, "sw": 0.0} and first["examples"]["sw"] == 0
+    assert first["weights"] == {"en": pytest.approx(200 / 208, rel=1e-12), "sw": 0.0}
+    assert last["weights"] == {"en": 1.0, "sw": 1.0}

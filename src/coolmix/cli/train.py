@@ -18,7 +18,7 @@ examples:
   coolmix train configs/train/lm_bible_cooldown.toml --out runs/lm_cooldown
   coolmix train configs/train/mt_gettext_tau5.toml --set run.total_steps=500 --set run.seed=1
   coolmix train configs/train/lm_bible_tau1.toml --out runs/lm_tau1 --resume   # after a crash
-  torchrun --nproc_per_node=2 -m coolmix train configs/train/lm_bible_tau5.toml --out runs/ddp
+  torchrun --nproc_per_node=2 -m coolmix train configs/train/lm_bible_tau5.toml --set run.threads=1
 """
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -158,8 +159,8 @@ def run_preset(
                     results[spec.id] = RunResult(spec, d, json.loads(done_file.read_text()), 0.0, True)
                     progress.done(results[spec.id])
                     continue
-                if force and done_file.exists():
-                    done_file.unlink()
+                if force and d.exists():
+                    shutil.rmtree(d)  # the trainer refuses to overwrite a run it was not asked to resume
                 fut = pool.submit(_train_one, cfg_dict, str(d), force)
                 running[fut] = (spec, d, time.perf_counter())
             if not running:
@@ -239,4 +240,4 @@ def _train_one(cfg_dict: Mapping[str, Any], out_dir: str, force: bool) -> dict[s
     if _CACHE is None:
         _CACHE = DataCache()  # per worker process: corpora and tokenizers load once per worker
     cfg = TrainConfig.from_dict(cfg_dict)
-    return train(cfg, out_dir, resume=not force, cache=_CACHE)
+    return train(cfg, out_dir, resume=True, cache=_CACHE)

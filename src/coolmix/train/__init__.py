@@ -1,9 +1,9 @@
 """The trainer: one loop for LM and MT, single process or DDP under torchrun (imports torch).
 
-    >>> from coolmix.train import train, load_config, DataCache      # doctest: +SKIP
-    >>> cfg = load_config("configs/train/lm_bible_scalarization.toml", ["run.total_steps=200"])
-    >>> result = train(cfg, "runs/lm_s5", cache=DataCache())
-    >>> result["dev"]["loss"]                                        # {"en": 4.1, "it": ..., ...}
+    from coolmix.train import train, load_config, DataCache
+    cfg = load_config("configs/train/lm_bible_scalarization_tau5.toml", ["run.total_steps=200"])
+    result = train(cfg, "runs/lm_s5", cache=DataCache())   # the final metrics record
+    result["dev"]["loss"]                                   # {"en": 4.1, "it": ..., ...}
 
 Modules: `config` (TrainConfig), `tasks` (LM/MT batching, evaluation), `loop` (`train`),
 `checkpoint` (atomic, checksummed, exact resume), `distributed` (torchrun), `metrics` (sinks).

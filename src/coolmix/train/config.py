@@ -27,7 +27,10 @@ from coolmix.schedule import Schedule, schedule_from_dict
 
 __all__ = [
     "OPERATIONAL_FIELDS",
+    "AdaptiveConfig",
     "BalanceConfig",
+    "DiagnosticsConfig",
+    "DoReMiConfig",
     "OptimConfig",
     "RunConfig",
     "TaskConfig",
@@ -40,7 +43,15 @@ __all__ = [
 # Fields that change how a run is executed or recorded but not the trajectory it computes; they
 # are left out of the config hash, so a run may be resumed with more threads or another `keep`.
 OPERATIONAL_FIELDS = frozenset(
-    {"run.threads", "run.keep", "run.checkpoint_every", "run.log_every", "run.cache_dir", "run.tensorboard"}
+    {
+        "run.threads",
+        "run.keep",
+        "run.checkpoint_every",
+        "run.log_every",
+        "run.cache_dir",
+        "run.tensorboard",
+        "run.tune_malloc",
+    }
 )
 
 
@@ -210,6 +221,10 @@ class RunConfig:
     """Console progress refresh interval in steps (metrics.jsonl gets one record per eval)."""
     tensorboard: bool = False
     """Also write TensorBoard scalars to ``<out>/tb`` (needs the ``tensorboard`` package)."""
+    tune_malloc: bool = True
+    """CPU with glibc: keep freed memory in the heap (``mallopt``), so each step's large logits and
+    gradient buffers reuse pages instead of being mapped and faulted in afresh (10–45% faster
+    steps measured). Process-wide and permanent; the process keeps its peak memory."""
     cache_dir: str = ""
     """Where corpora and tokenizers are cached on disk ("": the data layer's default)."""
 
@@ -229,6 +244,73 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class AdaptiveConfig:
+    """Adaptive Cooldown: when to record the schedule's switch event (``balance.sample`` of kind
+    ``adaptive``). The overfitting detector watches held-out losses after every eval."""
+
+    domains: tuple[str, ...] = ()
+    """Domains to watch; empty: the low-resource ones (< 40% of the largest training set)."""
+    mode: Literal["any", "all"] = "any"
+    """Switch when any / all watched domains are flagged."""
+    margin: float = 0.01
+    """Flag when the (smoothed) dev loss exceeds its minimum by this relative margin..."""
+    patience: int = 2
+    """...for this many consecutive evals."""
+    min_evals: int = 3
+    """Evals needed before a domain can be flagged."""
+    smoothing: float = 0.3
+    """EMA weight of the past in the smoothed dev loss (0: none)."""
+    max_epochs: float = 0.0
+    """Also switch when a watched domain has been seen this many epochs (0: off)."""
+    event: str = "cooldown"
+    """Event name the adaptive schedule listens to."""
+
+    def __post_init__(self) -> None:
+        _number_in(self.margin, "adaptive.margin", 0.0, 10.0)
+        _positive_int(self.patience, "adaptive.patience")
+        _positive_int(self.min_evals, "adaptive.min_evals")
+        _number_in(self.smoothing, "adaptive.smoothing", 0.0, 0.999)
+        _number_in(self.max_epochs, "adaptive.max_epochs", 0.0, 1e12)
+
+
+@dataclass(frozen=True)
+class DoReMiConfig:
+    """DoReMi proxy training (Xie et al. 2023): Group-DRO weights against a reference run."""
+
+    reference: str = ""
+    """Run directory of the reference model (empty: this is not a DoReMi proxy run)."""
+    eta: float = 1.0
+    """Exponentiated-gradient step size of the domain-weight update."""
+    smoothing: float = 1e-3
+    """Mix of the uniform distribution into the weights after each update."""
+
+    def __post_init__(self) -> None:
+        _number_in(self.eta, "doremi.eta", 0.0, 100.0, lo_open=True)
+        _number_in(self.smoothing, "doremi.smoothing", 0.0, 0.999)
+
+
+@dataclass(frozen=True)
+class DiagnosticsConfig:
+    """Live diagnostics logged to the metrics (they never change training)."""
+
+    variance_every: int = 0
+    """Measure per-domain gradient second moments every this many steps (0: only at evals if
+    ``variance_examples`` > 0 and never otherwise)."""
+    variance_examples: int = 0
+    """Training examples per domain for the gradient-variance monitor (0: off)."""
+    overfit_margin: float = 0.01
+    """Overfitting-detector margin for the per-domain flags logged with every eval."""
+    overfit_patience: int = 2
+    """Overfitting-detector patience (evals) for the logged flags."""
+
+    def __post_init__(self) -> None:
+        _positive_int(self.variance_every, "diagnostics.variance_every", 0)
+        _positive_int(self.variance_examples, "diagnostics.variance_examples", 0)
+        _number_in(self.overfit_margin, "diagnostics.overfit_margin", 0.0, 10.0)
+        _positive_int(self.overfit_patience, "diagnostics.overfit_patience")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """One training run. Build with `TrainConfig.from_dict` / `load_config`, never by hand-parsing."""
 
@@ -241,6 +323,9 @@ class TrainConfig:
     balance: BalanceConfig = field(default_factory=BalanceConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
+    doremi: DoReMiConfig = field(default_factory=DoReMiConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
 
     def __post_init__(self) -> None:
         if not self.data:

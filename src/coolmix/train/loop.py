@@ -6,13 +6,14 @@ evaluation and checkpointing are called functions; balancing is nothing but the 
 schedule and the loss weights, so temperature sampling, scalarization and Cooldown differ only
 in ``[balance]``.
 
-    >>> from coolmix.train import train, load_config          # doctest: +SKIP
-    >>> result = train(load_config("configs/train/lm_bible_cooldown.toml"), "runs/lm")
-    >>> result["dev"]["loss"]                                  # per-domain dev loss at the end
+    from coolmix.train import train, load_config
+    result = train(load_config("configs/train/lm_bible_cooldown.toml"), "runs/lm")
+    result["dev"]["loss"]        # per-domain dev loss at the end: {"en": ..., "sw": ...}
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 import time
 from collections.abc import Mapping
@@ -22,25 +23,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from coolmix.distributions import Distribution, Explicit, Temperature
+from coolmix.distributions import Distribution
 from coolmix.errors import ConfigError
 from coolmix.permutation import derive_key
 from coolmix.sampler import MixtureSampler
 from coolmix.train import checkpoint, distributed, tasks
 from coolmix.train.config import OptimConfig, TrainConfig, config_hash
 from coolmix.train.distributed import Env
+from coolmix.train.extensions import Extras
 from coolmix.train.metrics import (
     METRICS_FILE,
     ConsoleSink,
     DomainStats,
     JsonlSink,
     MetricSink,
+    TensorBoardSink,
     jsonable,
     read_records,
 )
-from coolmix.weighting import loss_weights, weighted_loss
+from coolmix.weighting import weighted_loss
 
-__all__ = ["CONFIG_FILE", "LossWeights", "lr_factor", "make_optimizer", "train"]
+__all__ = ["CONFIG_FILE", "LossWeights", "lr_factor", "make_optimizer", "train", "tune_malloc"]
 
 CONFIG_FILE = "config.toml"
 
@@ -58,11 +61,14 @@ def train(
 
     ``resume=True`` continues from the newest good checkpoint in ``out_dir`` (or starts afresh if
     there is none); a finished run returns its final record at once. Pass one `DataCache` to many
-    in-process runs so corpora, tokenizers and encoded splits are built once. Torch's thread
-    count and RNG state are restored on return; under torchrun (``WORLD_SIZE`` > 1) the process
-    group is joined and left here.
+    in-process runs so corpora, tokenizers and encoded splits are built once. ``console`` shows a
+    progress bar; ``sinks`` receive every record too (rank 0 only, like all output). Torch's
+    thread count and RNG state are restored on return; under torchrun (``WORLD_SIZE`` > 1) the
+    process group is joined and left here.
     """
     env = distributed.setup(cfg.run.device)
+    if cfg.run.tune_malloc and env.device.type == "cpu":
+        tune_malloc()
     threads = torch.get_num_threads()
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
@@ -107,6 +113,7 @@ def _train(
     )
     weights = LossWeights(sampler, cfg.balance.target_dist(), cfg.balance.reduction, env.device)
     stats = DomainStats(data.names, env.device)
+    extras = Extras(cfg, sampler, data, lambda lg, t: per_example_loss(lg, t, pad_id=pad), env)
 
     def amp() -> torch.autocast:
         return torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=run.bf16)
@@ -114,6 +121,7 @@ def _train(
     state = _load_state(out, cfg, resume, env)
     if state is not None:
         checkpoint.restore(state, model, optimizer, scheduler, sampler, stats, env)
+        extras.load_state_dict(state.get("extras"))
     start = state["step"] if state is not None else 0
     if start >= run.total_steps:
         return read_records(out / METRICS_FILE)[-1]
@@ -124,7 +132,7 @@ def _train(
         for step in range(start, run.total_steps):
             t0 = time.perf_counter()
             # Dropout masks are a pure function of (seed, step, rank): exact after resume, no RNG replay.
-            torch.manual_seed(derive_key(run.seed, "dropout", step, env.rank) >> 1)
+            _seed_dropout(derive_key(run.seed, "dropout", step, env.rank) >> 1, env.device)
             domains, items = sampler.batch(step, env.rank, env.world_size)
             batch = data.task.batch(train_split, domains, items, env.device)
             w, norm = weights.at(step)
@@ -133,6 +141,10 @@ def _train(
                 loss_b, n_tok = per_example_loss(
                     logits, batch.targets, pad_id=pad, label_smoothing=optim.label_smoothing
                 )
+            # Free the B·T·V logits now (autograd keeps what backward needs): held until the next
+            # forward, they made glibc map fresh pages for its largest buffers, ~10% of a CPU step.
+            del logits
+            w, norm = extras.loss_weights(step, batch, loss_b) or (w, norm)  # DoReMi's proxy weights
             # Σ_b w_b ℓ_b over this rank's slice, over the global batch's normaliser per rank: DDP
             # averages gradients over ranks, so the update is the single-process one for the batch.
             loss = weighted_loss(loss_b, batch.domains, w, reduction="sum") / (norm / env.world_size)
@@ -143,21 +155,23 @@ def _train(
             optimizer.step()
             scheduler.step()
             stats.update(batch.domains, loss_b, n_tok)
+            extras.after_step(step)
             clock.train_s += time.perf_counter() - t0
             done = step + 1
 
-            if done % run.log_every == 0:
+            if sinks and done % run.log_every == 0:
                 status = {"tau": sampler.tau_at(step), "loss": stats.running_losses()}
                 for s in sinks:
                     s.progress(done, status)
             last = done == run.total_steps
             if done % run.eval_every == 0 or last:
                 record = _evaluate(cfg, data, model, sampler, weights, stats, clock, step, env, amp, last)
+                extras.after_eval(done, record, model)  # ledger, overfit flags, adaptive switch, ...
                 for s in sinks:
                     s.write(record)
             if done % run.checkpoint_interval == 0 or last:
                 _save_checkpoint(
-                    out, cfg, done, model, optimizer, scheduler, sampler, stats, clock, jsonl, env
+                    out, cfg, done, model, optimizer, scheduler, sampler, stats, clock, jsonl, env, extras
                 )
     finally:
         for s in sinks:
@@ -199,32 +213,31 @@ class LossWeights:
     """Per-domain loss weights in force at a step, and the normaliser of the *global* batch.
 
     Weights are w_i = p_target,i / p_sample,i(t) (Li et al. 2025, Thm. 1; all 1 without a target),
-    recomputed only when the sampling distribution changes (a Cooldown switch, an anneal step).
-    The normaliser is B (``mean``), Σ_b w_b over the global batch (``self_normalized``) or 1
-    (``sum``); every rank computes it from the sampler's global batch, with no communication.
+    with p_sample(t) the sampler's own probabilities, so every schedule is handled alike; they are
+    recomputed only when p(t) changes (a Cooldown switch, an anneal step). A domain the sampler
+    skips at a step (p = 0) is not in the batch and gets weight 0. The normaliser is B (``mean``),
+    Σ_b w_b over the global batch (``self_normalized``) or 1 (``sum``); every rank computes it
+    from the sampler's global batch, with no communication.
     """
 
     def __init__(
         self, sampler: MixtureSampler, target: Distribution | None, reduction: str, device: torch.device
     ) -> None:
-        self.sampler, self.target, self.reduction, self.device = sampler, target, reduction, device
-        self.sizes = dict(zip(sampler.names, sampler.sizes.tolist()))
-        self._key: Any = None
+        self.sampler, self.reduction, self.device = sampler, reduction, device
+        self.target = None if target is None else target.array(sampler.names, sampler.sizes)
+        self._key: tuple[float, ...] | None = None
         self.mapping: dict[str, float] = {}
         self._w = np.ones(len(sampler.names))
         self._w_t = torch.ones(len(sampler.names), device=device)
 
     def at(self, step: int) -> tuple[torch.Tensor, float]:
-        tau = self.sampler.tau_at(step)
-        key = tau if tau is not None else tuple(self.sampler.probs_at(step).values())
+        key = tuple(self.sampler.probs_at(step).values())
         if key != self._key:
             self._key = key
-            if self.target is None:
-                self.mapping = dict.fromkeys(self.sampler.names, 1.0)
-            else:
-                sample = Temperature(tau) if tau is not None else Explicit(self.sampler.probs_at(step))
-                self.mapping = loss_weights(self.sizes, self.target, sample)
-            self._w = np.array(list(self.mapping.values()))
+            if self.target is not None:
+                p = np.array(key)
+                self._w = np.divide(self.target, p, out=np.zeros_like(p), where=p > 0)
+            self.mapping = dict(zip(self.sampler.names, self._w.tolist()))
             self._w_t = torch.tensor(self._w, dtype=torch.float32, device=self.device)
         if self.reduction == "mean":
             norm = float(self.sampler.batch_size)
@@ -233,6 +246,30 @@ class LossWeights:
         else:
             norm = 1.0
         return self._w_t, norm
+
+
+def tune_malloc(keep_bytes: int = 1 << 30) -> bool:
+    """glibc only: serve allocations up to ``keep_bytes`` from the heap and keep freed memory there.
+
+    By default glibc maps each buffer above a (moving) threshold afresh and returns freed heap
+    tops to the OS, so the B·T·V logits and their gradients page-fault in every step; measured
+    10–45% of a CPU step here. Returns False where there is no glibc ``mallopt``.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return bool(mallopt(m_mmap_threshold, keep_bytes)) and bool(mallopt(m_trim_threshold, keep_bytes))
+
+
+def _seed_dropout(seed: int, device: torch.device) -> None:
+    """Seed the generator dropout draws from (torch.manual_seed would cost ~60 µs a step)."""
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seed)
+    else:
+        torch.default_generator.manual_seed(seed)
 
 
 class _Clock:
@@ -280,9 +317,10 @@ def _open_sinks(
     jsonl = JsonlSink(out / METRICS_FILE, m["offset"] if m else None, m["lines"] if m else 0)
     sinks: list[MetricSink] = [jsonl, *extra]
     if cfg.run.tensorboard:
-        from coolmix.train.metrics import TensorBoardSink
-
-        sinks.append(TensorBoardSink(out / "tb", purge_step=start))
+        try:
+            sinks.append(TensorBoardSink(out / "tb", purge_step=start))
+        except ImportError:
+            raise ConfigError("run.tensorboard", True, "needs the tensorboard package") from None
     if console:
         sinks.append(ConsoleSink(cfg.run.total_steps, start))
     return jsonl, sinks
@@ -350,9 +388,9 @@ def _mt_scores(
     for k, lang in enumerate(arrays.names):
         run = cfg.run
         hyps, refs = tasks.translate(model, task, arrays, k, run.max_decode, run.batch_size, env, amp())
-        scores = mt_scores(hyps, refs, lang)
+        scores = mt_scores(hyps, refs, lang) if refs else {}  # an empty split has no score
         for metric in out:
-            out[metric][lang] = float(scores[metric])
+            out[metric][lang] = float(scores.get(metric, math.nan))
     return out
 
 
@@ -368,6 +406,7 @@ def _save_checkpoint(
     clock: _Clock,
     jsonl: JsonlSink | None,
     env: Env,
+    extras: Extras,
 ) -> None:
     """Everything needed to continue exactly; rank 0 writes (after the metrics are on disk)."""
     stats.reduce(env)  # collective: every rank, so rank 0 holds the totals it saves
@@ -378,5 +417,6 @@ def _save_checkpoint(
         done, config_hash(cfg), model, optimizer, scheduler, sampler, stats, env.world_size
     )
     payload["elapsed"] = clock.elapsed()
+    payload["extras"] = extras.state_dict()
     payload["metrics"] = {"offset": jsonl.offset, "lines": jsonl.lines}
     checkpoint.save(out, done, payload, cfg.run.keep)

@@ -145,7 +145,11 @@ class ConsoleSink:
 
 
 def _fmt(v: Any) -> str:
-    return "∞" if isinstance(v, float) and math.isinf(v) else (f"{v:.3g}" if isinstance(v, float) else str(v))
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"  # a domain without tokens since the last record
+    if isinstance(v, float):
+        return "∞" if math.isinf(v) else f"{v:.3g}"
+    return str(v)
 
 
 class TensorBoardSink:

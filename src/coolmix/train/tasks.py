@@ -204,12 +204,11 @@ def check_model(cfg: TrainConfig, task: str) -> None:
     with torch.device("meta"):
         model = build_model(task, cfg.model, cfg.tokenizer.vocab_size)
     t = cfg.task
-    need = {"lm": ("task.seq_len", t.seq_len), "mt": ("task.src_len/tgt_len", max(t.src_len, t.tgt_len))}[
-        task
-    ]
-    max_len = model.cfg.max_len
-    if max_len < need[1]:
-        raise ConfigError("model.max_len", max_len, f"must be >= {need[0]} = {need[1]}")
+    field, need = (
+        ("task.seq_len", t.seq_len) if task == "lm" else ("task.src_len/tgt_len", max(t.src_len, t.tgt_len))
+    )
+    if model.cfg.max_len < need:
+        raise ConfigError("model.max_len", model.cfg.max_len, f"must be >= {field} = {need}")
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -256,6 +255,10 @@ def _eval_items(data: SplitArrays, k: int, limit: int, env: Env) -> np.ndarray:
     return np.arange(env.rank, n, env.world_size, dtype=np.int64)
 
 
+def _chunks(items: np.ndarray, size: int) -> list[np.ndarray]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
 @torch.no_grad()
 def split_losses(
     model: torch.nn.Module,
@@ -274,7 +277,7 @@ def split_losses(
     sums = torch.zeros(2, len(data.names), dtype=torch.float64, device=env.device)
     for k in range(len(data.names)):
         items = _eval_items(data, k, max_items, env)
-        for chunk in np.array_split(items, max(1, -(-len(items) // batch_size))) if len(items) else []:
+        for chunk in _chunks(items, batch_size):
             b = task.batch(data, np.full(len(chunk), k, dtype=np.int64), chunk, env.device)
             with autocast:
                 loss, n_tok = loss_fn(model(*b.inputs), b.targets)
@@ -305,7 +308,7 @@ def translate(
     tag = tok.lang_id(lang)
     items = _eval_items(data, k, max_items, env)
     hyps: list[tuple[int, str]] = []
-    for chunk in np.array_split(items, max(1, -(-len(items) // batch_size))) if len(items) else []:
+    for chunk in _chunks(items, batch_size):
         b = task.batch(data, np.full(len(chunk), k, dtype=np.int64), chunk, env.device)
         src = b.inputs[0]
         bos = torch.full((len(chunk),), tag, dtype=torch.long, device=env.device)

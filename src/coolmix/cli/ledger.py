@@ -1,0 +1,69 @@
+"""``coolmix ledger RUN_DIR``: realised vs planned exposure per domain, from a run's metrics."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Print a run's exposure ledger (realised vs planned examples, epochs, repeats) and plot it."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="a `coolmix train` run directory (with metrics.jsonl)")
+    parser.add_argument("--no-plot", action="store_true", help="skip ledger.png")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from coolmix.errors import ConfigError
+
+    path = Path(args.run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise ConfigError("run_dir", args.run_dir, "no metrics.jsonl there")
+    records = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    records = [r for r in records if "ledger" in r]
+    if not records:
+        raise ConfigError("run_dir", args.run_dir, "its metrics have no ledger (trained before the ledger existed?)")
+    last = records[-1]
+    table = Table(title=f"exposure ledger after step {last['step']:,}")
+    for col in ("domain", "examples", "tokens", "share", "target share", "Δ vs plan", "epochs", "max repeats"):
+        table.add_column(col, justify="left" if col == "domain" else "right")
+    for name, row in last["ledger"].items():
+        table.add_row(name, f"{row['examples']:,}", f"{row['tokens']:,}", f"{row['share']:.2%}",
+                      f"{row['target_share']:.2%}", f"{row['examples'] - row['target_examples']:+.2f}",
+                      f"{row['epochs']:.3g}", str(row["max_repeats"]))
+    Console().print(table)
+    if not args.no_plot:
+        out = Path(args.run_dir) / "ledger.png"
+        _plot(records, out)
+        print(f"wrote {out}")
+    return 0
+
+
+def _plot(records: list, out) -> None:  # noqa: ANN001
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(records[-1]["ledger"])
+    steps = [r["step"] for r in records]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
+    for n in names:
+        line = a.plot(steps, [r["ledger"][n]["examples"] for r in records], label=f"{n} realised")[0]
+        a.plot(steps, [r["ledger"][n]["target_examples"] for r in records], "--", color=line.get_color(), lw=1)
+        b.plot(steps, [r["ledger"][n]["epochs"] for r in records], color=line.get_color(), label=n)
+    a.set_title("examples drawn: realised (solid) vs planned (dashed)")
+    b.set_title("cumulative epochs")
+    b.set_yscale("log")
+    for ax in (a, b):
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
