@@ -12,8 +12,11 @@ SIZES = {"en": 1000, "it": 100, "sw": 10}
 
 
 def _record(step, sw_loss, en_loss=3.0, epochs=None):
-    return {"step": step, "dev": {"loss": {"en": en_loss, "it": 3.0, "sw": sw_loss}},
-            "epochs": epochs or {"en": 0.1, "it": 1.0, "sw": step / 10}}
+    return {
+        "step": step,
+        "dev": {"loss": {"en": en_loss, "it": 3.0, "sw": sw_loss}},
+        "epochs": epochs or {"en": 0.1, "it": 1.0, "sw": step / 10},
+    }
 
 
 def test_low_resource_watch_list():

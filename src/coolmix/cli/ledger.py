@@ -27,15 +27,33 @@ def run(args: argparse.Namespace) -> int:
     records = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
     records = [r for r in records if "ledger" in r]
     if not records:
-        raise ConfigError("run_dir", args.run_dir, "its metrics have no ledger (trained before the ledger existed?)")
+        raise ConfigError(
+            "run_dir", args.run_dir, "its metrics have no ledger (trained before the ledger existed?)"
+        )
     last = records[-1]
     table = Table(title=f"exposure ledger after step {last['step']:,}")
-    for col in ("domain", "examples", "tokens", "share", "target share", "Δ vs plan", "epochs", "max repeats"):
+    for col in (
+        "domain",
+        "examples",
+        "tokens",
+        "share",
+        "target share",
+        "Δ vs plan",
+        "epochs",
+        "max repeats",
+    ):
         table.add_column(col, justify="left" if col == "domain" else "right")
     for name, row in last["ledger"].items():
-        table.add_row(name, f"{row['examples']:,}", f"{row['tokens']:,}", f"{row['share']:.2%}",
-                      f"{row['target_share']:.2%}", f"{row['examples'] - row['target_examples']:+.2f}",
-                      f"{row['epochs']:.3g}", str(row["max_repeats"]))
+        table.add_row(
+            name,
+            f"{row['examples']:,}",
+            f"{row['tokens']:,}",
+            f"{row['share']:.2%}",
+            f"{row['target_share']:.2%}",
+            f"{row['examples'] - row['target_examples']:+.2f}",
+            f"{row['epochs']:.3g}",
+            str(row["max_repeats"]),
+        )
     Console().print(table)
     if not args.no_plot:
         out = Path(args.run_dir) / "ledger.png"
@@ -44,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plot(records: list, out) -> None:  # noqa: ANN001
+def _plot(records: list, out) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,7 +73,9 @@ def _plot(records: list, out) -> None:  # noqa: ANN001
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
     for n in names:
         line = a.plot(steps, [r["ledger"][n]["examples"] for r in records], label=f"{n} realised")[0]
-        a.plot(steps, [r["ledger"][n]["target_examples"] for r in records], "--", color=line.get_color(), lw=1)
+        a.plot(
+            steps, [r["ledger"][n]["target_examples"] for r in records], "--", color=line.get_color(), lw=1
+        )
         b.plot(steps, [r["ledger"][n]["epochs"] for r in records], color=line.get_color(), label=n)
     a.set_title("examples drawn: realised (solid) vs planned (dashed)")
     b.set_title("cumulative epochs")

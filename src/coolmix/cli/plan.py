@@ -98,15 +98,23 @@ def variance_advice(plan: Plan, moments: dict[str, float]) -> None:
     from coolmix.weighting import theorem2_gap, variance_inflation
 
     console = Console(highlight=False)
-    taus = sorted({t for ph in plan.phases for t in (ph.tau_start, ph.tau_end) if t is not None and math.isfinite(t) and t != 1})
+    taus = sorted(
+        {
+            t
+            for ph in plan.phases
+            for t in (ph.tau_start, ph.tau_end)
+            if t is not None and math.isfinite(t) and t != 1
+        }
+    )
     mean_s = sum(moments.values()) / len(moments)
     for tau in taus:
         gap = theorem2_gap(plan.sizes, tau, moments)
         f = variance_inflation(plan.sizes, tau)
         better = "upsampling (temperature sampling)" if gap > 0 else "upweighting (scalarization)"
         console.print(
-            f"τ={tau:g}: E‖g_S‖² − E‖g_TS‖² = {gap:.4g} with your s_i (equal-s estimate {mean_s * (f - 1):.4g}, "
-            f"F={f:.3g}) → [bold]{better}[/bold] has the lower single-sample gradient variance"
+            f"τ={tau:g}: E‖g_S‖² − E‖g_TS‖² = {gap:.4g} with your s_i "
+            f"(equal-s estimate {mean_s * (f - 1):.4g}, F={f:.3g}) → [bold]{better}[/bold] has the lower "
+            "single-sample gradient variance"
         )
     if not taus:
         console.print("the schedule never leaves τ=1: sampling and scalarization coincide")

@@ -58,9 +58,8 @@ def theorem1_check(
         opt_1.zero_grad()
         (sum(loss_fn(m_1, data_by_domain[name]).sum() for name in names) / total).backward()
         opt_1.step()
-        with torch.no_grad():
-            diffs.append(max(float((a - b).abs().max()) for a, b in zip(m_ts.parameters(), m_s.parameters())))
-            control.append(max(float((a - b).abs().max()) for a, b in zip(m_ts.parameters(), m_1.parameters())))
+        diffs.append(_max_abs_diff(m_ts, m_s))
+        control.append(_max_abs_diff(m_ts, m_1))
     return {
         "tau": tau,
         "steps": steps,
@@ -73,6 +72,11 @@ def theorem1_check(
         "weights": dict(zip(names, w.tolist())),
         "param_scale": max(float(p.detach().abs().max()) for p in m_ts.parameters()),
     }
+
+
+@torch.no_grad()
+def _max_abs_diff(a: torch.nn.Module, b: torch.nn.Module) -> float:
+    return max(float((x - y).abs().max()) for x, y in zip(a.parameters(), b.parameters()))
 
 
 def _len(loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor], model: torch.nn.Module, data: Any) -> int:

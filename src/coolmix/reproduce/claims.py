@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -200,7 +201,7 @@ def _t6(theory: Mapping[str, Any]) -> Verdict:
     z = _theory(theory, "fig2")
     rows = z["F"]
     flat0 = all(abs(x - 1) < 1e-9 for x in rows[0])
-    in_tau = all(all(b >= a - 1e-12 for a, b in zip(r, r[1:])) for r in rows)
+    in_tau = all(all(b >= a - 1e-12 for a, b in pairwise(r)) for r in rows)
     in_alpha = all(
         all(rows[i + 1][j] >= rows[i][j] - 1e-12 for j in range(len(z["taus"]))) for i in range(len(rows) - 1)
     )
@@ -252,7 +253,7 @@ def _e1(runs: Runs) -> Verdict:
                 ratios.append(ss / st if st > 0 else math.inf)
             parts.append(f"{lang} {target:.3f} in {st:.0f} vs {ss:.0f} steps")
         rows.append(f"τ={t}: " + ", ".join(parts))
-    grows = all(b >= a for a, b in zip(ratios, ratios[1:]))
+    grows = all(b >= a for a, b in pairwise(ratios))
     n_fast = sum(faster)
     verdict = (
         "PASS" if n_fast == len(faster) and grows else ("PARTIAL" if n_fast >= len(faster) / 2 else "FAIL")

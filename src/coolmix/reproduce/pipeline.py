@@ -15,7 +15,7 @@ from coolmix.reproduce.specs import Preset, preset
 
 __all__ = ["reproduce"]
 
-THEORY_VERSION = 3  # bump when the layout of theory.json changes
+THEORY_VERSION = 4  # bump when the layout of theory.json changes
 
 
 def reproduce(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -145,9 +144,14 @@ def run_preset(
     progress.start(len(specs))
     results: dict[str, RunResult] = {}
     pending = list(specs)
-    running: dict[Future, tuple[RunSpec, Path, float]] = {}
-    n_workers = workers or preset.workers
-    with ProcessPoolExecutor(max_workers=n_workers, mp_context=_mp_context()) as pool:
+    running: dict[Future, tuple[RunSpec, Path]] = {}
+    n_workers = preset.workers if workers is None else workers
+    pool = (
+        ProcessPoolExecutor(max_workers=n_workers, mp_context=_mp_context())
+        if n_workers > 0
+        else _InProcess()
+    )
+    with pool:
         while pending or running:
             for spec in [s for s in pending if all(n in results for n in s.needs)]:
                 pending.remove(spec)
@@ -161,18 +165,17 @@ def run_preset(
                     continue
                 if force and d.exists():
                     shutil.rmtree(d)  # the trainer refuses to overwrite a run it was not asked to resume
-                fut = pool.submit(_train_one, cfg_dict, str(d), force)
-                running[fut] = (spec, d, time.perf_counter())
+                running[pool.submit(_train_one, cfg_dict, str(d))] = (spec, d)
             if not running:
                 if pending:  # dependencies that can never be met
                     raise RuntimeError(f"unsatisfiable run dependencies: {[s.id for s in pending]}")
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in finished:
-                spec, d, t0 = running.pop(fut)
+                spec, d = running.pop(fut)
                 record = fut.result()
                 (d / RESULT_FILE).write_text(json.dumps(record, indent=1, default=str))
-                results[spec.id] = RunResult(spec, d, record, time.perf_counter() - t0, False)
+                results[spec.id] = RunResult(spec, d, record, float(record.get("time", 0.0)), False)
                 progress.done(results[spec.id])
     return results
 
@@ -231,7 +234,22 @@ def _mp_context():
 _CACHE: Any = None
 
 
-def _train_one(cfg_dict: Mapping[str, Any], out_dir: str, force: bool) -> dict[str, Any]:
+class _InProcess:
+    """A stand-in executor that trains in this process (``workers=0``: tests, debugging)."""
+
+    def __enter__(self) -> _InProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        fut: Future = Future()
+        fut.set_result(fn(*args))
+        return fut
+
+
+def _train_one(cfg_dict: Mapping[str, Any], out_dir: str) -> dict[str, Any]:
     """Worker: train one run (resuming a partial one) and return its final record."""
     global _CACHE
     os.environ.setdefault("OMP_NUM_THREADS", "1")

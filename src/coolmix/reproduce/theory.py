@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ def inflation_checks(named_sizes: Mapping[str, Mapping[str, float]]) -> dict[str
             "F": dict(zip(map(str, grid), fs)),
             "ge_1": all(f >= 1 - 1e-12 for f in fs),
             "chi2": all(math.isclose(f, c, rel_tol=1e-9) for f, c in zip(fs, chi2)),
-            "monotone": all(b >= a * (1 - 1e-12) for a, b in zip(fs, fs[1:])),
+            "monotone": all(b >= a * (1 - 1e-12) for a, b in pairwise(fs)),
             "limit": limit,
             "limit_ok": math.isclose(variance_inflation(sizes, math.inf), limit, rel_tol=1e-9),
         }
@@ -127,7 +128,7 @@ def gradient_variance(
     """
     from coolmix.diagnostics.variance import estimator_moments, gradient_stats, minibatch_norms
 
-    cfg, data, model = _load_run(run_dir, cache)
+    _, data, model = _load_run(run_dir, cache)
     arrays = data.splits["train"]
     rng = np.random.default_rng(seed)
     examples = {}
@@ -213,7 +214,7 @@ def theorem1_real(
     cfg = load_config(run_dir / "config.toml")
     data = prepare(cfg, cache, ("train",))
     torch.manual_seed(0)
-    model = build_model(data.corpus.task, {**cfg.model, "dropout": 0.0}, data.tok.vocab_size)
+    model = build_model(data.corpus.task, {**cfg.model, "dropout": 0.0}, data.tok.vocab_size).double()
     arrays = data.splits["train"]
     pad = data.tok.pad_id
     by_domain = {}
