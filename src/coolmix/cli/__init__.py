@@ -10,3 +10,21 @@ A module must not import torch (or anything slow) at import time; import it insi
 Problems with the user's input are raised as `coolmix.ConfigError`; the entry point prints them
 on one line and exits 2.
 """
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_set_option"]
+
+
+def add_set_option(parser: argparse.ArgumentParser, example: str) -> None:
+    """The shared repeatable ``--set KEY=VALUE`` override (collected in ``args.overrides``)."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config value, e.g. {example} (repeatable)",
+    )

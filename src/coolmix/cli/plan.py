@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from coolmix.cli import add_set_option
 from coolmix.config import dump_toml
 from coolmix.mixconfig import PlanConfig, load_plan_config
 from coolmix.plan import Plan, plot_plan, write_csv
@@ -25,14 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "config", metavar="CONFIG", help="plan config (TOML; YAML accepted), e.g. configs/plan/"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set run.total_steps=1000 (repeatable)",
-    )
+    add_set_option(parser, "--set run.total_steps=1000")
     parser.add_argument(
         "--out", default="plan_out", metavar="DIR", help="where plan.csv/png/toml go (default: ./plan_out)"
     )

@@ -6,6 +6,8 @@ import argparse
 import sys
 import time
 
+from coolmix.cli import add_set_option
+
 HELP = "Run the paper's experiments at CPU scale and write report.md with a claims table."
 
 
@@ -22,14 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="EXPERIMENT",
         help="run only this experiment (convergence, lm, mt); repeatable",
     )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        dest="overrides",
-        help="override every experiment's base config, e.g. run.bf16=true",
-    )
+    add_set_option(parser, "--set run.bf16=true (applies to every experiment's runs)")
     parser.add_argument("--workers", type=int, default=None, help="parallel training processes (default 2)")
 
 

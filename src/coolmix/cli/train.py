@@ -11,6 +11,8 @@ import argparse
 import os
 from pathlib import Path
 
+from coolmix.cli import add_set_option
+
 HELP = "train one model (LM or MT) with a balancing strategy from a TOML config"
 
 _EPILOG = """\
@@ -31,14 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue from the newest good checkpoint in --out (if any)"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set balance.sample=5 --set run.total_steps=200 (repeatable)",
-    )
+    add_set_option(parser, "--set balance.sample=5 --set run.total_steps=200")
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bar (metrics.jsonl is written anyway)"
     )

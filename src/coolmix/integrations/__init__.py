@@ -7,7 +7,8 @@ Import the submodule you need; this package imports nothing, so ``import coolmix
   `MixtureCollator`, `state_at` (worker- and DDP-aware, exact resume under prefetch).
 - `coolmix.integrations.datasets`: Hugging Face ``datasets`` (imported lazily): `interleave` →
   ``datasets.IterableDataset``, `as_torch_dataset` → `MixtureDataset`.
-- `coolmix.integrations.hf` (reserved): the HF Trainer ``compute_loss`` hook.
+- `coolmix.integrations.hf`: `MixtureTrainer` (HF `Trainer` with a coolmix sampler, loss weights under
+  gradient accumulation, sampler state in checkpoints) and `CoolmixCallback`; transformers imported lazily.
 
 Every adapter tags examples with ``domain`` (id in the sampler's ``names`` order), ``domain_name``
 and ``index``, and its ``state_dict`` is the core sampler's state (counters, no rank), so a

@@ -16,8 +16,7 @@ Resume: the sampler you pass is copied; keep it as a position marker and checkpo
 `interleave` again: the new dataset starts at that step. (HF's own ``IterableDataset.state_dict``
 also works, since skipping whole steps skips shards without reading them.)
 
-This module is the datasets-only adapter; ``coolmix.integrations.hf`` is kept for the HF Trainer
-hook.
+This module is the datasets-only adapter; the HF Trainer integration is ``coolmix.integrations.hf``.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from coolmix.reproduce.specs import Preset, preset
 
 __all__ = ["reproduce"]
 
-THEORY_VERSION = 4  # bump when the layout of theory.json changes
+THEORY_VERSION = 5  # bump when the layout of theory.json changes
 
 
 def reproduce(
@@ -35,6 +35,10 @@ def reproduce(
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     results = run_preset(p, out, force=force, workers=workers, progress=progress)
+    # the report covers exactly these runs (older runs of edited configs stay cached but unlisted)
+    (out / "runs.json").write_text(
+        json.dumps(sorted(str(r.dir.relative_to(out)) for r in results.values()), indent=1)
+    )
     progress.note("measuring the theory (Theorem 1, F(τ), gradient variance)")
     theory = compute_theory(p, out, results, force)
     (out / "theory.json").write_text(json.dumps(theory, indent=1, default=str))

@@ -85,7 +85,7 @@ def _theory_section(theory: Mapping[str, Any], figs: Path) -> str:
             f"**Theorem 1.** {t1['steps']} full-batch gradient-descent steps (lr {t1['lr']}) on the τ=5 "
             f"objective and on the scalarized objective (w = p_5/p_1 = "
             f"{', '.join(f'{k} {v:.2f}' for k, v in t1['weights'].items())}) from one initialisation of a "
-            f"small GPT on Bible text, in float64: max |Δθ| = **{t1['max_abs_param_diff']:.2e}**; as a control, "
+            f"small GPT on Bible text (float64 weights, float32 loss): max |Δθ| = **{t1['max_abs_param_diff']:.2e}**; as a control, "
             f"GD on the unweighted (τ=1) objective drifts by {t1['control_max_abs_param_diff']:.2e}."
         )
     fig2 = theory.get("fig2")

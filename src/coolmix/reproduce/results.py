@@ -83,9 +83,14 @@ class Runs:
 
 
 def load_runs(out: Path) -> Runs:
-    """Every ``runs/<experiment>/<method>[-proxy]-s<seed>-<hash>/result.json`` under ``out``."""
+    """The finished runs under ``out/runs`` (those listed in ``runs.json`` when it exists)."""
     runs = []
-    for res in sorted((out / "runs").glob("*/*/result.json")):
+    listed = out / "runs.json"
+    results = sorted((out / "runs").glob("*/*/result.json"))
+    if listed.is_file():  # the current preset's runs only, not stale runs of edited configs
+        keep = set(json.loads(listed.read_text()))
+        results = [r for r in results if str(r.parent.relative_to(out)) in keep]
+    for res in results:
         d = res.parent
         experiment = d.parent.name
         parts = d.name.split("-")

@@ -84,7 +84,7 @@ def expand(exp: Experiment, sizes: Mapping[str, int]) -> list[RunSpec]:
                 cfg["adaptive"] = {
                     "domains": list(low),
                     "mode": "any",
-                    "margin": 0.01,
+                    "margin": 0.005,
                     "patience": 2,
                     "min_evals": 3,
                     "smoothing": 0.3,
@@ -167,6 +167,8 @@ def run_preset(
                     shutil.rmtree(d)  # the trainer refuses to overwrite a run it was not asked to resume
                 running[pool.submit(_train_one, cfg_dict, str(d))] = (spec, d)
             if not running:
+                if any(all(n in results for n in s.needs) for s in pending):
+                    continue  # cached runs just satisfied these; submit them
                 if pending:  # dependencies that can never be met
                     raise RuntimeError(f"unsatisfiable run dependencies: {[s.id for s in pending]}")
                 break
