@@ -86,32 +86,34 @@ def parse_moments(text: str, names: Sequence[str]) -> dict[str, float]:
 
 
 def variance_advice(plan: Plan, moments: dict[str, float]) -> None:
-    """For each τ the schedule uses: Theorem 2's exact gap with measured s_i, and which estimator wins."""
+    """Per schedule phase: Theorem 2's exact gap Σ p_i (w_i − 1) s_i with measured s_i (w = p / p_1),
+    next to the equal-s estimate s̄·(F − 1), and which estimator has the lower variance."""
     from rich.console import Console
 
-    from coolmix.weighting import theorem2_gap, variance_inflation
-
     console = Console(highlight=False)
-    taus = sorted(
-        {
-            t
-            for ph in plan.phases
-            for t in (ph.tau_start, ph.tau_end)
-            if t is not None and math.isfinite(t) and t != 1
-        }
-    )
+    total = sum(plan.sizes.values())
+    q = {n: plan.sizes[n] / total for n in plan.names}
     mean_s = sum(moments.values()) / len(moments)
-    for tau in taus:
-        gap = theorem2_gap(plan.sizes, tau, moments)
-        f = variance_inflation(plan.sizes, tau)
+    seen = set()
+    for k, ph in enumerate(plan.phases):
+        p = ph.probs_start
+        key = tuple(round(p[n], 12) for n in plan.names)
+        if key in seen:
+            continue
+        seen.add(key)
+        gap = sum(p[n] * (p[n] / q[n] - 1.0) * moments[n] for n in plan.names)
+        f = sum(p[n] ** 2 / q[n] for n in plan.names)
+        tau = ph.tau_start
+        label = f"τ={tau:g}" if tau is not None else f"phase {k}"
+        if abs(f - 1.0) < 1e-12:
+            console.print(f"{label}: proportional sampling; upsampling and upweighting coincide")
+            continue
         better = "upsampling (temperature sampling)" if gap > 0 else "upweighting (scalarization)"
         console.print(
-            f"τ={tau:g}: E‖g_S‖² − E‖g_TS‖² = {gap:.4g} with your s_i "
+            f"{label}: E‖g_S‖² − E‖g_TS‖² = {gap:.4g} with your s_i "
             f"(equal-s estimate {mean_s * (f - 1):.4g}, F={f:.3g}) → [bold]{better}[/bold] has the lower "
             "single-sample gradient variance"
         )
-    if not taus:
-        console.print("the schedule never leaves τ=1: sampling and scalarization coincide")
 
 
 def render(
