@@ -360,35 +360,24 @@ def _e5_one(runs: Runs, exp: str) -> tuple[list[bool], list[str]]:
     high, low = _split(sizes)
     cd = got["cooldown"]
     oks, parts = [], []
-    hrl_cd = [float(np.mean([_values([r], h, exp)[0] for h in high])) for r in cd]
-    hrl_t1 = [float(np.mean([_values([r], h, exp)[0] for h in high])) for r in got["tau1"]]
-    ok_h = _better_or_tie(hrl_cd, hrl_t1, higher, tol)
-    oks.append(ok_h)
-    parts.append(
-        f"{exp}: HRL {metric} Cooldown {_fmt(hrl_cd)} vs τ=1 {_fmt(hrl_t1)} ({'ok' if ok_h else 'worse'})"
-    )
+    sign = 1 if higher else -1
 
-    def lrl(rs: Sequence[Run]) -> list[float]:
-        return [float(np.mean([_values([r], x, exp)[0] for x in low])) for r in rs]
+    def group(rs: Sequence[Run], langs: Sequence[str]) -> list[float]:
+        return [float(np.mean([_values([r], x, exp)[0] for x in langs])) for r in rs]
 
-    best_static = max(statics, key=lambda m: np.mean(lrl(got[m])) * (1 if higher else -1))
-    ok_l = _better_or_tie(lrl(cd), lrl(got[best_static]), higher, tol)
-    oks.append(ok_l)
-    parts.append(
-        f"LRL {metric} Cooldown {_fmt(lrl(cd))} vs best static ({best_static}) "
-        f"{_fmt(lrl(got[best_static]))} ({'ok' if ok_l else 'worse'})"
-    )
-
-    def agg(rs: Sequence[Run]) -> list[float]:
-        return [float(np.mean([_values([r], x, exp)[0] for x in sizes])) for r in rs]
-
-    best_agg = max(statics, key=lambda m: np.mean(agg(got[m])) * (1 if higher else -1))
-    ok_a = _better_or_tie(agg(cd), agg(got[best_agg]), higher, tol)
-    oks.append(ok_a)
-    parts.append(
-        f"all-language mean Cooldown {_fmt(agg(cd))} vs best static ({best_agg}) {_fmt(agg(got[best_agg]))}"
-        f" ({'ok' if ok_a else 'worse'})"
-    )
+    # HRLs against τ=1; LRLs and the all-language mean against the best static τ for that group
+    for label, langs, ref in (
+        ("HRL", high, "tau1"),
+        ("LRL", low, None),
+        ("all-language mean", list(sizes), None),
+    ):
+        ref = ref or max(statics, key=lambda m, langs=langs: sign * np.mean(group(got[m], langs)))
+        a, b = group(cd, langs), group(got[ref], langs)
+        ok = _better_or_tie(a, b, higher, tol)
+        oks.append(ok)
+        parts.append(
+            f"{exp}: {label} {metric} Cooldown {_fmt(a)} vs {ref} {_fmt(b)} ({'ok' if ok else 'worse'})"
+        )
     return oks, parts
 
 
