@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run only this experiment (convergence, lm, mt); repeatable",
     )
     add_set_option(parser, "--set run.bf16=true (applies to every experiment's runs)")
+    parser.add_argument(
+        "--seeds", default="", metavar="0,1,2", help="seeds for every experiment (default: the preset's)"
+    )
     parser.add_argument("--workers", type=int, default=None, help="parallel training processes (default 2)")
 
 
@@ -59,9 +62,19 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         overrides=tuple(args.overrides),
         only=tuple(args.only),
+        seeds=_seeds(args.seeds),
         workers=args.workers,
         progress=progress,
     )
     console.print(f"[bold green]report:[/] {path}")
     print(path, file=sys.stdout)
     return 0
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    from coolmix.errors import ConfigError
+
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError("seeds", text, "expected comma-separated integers, e.g. 0,1,2") from None

@@ -25,11 +25,12 @@ def reproduce(
     force: bool = False,
     overrides: tuple[str, ...] = (),
     only: tuple[str, ...] = (),
+    seeds: tuple[int, ...] = (),
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> Path:
     """Run preset ``name`` into ``out`` (finished runs are reused unless ``force``); returns report.md."""
-    p = preset(name, overrides, only)
+    p = preset(name, overrides, only, seeds)
     out = Path(out)
     progress = progress or Progress()
     t0 = time.perf_counter()
@@ -46,6 +47,7 @@ def reproduce(
         "preset": p.name,
         "experiments": [e.key for e in p.experiments],
         "overrides": list(overrides),
+        "seeds": sorted({s for e in p.experiments for s in e.seeds}),
         "machine": f"{platform.machine()}, {_cores()} cores, Python {platform.python_version()}",
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "runs_trained": sum(not r.cached for r in results.values()),

@@ -166,8 +166,11 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def preset(name: str, overrides: tuple[str, ...] = (), only: tuple[str, ...] = ()) -> Preset:
-    """A preset with ``key.path=value`` overrides applied to every experiment's base config."""
+def preset(
+    name: str, overrides: tuple[str, ...] = (), only: tuple[str, ...] = (), seeds: tuple[int, ...] = ()
+) -> Preset:
+    """A preset with ``key.path=value`` overrides applied to every experiment's base config
+    (and, if given, other ``seeds`` for every experiment)."""
     if name not in PRESETS:
         raise ConfigError("preset", name, f"must be one of {', '.join(PRESETS)}")
     p = PRESETS[name]
@@ -179,6 +182,12 @@ def preset(name: str, overrides: tuple[str, ...] = (), only: tuple[str, ...] = (
                 "only", unknown[0], f"unknown experiment; known: {', '.join(e.key for e in exps)}"
             )
         exps = tuple(e for e in exps if e.key in only)
+    if seeds:
+        if any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in seeds):
+            raise ConfigError("seeds", list(seeds), "must be integers >= 0")
+        exps = tuple(
+            Experiment(e.key, e.title, e.base, e.methods, tuple(seeds), e.claims, e.primary) for e in exps
+        )
     if overrides:
         exps = tuple(
             Experiment(

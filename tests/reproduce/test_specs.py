@@ -1,0 +1,30 @@
+"""Presets: experiments, overrides, seeds, and one-line errors for bad choices."""
+
+import pytest
+
+from coolmix.errors import ConfigError
+from coolmix.reproduce.specs import PRESETS, preset
+
+
+def test_presets_cover_every_experiment_and_full_has_three_seeds():
+    for p in PRESETS.values():
+        assert {e.key for e in p.experiments} == {"convergence", "lm", "mt"}
+    assert all(e.seeds == (0, 1, 2) for e in PRESETS["full"].experiments)
+
+
+def test_only_overrides_and_seeds():
+    p = preset("quick", ("run.total_steps=7",), ("lm",), (3, 4))
+    (e,) = p.experiments
+    assert e.key == "lm" and e.seeds == (3, 4) and e.base["run"]["total_steps"] == 7
+    assert PRESETS["quick"].experiments[1].base["run"]["total_steps"] != 7  # presets are not mutated
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"name": "huge"}, "preset"), ({"only": ("nope",)}, "only"), ({"seeds": (-1,)}, "seeds")],
+)
+def test_bad_choices(kwargs, field):
+    args = {"name": "quick", **kwargs}
+    with pytest.raises(ConfigError) as e:
+        preset(args.pop("name"), **args)
+    assert e.value.field == field
