@@ -223,7 +223,18 @@ def _e3(theory: Mapping[str, Any]) -> Verdict:
         ok.append(n["s_var"] > n["ts_var"])
         rows.append(f"τ={float(t):g}: Var‖g‖ scalarization {n['s_var']:.3g} vs sampling {n['ts_var']:.3g}")
     verdict = "PASS" if all(ok) else ("PARTIAL" if any(ok) else "FAIL")
-    return Verdict("E3", verdict, f"batch {v['batch']} at the τ=1 LM checkpoint: " + "; ".join(rows))
+    return Verdict(
+        "E3",
+        verdict,
+        f"batch {v['batch']} at the τ=1 checkpoint of `{_experiment_of(v)}`: " + "; ".join(rows),
+    )
+
+
+def _experiment_of(variance: Mapping[str, Any]) -> str:
+    """The experiment whose τ=1 run the variance was measured on (from its run directory)."""
+    from pathlib import Path
+
+    return Path(variance.get("run", "?/?")).parent.name
 
 
 # -- convergence experiment (Fig. 4) ------------------------------------------------------------
@@ -245,8 +256,7 @@ def _e1(runs: Runs) -> Verdict:
         ts, sc = got[f"tau{t}"], got[f"scal{t}"]
         parts = []
         for lang in langs:
-            # a loss both reach: the worse of the two runs' best dev losses
-            target = max(min(r.best(lang)[0] for r in ts), min(r.best(lang)[0] for r in sc))
+            target = max(r.best(lang)[0] for r in (*ts, *sc))  # a loss every run of both reaches
             st = np.mean([_first_reach(r, lang, target) for r in ts])
             ss = np.mean([_first_reach(r, lang, target) for r in sc])
             faster.append(st <= ss)

@@ -115,7 +115,7 @@ def _theory_section(theory: Mapping[str, Any], figs: Path) -> str:
         s = ", ".join(f"{k} {v:.3g}" for k, v in var["s"].items())
         p = plots.fig_variance(var, figs / "fig3_grad_norms.png")
         parts.append(
-            f"**Gradient variance at the τ=1 LM checkpoint** ({var['n_per_domain']} training examples per language; "
+            f"**Gradient variance at the τ=1 checkpoint of `{Path(var['run']).parent.name}`** ({var['n_per_domain']} training examples per language; "
             f"mini-batches of {var['batch']} simulated exactly from the per-example gradient Gram matrix). "
             f"Per-language gradient second moments s_i: {s}. Theorem 2 assumes they are equal; the exact gap is "
             "Σ p_τ,i (w_i − 1) s_i.\n\n"
