@@ -227,7 +227,11 @@ class MixtureSampler:
 
     def probs_at(self, step: int) -> dict[str, float]:
         """p(step) under the current schedule and events (exposure-driven schedules: as of now)."""
-        return to_mapping(self.names, self.schedule.probs(int(step), self._ctx))
+        return to_mapping(self.names, self.probs_array(step))
+
+    def probs_array(self, step: int) -> np.ndarray:
+        """p(step) aligned with ``names`` (a read-only view; for per-step hot paths)."""
+        return self.schedule.probs(int(step), self._ctx)
 
     def tau_at(self, step: int) -> float | None:
         return self.schedule.tau(int(step), self._ctx)

@@ -17,6 +17,7 @@ import numpy as np
 
 from coolmix.diagnostics.overfit import OverfitDetector
 from coolmix.reproduce.results import Run, Runs, mean_std
+from coolmix.train.evaluate import resource_buckets
 
 __all__ = ["CLAIMS", "Verdict", "evaluate_claims"]
 
@@ -73,9 +74,8 @@ def _split(sizes: Mapping[str, float]) -> tuple[list[str], list[str]]:
 
 
 def buckets(sizes: Mapping[str, float]) -> dict[str, str]:
-    """high / mid / low resource by training size relative to the largest (0.9 and 0.4 cut-offs)."""
-    top = max(sizes.values())
-    return {k: "high" if v >= 0.9 * top else "mid" if v >= 0.4 * top else "low" for k, v in sizes.items()}
+    """high / mid / low resource by training size (`resource_buckets`: ≥ 90% / ≥ 40% of the largest)."""
+    return dict(resource_buckets({k: int(v) for k, v in sizes.items()}))
 
 
 def _sizes(run: Run) -> dict[str, float]:

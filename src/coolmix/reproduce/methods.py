@@ -7,7 +7,6 @@ experiment's sizes.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -86,11 +85,10 @@ def balance_for(
     raise KeyError(method)
 
 
-def high_resource(sizes: Mapping[str, int], frac: float = 0.4) -> tuple[str, ...]:
-    """Languages with at least ``frac`` of the largest size (the HRL set for Order Matters)."""
-    top = max(sizes.values())
-    return tuple(k for k, v in sizes.items() if v >= frac * top)
+def high_resource(sizes: Mapping[str, int]) -> tuple[str, ...]:
+    """Languages that are not low-resource by `resource_buckets` (≥ 40% of the largest): the set
+    Order Matters trains on first."""
+    from coolmix.train.evaluate import resource_buckets
 
-
-def inf_safe(x: float) -> float | str:
-    return "inf" if math.isinf(x) else x
+    b = resource_buckets({k: int(v) for k, v in sizes.items()})
+    return tuple(k for k in sizes if b[k] != "low")

@@ -10,8 +10,9 @@ from typing import Any
 
 from coolmix.reproduce import theory as th
 from coolmix.reproduce.report import write_report
+from coolmix.reproduce.results import record_sizes
 from coolmix.reproduce.runner import Progress, RunResult, run_preset
-from coolmix.reproduce.specs import Preset, preset
+from coolmix.reproduce.specs import PAPER_MIXTURES, Preset, preset
 
 __all__ = ["reproduce"]
 
@@ -87,24 +88,10 @@ def compute_theory(
             and old.get("variance_examples") == p.variance_examples
         ):
             return old
-    mixtures: dict[str, Any] = {
-        "mC4 (paper)": {"en": 2733, "it": 162, "zh": 39, "sw": 1},
-        "OPUS-100 subset (paper)": {
-            "es": 1e6,
-            "fa": 1e6,
-            "ga": 294e3,
-            "gl": 519e3,
-            "ha": 102e3,
-            "hi": 538e3,
-            "it": 1e6,
-            "kk": 83e3,
-            "ug": 76e3,
-        },
-        "En-{Cs,Ro} (paper)": {"cs": 56e6, "ro": 0.6e6},
-    }
+    mixtures: dict[str, Any] = dict(PAPER_MIXTURES)
     for r in results.values():
         if r.spec.role == "main" and r.spec.seed == p.experiments[0].seeds[0]:
-            mixtures.setdefault(f"{r.spec.experiment} (ours)", _sizes_of(r))
+            mixtures.setdefault(f"{r.spec.experiment} (ours)", record_sizes(r.record))
     theory: dict[str, Any] = {
         "source": key,
         "variance_examples": p.variance_examples,
@@ -121,8 +108,3 @@ def compute_theory(
         finally:
             torch.set_num_threads(threads)
     return theory
-
-
-def _sizes_of(r: RunResult) -> dict[str, float]:
-    ex, ep = r.record["examples"], r.record["epochs"]
-    return {k: round(ex[k] / ep[k]) for k in ex if ep[k]}

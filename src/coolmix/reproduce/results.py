@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Runs", "load_runs", "mean_std"]
+__all__ = ["Runs", "load_runs", "mean_std", "record_sizes"]
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,7 @@ class Run:
         return np.array(s, dtype=float), np.array(v, dtype=float)
 
     def sizes(self) -> dict[str, float]:
-        """Training examples per language (recovered from examples drawn / epochs)."""
-        ex, ep = self.final["examples"], self.final["epochs"]
-        return {k: round(ex[k] / ep[k]) if ep[k] else math.inf for k in ex}
+        return record_sizes(self.final)
 
     def best(self, lang: str) -> tuple[float, float]:
         """(best dev loss, its step)."""
@@ -100,6 +98,14 @@ def load_runs(out: Path) -> Runs:
         curve = tuple(_read_jsonl(d / "metrics.jsonl"))
         runs.append(Run(experiment, method, role, seed, d, json.loads(res.read_text()), curve))
     return Runs(runs)
+
+
+def record_sizes(record: Mapping[str, Any]) -> dict[str, float]:
+    """Training examples per language of a metrics record (older records: examples drawn / epochs)."""
+    if "sizes" in record:
+        return dict(record["sizes"])
+    ex, ep = record["examples"], record["epochs"]
+    return {k: round(ex[k] / ep[k]) if ep[k] else math.inf for k in ex}
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

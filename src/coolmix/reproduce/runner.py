@@ -15,7 +15,7 @@ import os
 import shutil
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +116,6 @@ class Progress:
     start: Callable[[int], None] = lambda total: None
     done: Callable[[RunResult], None] = lambda result: None
     note: Callable[[str], None] = lambda text: None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def run_dir(out: Path, spec: RunSpec, cfg_hash: str) -> Path:

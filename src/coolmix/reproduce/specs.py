@@ -42,6 +42,23 @@ class Preset:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
+# The paper's mixtures (paper.md §1.5), for the F(τ) checks next to our own.
+PAPER_MIXTURES: dict[str, dict[str, float]] = {
+    "mC4 (paper)": {"en": 2733, "it": 162, "zh": 39, "sw": 1},
+    "OPUS-100 subset (paper)": {
+        "es": 1e6,
+        "fa": 1e6,
+        "ga": 294e3,
+        "gl": 519e3,
+        "ha": 102e3,
+        "hi": 538e3,
+        "it": 1e6,
+        "kk": 83e3,
+        "ug": 76e3,
+    },
+    "En-{Cs,Ro} (paper)": {"cs": 56e6, "ro": 0.6e6},
+}
+
 # -- building blocks -----------------------------------------------------------------------------
 
 LM_MODEL = {"d_model": 128, "n_layer": 2, "n_head": 4, "d_ff": 384, "max_len": 64, "dropout": 0.0}

@@ -30,14 +30,15 @@ from coolmix.errors import ConfigError
 from coolmix.methods.doremi import DoReMiWeights
 from coolmix.sampler import MixtureSampler
 from coolmix.train.distributed import Env, all_reduce_sum
+from coolmix.train.evaluate import resource_buckets
 
 __all__ = ["AdaptiveSwitch", "DoReMiProxy", "Extras", "Ledger", "OverfitLog", "VarianceMonitor"]
 
 
-def low_resource(sizes: Mapping[str, float], frac: float = 0.4) -> tuple[str, ...]:
-    """Domains below ``frac`` of the largest training size (the default watch list)."""
-    top = max(sizes.values())
-    return tuple(k for k, v in sizes.items() if v < frac * top)
+def low_resource(sizes: Mapping[str, float]) -> tuple[str, ...]:
+    """The low-resource domains by `resource_buckets` (< 40% of the largest): the default watch list."""
+    b = resource_buckets({k: int(v) for k, v in sizes.items()})
+    return tuple(k for k in sizes if b[k] == "low")
 
 
 class AdaptiveSwitch:
@@ -161,7 +162,7 @@ class DoReMiProxy:
         proxy = {n: float(means[0, i]) for i, n in enumerate(names) if present[i]}
         ref = {n: float(means[1, i]) for i, n in enumerate(names) if present[i]}
         alpha = np.array(list(self.weights.update(proxy, ref).values()))
-        p_sample = np.array(list(self.sampler.probs_at(step).values()))
+        p_sample = self.sampler.probs_array(step)
         w = np.divide(alpha, p_sample, out=np.zeros_like(alpha), where=p_sample > 0)
         norm = float(w[self.sampler.global_batch(step)[0]].sum())
         return torch.tensor(w, dtype=torch.float32, device=proxy_loss.device), norm
@@ -236,8 +237,7 @@ class Ledger:
         domains, items = self.sampler.global_batch(step)
         rows = self.split.offsets[domains] + items
         tokens = self.split.tgt_len[rows]
-        probs = np.array(list(self.sampler.probs_at(step).values()))
-        self.ledger.record(step, domains, tokens, probs)
+        self.ledger.record(step, domains, tokens, self.sampler.probs_array(step))
 
     def summary(self) -> dict[str, Any]:
         return self.ledger.summary()

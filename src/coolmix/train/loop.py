@@ -352,6 +352,7 @@ def _evaluate(
         "tau": sampler.tau_at(step),
         "probs": sampler.probs_at(step),
         "weights": dict(weights.mapping),
+        "sizes": {n: int(s) for n, s in zip(sampler.names, sizes.tolist())},
         "examples": sampler.cursors,
         "tokens": tokens,
         "epochs": {n: c / float(s) for (n, c), s in zip(sampler.cursors.items(), sizes.tolist())},
