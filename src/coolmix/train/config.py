@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from coolmix.config import apply_overrides, build, dump_toml, load_file, to_dict
 from coolmix.distributions import Distribution, distribution_from_dict
 from coolmix.errors import ConfigError
 from coolmix.schedule import Schedule, schedule_from_dict
+from coolmix.validate import check_float, check_int
 
 __all__ = [
     "OPERATIONAL_FIELDS",
@@ -55,16 +57,21 @@ OPERATIONAL_FIELDS = frozenset(
 )
 
 
-def _positive_int(value: Any, name: str, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(name, value, f"must be an integer >= {minimum}")
+MAX_SEED = 2**63 - 1
+"""Largest ``run.seed``: torch's generators take a signed 64-bit seed."""
+MAX_VOCAB = 1 << 20
+"""Largest ``tokenizer.vocab_size`` (a 1M-entry softmax is far beyond what this trainer is for)."""
+MAX_SEQ_LEN = 1 << 16
+"""Largest ``task.seq_len`` / ``src_len`` / ``tgt_len`` in tokens."""
+MAX_BATCH = 1 << 20
+"""Largest ``run.batch_size`` in examples."""
+MAX_VARIANCE_EXAMPLES = 100_000
+"""Largest ``diagnostics.variance_examples`` (per-example gradients are computed one by one)."""
 
 
-def _number_in(value: float, name: str, lo: float, hi: float, *, lo_open: bool = False) -> None:
-    ok = (lo < value if lo_open else lo <= value) and value <= hi and math.isfinite(value)
-    if not ok:
-        left = "(" if lo_open else "["
-        raise ConfigError(name, value, f"must lie in {left}{lo}, {hi}]")
+def max_threads() -> int:
+    """Largest ``run.threads``: 4 × the CPUs of this machine, at most 1024 (more only adds stalls)."""
+    return min(1024, 4 * (os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -79,9 +86,9 @@ class TokenizerConfig:
     """Tokenizer seed; fixed apart from the run seed so that seeds of a grid share one vocabulary."""
 
     def __post_init__(self) -> None:
-        _positive_int(self.vocab_size, "tokenizer.vocab_size", 64)
-        _number_in(self.tau, "tokenizer.tau", 0.0, math.inf, lo_open=True)
-        _positive_int(self.seed, "tokenizer.seed", 0)
+        check_int("tokenizer.vocab_size", self.vocab_size, lo=64, hi=MAX_VOCAB)
+        check_float("tokenizer.tau", self.tau, 0.0, lo_open=True, allow_inf=True)
+        check_int("tokenizer.seed", self.seed, lo=0, hi=MAX_SEED)
 
 
 @dataclass(frozen=True)
@@ -101,9 +108,9 @@ class TaskConfig:
 
     def __post_init__(self) -> None:
         for name in ("seq_len", "src_len", "tgt_len"):
-            _positive_int(getattr(self, name), f"task.{name}", 2)
-        _positive_int(self.decode_len, "task.decode_len", 0)
-        _positive_int(self.beam_size, "task.beam_size", 1)
+            check_int(f"task.{name}", getattr(self, name), lo=2, hi=MAX_SEQ_LEN)
+        check_int("task.decode_len", self.decode_len, lo=0)
+        check_int("task.beam_size", self.beam_size, lo=1)
 
 
 @dataclass(frozen=True)
@@ -178,15 +185,15 @@ class OptimConfig:
     """Label smoothing of the per-token cross-entropy."""
 
     def __post_init__(self) -> None:
-        _number_in(self.lr, "optim.lr", 0.0, 10.0, lo_open=True)
-        _positive_int(self.warmup, "optim.warmup", 0)
-        _number_in(self.final_lr, "optim.final_lr", 0.0, 1.0)
-        _number_in(self.weight_decay, "optim.weight_decay", 0.0, 10.0)
+        check_float("optim.lr", self.lr, 0.0, 10.0, lo_open=True)
+        check_int("optim.warmup", self.warmup, lo=0)
+        check_float("optim.final_lr", self.final_lr, 0.0, 1.0)
+        check_float("optim.weight_decay", self.weight_decay, 0.0, 10.0)
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ConfigError("optim.betas", list(self.betas), "must be two numbers in [0, 1)")
-        _number_in(self.eps, "optim.eps", 0.0, 1.0, lo_open=True)
-        _number_in(self.clip, "optim.clip", 0.0, math.inf)
-        _number_in(self.label_smoothing, "optim.label_smoothing", 0.0, 0.999)
+        check_float("optim.eps", self.eps, 0.0, 1.0, lo_open=True)
+        check_float("optim.clip", self.clip, 0.0)
+        check_float("optim.label_smoothing", self.label_smoothing, 0.0, 0.999)
 
 
 @dataclass(frozen=True)
@@ -229,14 +236,15 @@ class RunConfig:
     """Where corpora and tokenizers are cached on disk ("": the data layer's default)."""
 
     def __post_init__(self) -> None:
-        _positive_int(self.total_steps, "run.total_steps")
-        _positive_int(self.batch_size, "run.batch_size")
-        _positive_int(self.seed, "run.seed", 0)
-        _positive_int(self.eval_every, "run.eval_every")
-        for name in ("eval_batches", "max_decode", "checkpoint_every", "threads"):
-            _positive_int(getattr(self, name), f"run.{name}", 0)
-        _positive_int(self.keep, "run.keep")
-        _positive_int(self.log_every, "run.log_every")
+        check_int("run.total_steps", self.total_steps, lo=1)
+        check_int("run.batch_size", self.batch_size, lo=1, hi=MAX_BATCH)
+        check_int("run.seed", self.seed, lo=0, hi=MAX_SEED)
+        check_int("run.eval_every", self.eval_every, lo=1)
+        for name in ("eval_batches", "max_decode", "checkpoint_every"):
+            check_int(f"run.{name}", getattr(self, name), lo=0)
+        check_int("run.threads", self.threads, lo=0, hi=max_threads())
+        check_int("run.keep", self.keep, lo=1)
+        check_int("run.log_every", self.log_every, lo=1)
 
     @property
     def checkpoint_interval(self) -> int:
@@ -266,11 +274,11 @@ class AdaptiveConfig:
     """Event name the adaptive schedule listens to."""
 
     def __post_init__(self) -> None:
-        _number_in(self.margin, "adaptive.margin", 0.0, 10.0)
-        _positive_int(self.patience, "adaptive.patience")
-        _positive_int(self.min_evals, "adaptive.min_evals")
-        _number_in(self.smoothing, "adaptive.smoothing", 0.0, 0.999)
-        _number_in(self.max_epochs, "adaptive.max_epochs", 0.0, 1e12)
+        check_float("adaptive.margin", self.margin, 0.0, 10.0)
+        check_int("adaptive.patience", self.patience, lo=1)
+        check_int("adaptive.min_evals", self.min_evals, lo=1)
+        check_float("adaptive.smoothing", self.smoothing, 0.0, 0.999)
+        check_float("adaptive.max_epochs", self.max_epochs, 0.0, 1e12)
 
 
 @dataclass(frozen=True)
@@ -285,8 +293,8 @@ class DoReMiConfig:
     """Mix of the uniform distribution into the weights after each update."""
 
     def __post_init__(self) -> None:
-        _number_in(self.eta, "doremi.eta", 0.0, 100.0, lo_open=True)
-        _number_in(self.smoothing, "doremi.smoothing", 0.0, 0.999)
+        check_float("doremi.eta", self.eta, 0.0, 100.0, lo_open=True)
+        check_float("doremi.smoothing", self.smoothing, 0.0, 0.999)
 
 
 @dataclass(frozen=True)
@@ -304,10 +312,10 @@ class DiagnosticsConfig:
     """Overfitting-detector patience (evals) for the logged flags."""
 
     def __post_init__(self) -> None:
-        _positive_int(self.variance_every, "diagnostics.variance_every", 0)
-        _positive_int(self.variance_examples, "diagnostics.variance_examples", 0)
-        _number_in(self.overfit_margin, "diagnostics.overfit_margin", 0.0, 10.0)
-        _positive_int(self.overfit_patience, "diagnostics.overfit_patience")
+        check_int("diagnostics.variance_every", self.variance_every, lo=0)
+        check_int("diagnostics.variance_examples", self.variance_examples, lo=0, hi=MAX_VARIANCE_EXAMPLES)
+        check_float("diagnostics.overfit_margin", self.overfit_margin, 0.0, 10.0)
+        check_int("diagnostics.overfit_patience", self.overfit_patience, lo=1)
 
 
 @dataclass(frozen=True)
