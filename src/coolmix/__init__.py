@@ -14,6 +14,7 @@ from coolmix.distributions import (
     Uniform,
     UniMax,
     UniMaxAllocation,
+    as_distribution,
     distribution_from_dict,
     explicit_probs,
     proportional_probs,
@@ -25,12 +26,13 @@ from coolmix.distributions import (
 from coolmix.errors import ConfigError
 from coolmix.mixture import Mixture
 from coolmix.sampler import MixtureSampler, planned_counts
-from coolmix.schedule import (
+from coolmix.schedules import (
     SCHEDULES,
     Adaptive,
     Anneal,
     Constant,
     Cooldown,
+    Dense,
     Event,
     OrderMatters,
     Schedule,
@@ -40,8 +42,11 @@ from coolmix.schedule import (
     schedule_from_dict,
 )
 from coolmix.weighting import (
+    StepWeights,
+    check_reachable,
     loss_weights,
     scalarization_weights,
+    step_weights,
     theorem2_gap,
     variance_inflation,
     weighted_loss,
@@ -57,6 +62,7 @@ __all__ = [
     "ConfigError",
     "Constant",
     "Cooldown",
+    "Dense",
     "Distribution",
     "Event",
     "Explicit",
@@ -66,11 +72,14 @@ __all__ = [
     "Proportional",
     "Schedule",
     "Stages",
+    "StepWeights",
     "Temperature",
     "UniMax",
     "UniMaxAllocation",
     "UniMaxDynamic",
     "Uniform",
+    "as_distribution",
+    "check_reachable",
     "dense_decreasing",
     "distribution_from_dict",
     "explicit_probs",
@@ -79,6 +88,7 @@ __all__ = [
     "proportional_probs",
     "scalarization_weights",
     "schedule_from_dict",
+    "step_weights",
     "temperature_probs",
     "theorem2_gap",
     "uniform_probs",

@@ -8,10 +8,13 @@ dotted field and the value. Components keep their defaults beside them (dataclas
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
+import os
 import types
 import typing
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,17 +26,87 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-__all__ = ["apply_overrides", "build", "dump_toml", "load_file", "parse_value", "to_dict"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_NODES",
+    "OverrideWarning",
+    "apply_overrides",
+    "build",
+    "check_path",
+    "dump_toml",
+    "kind_fields",
+    "load_file",
+    "parse_value",
+    "read_text",
+    "to_dict",
+]
 
 T = TypeVar("T")
 
 
-def load_file(path: str | Path) -> dict[str, Any]:
-    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file into a dict; JSON also works."""
+MAX_NAME_BYTES = 255
+"""Longest path component (file or directory name) POSIX file systems accept, in bytes."""
+
+MAX_NODES = 100_000
+"""Most values a config may expand to; YAML aliases (``*a``) count once per use (alias bombs)."""
+
+MAX_DEPTH = 64
+"""Deepest nesting of tables and lists a config may have."""
+
+
+class OverrideWarning(UserWarning):
+    """An override changed something beyond the key it names (a kind swap dropped old keys)."""
+
+
+def check_path(field: str, path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path, refused with one line when a component is longer than the file system allows.
+
+    >>> check_path("out", "x" * 300)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    coolmix.errors.ConfigError: out='xxx...: a path component is 300 bytes long; the limit is 255
+    """
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError("config", str(p), "file not found")
-    text = p.read_text(encoding="utf-8")
+    for part in p.parts:
+        n = len(os.fsencode(part))
+        if n > MAX_NAME_BYTES:
+            why = f"a path component is {n} bytes long; the limit is {MAX_NAME_BYTES}"
+            raise ConfigError(field, str(p), why)
+    return p
+
+
+def read_text(field: str, path: str | os.PathLike[str]) -> str:
+    """The UTF-8 text of a user-named file; missing, directory, unreadable or not UTF-8 -> one ConfigError.
+
+    A leading byte-order mark is dropped. ``field`` is what the user wrote (``config``, ``run_dir``).
+    """
+    p = check_path(field, path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(field, str(p), "file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(field, str(p), "is a directory, not a file") from None
+    except OSError as e:
+        raise ConfigError(field, str(p), f"cannot read: {e.strerror or e}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            field, str(p), f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})"
+        ) from None
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file into a dict; JSON also works.
+
+    Refused with one `ConfigError` naming ``config``: a missing, unreadable or non-UTF-8 file, a
+    parse error, a top level that is not a table, a self-referencing structure, and a document
+    that expands to more than `MAX_NODES` values or nests deeper than `MAX_DEPTH` (a YAML alias
+    bomb is caught while it is still a small graph of shared nodes, before anything walks it).
+    """
+    p = Path(path)
+    text = read_text("config", p)
     try:
         if p.suffix in (".yaml", ".yml"):
             import yaml
@@ -48,45 +121,142 @@ def load_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError("config", str(p), f"cannot parse: {msg}") from None
     if not isinstance(data, dict):
         raise ConfigError("config", str(p), "top level must be a table/mapping")
-    try:
-        json.dumps(data, default=str)  # YAML anchors can build self-referencing structures
-    except ValueError:
-        raise ConfigError(
-            "config", str(p), "recursive (self-referencing) structure, e.g. a YAML anchor cycle"
-        ) from None
+    why = _structure_problem(data)
+    if why:
+        raise ConfigError("config", str(p), why)
     return data
+
+
+def _structure_problem(data: Any) -> str | None:
+    """Why ``data`` is unsafe to walk (cycle, too many expanded values, too deep), or None.
+
+    Sizes are memoised by object identity, so a shared (aliased) subtree is measured once however
+    often it is used: O(distinct nodes), even for 10**9 expanded values.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(x: Any, depth: int) -> int:
+        if not isinstance(x, (dict, list)):
+            return 1
+        if depth > MAX_DEPTH:
+            raise _Refused(f"nested deeper than {MAX_DEPTH} levels")
+        key = id(x)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise _Refused("recursive (self-referencing) structure, e.g. a YAML anchor cycle")
+        active.add(key)
+        total = 1
+        for v in x.values() if isinstance(x, dict) else x:
+            total += size(v, depth + 1)
+            if total > MAX_NODES:
+                raise _Refused(f"expands to more than {MAX_NODES:,} values (a YAML alias bomb?)")
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    try:
+        size(data, 0)
+    except _Refused as e:
+        return str(e)
+    return None
+
+
+class _Refused(Exception):
+    pass
 
 
 def parse_value(text: str) -> Any:
     """An override's value: TOML syntax where it parses (3, 0.5, true, "x", [1, 2]), else a string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError, ValueError):
         return text
 
 
 def apply_overrides(config: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides to a nested dict (returns a new dict).
 
+    An override of a table's ``kind`` that changes it (``schedule.kind=unimax_dynamic`` on a
+    cooldown) drops the keys the new kind does not take and says so (`OverrideWarning`), so the
+    old kind's ``hot``/``cold``/``at`` cannot fail the new one; later overrides can set its keys.
+
     >>> apply_overrides({"sampler": {"seed": 0}}, ["sampler.seed=3", "run.name=x"])
     {'sampler': {'seed': 3}, 'run': {'name': 'x'}}
     """
+    if isinstance(overrides, (str, bytes)) or not isinstance(overrides, Sequence):
+        raise ConfigError("overrides", overrides, "must be a list of 'key.path=value' strings")
     out = _deepcopy(config)
     for item in overrides:
-        if "=" not in item:
+        if not isinstance(item, str) or "=" not in item:
             raise ConfigError("override", item, "expected key.path=value")
         key, raw = item.split("=", 1)
-        parts = [k for k in key.strip().split(".") if k]
-        if not parts:
-            raise ConfigError("override", item, "empty key")
+        parts = [k.strip() for k in key.strip().split(".")]
+        if not key.strip() or any(not k for k in parts):
+            raise ConfigError("override", item, "empty key (expected key.path=value)")
         node = out
-        for k in parts[:-1]:
+        for i, k in enumerate(parts[:-1]):
             nxt = node.setdefault(k, {})
             if not isinstance(nxt, dict):
-                raise ConfigError("override", item, f"{k!r} is not a table")
+                where = ".".join(parts[: i + 1])
+                raise ConfigError(where, nxt, f"is not a table, so {key.strip()} cannot be set")
             node = nxt
-        node[parts[-1]] = parse_value(raw.strip())
+        value = parse_value(raw.strip())
+        if parts[-1] == "kind":
+            _drop_other_kinds_keys(node, value, ".".join(parts[:-1]))
+        node[parts[-1]] = value
     return out
+
+
+def _drop_other_kinds_keys(table: dict[str, Any], new_kind: Any, where: str) -> None:
+    """Before ``table["kind"] = new_kind``: remove keys only the old kind takes, with a warning."""
+    old = table.get("kind")
+    if old is None or old == new_kind or not isinstance(new_kind, str):
+        return
+    keep = kind_fields(new_kind)
+    if keep is None:
+        return  # unknown kind: validation names it
+    dropped = [k for k in table if k != "kind" and k not in keep]
+    for k in dropped:
+        del table[k]
+    if dropped:
+        warnings.warn(
+            f"{where}.kind: {old!r} -> {new_kind!r} dropped {', '.join(dropped)} "
+            f"({new_kind!r} takes {', '.join(sorted(keep)) or 'no other keys'})",
+            OverrideWarning,
+            stacklevel=3,
+        )
+
+
+def kind_fields(kind: str) -> frozenset[str] | None:
+    """The config keys a schedule or distribution ``kind`` takes (None when no such kind exists).
+
+    Read from the registries: a kind's ``fields()`` where it has one, else the parameters of its
+    constructor, so a new kind needs no entry here.
+    """
+    from coolmix.distributions import DISTRIBUTIONS
+    from coolmix.schedule import SCHEDULES
+
+    for registry in (SCHEDULES, DISTRIBUTIONS):
+        factory = registry.get(kind)
+        if factory is None:
+            continue
+        names = getattr(factory, "fields", None)
+        if callable(names):
+            found = set(names())
+        else:
+            found = {
+                p.name
+                for p in inspect.signature(factory).parameters.values()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            }
+        if kind == "constant":
+            found |= {"dist", "tau", "alpha"}  # a constant schedule accepts a bare τ
+        if registry is DISTRIBUTIONS:
+            found |= {"tau", "alpha"} if kind == "temperature" else set()
+        return frozenset(found)
+    return None
 
 
 def _deepcopy(x: Any) -> Any:

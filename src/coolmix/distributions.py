@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -25,6 +25,7 @@ import numpy as np
 from coolmix.errors import ConfigError
 from coolmix.mixture import check_sizes, to_mapping
 from coolmix.types import Sizes
+from coolmix.validate import check_finite, check_float, decode_inf, encode_inf
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -35,10 +36,14 @@ __all__ = [
     "UniMax",
     "UniMaxAllocation",
     "Uniform",
+    "as_distribution",
+    "check_tau",
     "distribution_from_dict",
     "explicit_probs",
+    "normalise",
     "proportional_probs",
     "temperature_array",
+    "temperature_log_array",
     "temperature_probs",
     "uniform_probs",
     "unimax",
@@ -49,28 +54,77 @@ Convention = Literal["standard", "neox"]
 
 
 def check_tau(tau: Any, field: str = "tau") -> float:
-    """τ must be a number > 0 (``inf`` allowed: uniform)."""
-    if isinstance(tau, bool) or not isinstance(tau, (int, float, np.integer, np.floating)):
-        raise ConfigError(field, tau, "must be a number > 0 (inf for uniform)")
-    tau = float(tau)
-    if math.isnan(tau) or tau <= 0:
-        raise ConfigError(field, tau, "must be > 0 (inf for uniform)")
-    return tau
+    """τ must be a number > 0 (``inf`` allowed: uniform; ``"inf"`` is decoded to it)."""
+    tau = decode_inf(tau)
+    if isinstance(tau, (int, float, np.integer, np.floating)) and not isinstance(tau, bool):
+        tau = float(tau)  # errors show the value as the float it is read as
+    return check_float(field, tau, lo=0.0, lo_open=True, allow_inf=True)
+
+
+def normalise(values: np.ndarray, field: str) -> np.ndarray:
+    """v / Σ v for finite non-negative v, scaled by max(v) first so Σ v cannot overflow.
+
+    The one normaliser behind every public output here: the result is finite and sums to 1, or
+    `ConfigError` names ``field`` (all zero, or a non-finite input).
+    """
+    check_finite(field, values)
+    top = float(values.max()) if values.size else 0.0
+    if not top > 0:
+        raise ConfigError(field, values.tolist(), "nothing to normalise: every weight is 0")
+    scaled = values / top
+    return scaled / scaled.sum()
+
+
+def _temperature_logits(sizes: np.ndarray, tau: float, convention: Convention) -> np.ndarray:
+    """logits_i = (log n_i − max_j log n_j) / τ (+ NeoX's log(1 − q_i)), shifted so max = 0.
+
+    The numerator is ≤ 0, so dividing by a tiny τ gives −inf, never NaN: τ → 0 is the one-hot
+    limit on the largest domain(s); τ = ∞ gives all zeros (uniform).
+    """
+    logn = np.log(sizes)
+    with np.errstate(over="ignore"):  # (≤ 0) / tiny τ → −inf is the intended one-hot limit
+        logits = np.zeros_like(logn) if math.isinf(tau) else (logn - logn.max()) / tau
+    if convention == "neox":
+        logits = logits + _log_one_minus_share(sizes)
+    return logits - logits.max()
+
+
+def temperature_log_array(
+    sizes: np.ndarray, tau: float, convention: Convention = "standard"
+) -> np.ndarray:
+    """log p with p_i ∝ n_i^(1/τ), exact for any τ > 0 and finite sizes > 0 (no underflow of p).
+
+    log p = logits − log Σ exp(logits), with the logits of `_temperature_logits`.
+    """
+    logits = _temperature_logits(sizes, tau, convention)
+    return logits - math.log(float(np.exp(logits).sum()))
+
+
+def _log_one_minus_share(sizes: np.ndarray) -> np.ndarray:
+    """log(1 − q_i), q_i = n_i / Σ n, in log space; a lone domain keeps factor 1.
+
+    1 − q_i = Σ_{j≠i} n_j / Σ n. Only the largest domain can have q_i > 1/2: its complement is a
+    logsumexp over the others (exact even when they are 1e-300 of it); for the rest log1p(−q_i)
+    is accurate.
+    """
+    if len(sizes) == 1:
+        return np.zeros(1)
+    logn = np.log(sizes)
+    top = int(np.argmax(logn))
+    with np.errstate(divide="ignore"):  # q_top may round to 1; its entry is recomputed below
+        out = np.log1p(-np.exp(logn - _logsumexp(logn)))
+    out[top] = _logsumexp(np.delete(logn, top)) - _logsumexp(logn)
+    return out
+
+
+def _logsumexp(x: np.ndarray) -> float:
+    m = float(x.max())
+    return m + math.log(float(np.exp(x - m).sum()))
 
 
 def temperature_array(sizes: np.ndarray, tau: float, convention: Convention = "standard") -> np.ndarray:
-    """p ∝ n^(1/τ) on an aligned array, computed in log space (safe for n up to 1e15, τ up to ∞)."""
-    if math.isinf(tau):
-        logits = np.zeros_like(sizes)
-    else:
-        logits = np.log(sizes) / tau
-    if convention == "neox":
-        q = sizes / sizes.sum()
-        # GPT-NeoX multiplies by (1 - q); a single domain (q = 1) would give 0, so keep it at 1.
-        logits = logits + np.log(np.where(q < 1.0, 1.0 - q, 1.0))
-    logits = logits - logits.max()
-    p = np.exp(logits)
-    return p / p.sum()
+    """p ∝ n^(1/τ) on an aligned array, computed in log space (finite for any τ > 0)."""
+    return normalise(np.exp(_temperature_logits(sizes, tau, convention)), "tau")
 
 
 def temperature_probs(
@@ -83,7 +137,7 @@ def temperature_probs(
     """Temperature sampling, p_i = n_i^(1/τ) / Σ_j n_j^(1/τ) (Li et al. 2025, §2.1).
 
     Give ``tau`` or ``alpha = 1/τ`` by name. ``convention="neox"`` applies GPT-NeoX's extra
-    (1 − q_i) factor.
+    (1 − q_i) factor. Any τ > 0 works (computed in log space); τ → 0 is one-hot on the largest.
 
     >>> p = temperature_probs({"en": 2733, "it": 162, "zh": 39, "sw": 1}, tau=5)
     >>> [round(v, 3) for v in p.values()]
@@ -96,15 +150,12 @@ def temperature_probs(
     return to_mapping(names, temperature_array(arr, tau, convention))
 
 
-def _resolve_tau(tau: float | None, alpha: float | None) -> float:
+def _resolve_tau(tau: Any, alpha: Any) -> float:
     if (tau is None) == (alpha is None):
         raise ConfigError("tau", tau, "give exactly one of tau= or alpha= (alpha = 1/tau)")
     if alpha is not None:
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0:
-            raise ConfigError("alpha", alpha, "must be a number >= 0 (0 means uniform)")
-        if math.isinf(alpha):
-            raise ConfigError("alpha", alpha, "must be finite")
-        return math.inf if alpha == 0 else 1.0 / float(alpha)
+        a = check_float("alpha", alpha, lo=0.0)
+        return math.inf if a == 0 else 1.0 / a  # 1/α overflows to inf only for subnormal α: uniform
     return check_tau(tau)
 
 
@@ -115,7 +166,7 @@ def proportional_probs(sizes: Sizes) -> dict[str, float]:
     {'a': 0.75, 'b': 0.25}
     """
     names, arr = check_sizes(sizes)
-    return to_mapping(names, arr / arr.sum())
+    return to_mapping(names, normalise(arr, "sizes"))
 
 
 def uniform_probs(sizes: Sizes) -> dict[str, float]:
@@ -131,23 +182,18 @@ def explicit_probs(weights: Mapping[str, float], field: str = "weights") -> dict
     {'a': 0.5, 'b': 0.0, 'c': 0.5}
     """
     names, arr = _check_weights(weights, field)
-    return to_mapping(names, arr / arr.sum())
+    return to_mapping(names, normalise(arr, field))
 
 
 def _check_weights(weights: Mapping[str, float], field: str) -> tuple[tuple[str, ...], np.ndarray]:
     if not isinstance(weights, Mapping) or not weights:
         raise ConfigError(field, weights, "must be a non-empty mapping of domain -> weight")
     names = tuple(weights)
-    values = []
     for n in names:
-        v = weights[n]
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-            raise ConfigError(f"{field}.{n}", v, "weight must be a number")
-        if not math.isfinite(float(v)) or float(v) < 0:
-            raise ConfigError(f"{field}.{n}", v, "weight must be finite and >= 0")
-        values.append(float(v))
-    arr = np.array(values)
-    if arr.sum() <= 0:
+        if not isinstance(n, str) or not n:
+            raise ConfigError(f"{field} key", n, "domain names must be non-empty strings")
+    arr = np.array([check_float(f"{field}.{n}", weights[n], lo=0.0) for n in names])
+    if not arr.max() > 0:
         raise ConfigError(field, dict(weights), "weights sum to 0")
     return names, arr
 
@@ -173,23 +219,24 @@ def unimax(sizes: Sizes, budget: float, max_epochs: float) -> UniMaxAllocation:
     ({'big': 40.0, 'small': 20.0}, 2.0)
     """
     names, arr = check_sizes(sizes)
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0:
-        raise ConfigError("budget", budget, "must be a number > 0 (same unit as sizes)")
-    if not math.isfinite(budget):
-        raise ConfigError("budget", budget, "must be finite")
-    if isinstance(max_epochs, bool) or not isinstance(max_epochs, (int, float)) or not max_epochs > 0:
-        raise ConfigError("max_epochs", max_epochs, "must be a number > 0")
+    budget = check_float("budget", budget, lo=0.0, lo_open=True)
+    max_epochs = check_float("max_epochs", max_epochs, lo=0.0, lo_open=True, allow_inf=True)
     alloc = np.zeros_like(arr)
-    remaining = float(budget)
+    remaining = budget
     order = np.argsort(arr, kind="stable")
-    for k, i in enumerate(order):
-        share = remaining / (len(arr) - k)
-        alloc[i] = min(share, max_epochs * arr[i])
-        remaining -= alloc[i]
+    with np.errstate(over="ignore"):  # an overflowing cap (inf) simply does not bind
+        for k, i in enumerate(order):
+            share = remaining / (len(arr) - k)
+            alloc[i] = max(min(share, max_epochs * arr[i]), 0.0)  # rounding never makes a share < 0
+            remaining -= alloc[i]
+        epochs = np.minimum(alloc / arr, max_epochs)  # subnormal sizes round cap·n_i; the cap holds
+    if not alloc.max() > 0:
+        raise ConfigError("budget", budget, "allocates nothing (budget or max_epochs × size underflows to 0)")
+    check_finite("budget", epochs)  # a subnormal size with an uncapped share: > 1e308 epochs
     return UniMaxAllocation(
         budgets=to_mapping(names, alloc),
-        epochs=to_mapping(names, alloc / arr),
-        probs=to_mapping(names, alloc / alloc.sum()),
+        epochs=to_mapping(names, epochs),
+        probs=to_mapping(names, normalise(alloc, "budget")),
     )
 
 
@@ -203,13 +250,22 @@ def unimax_probs(sizes: Sizes, budget: float, max_epochs: float) -> dict[str, fl
 
 
 class Distribution:
-    """A named way to turn sizes into probabilities; a frozen, serialisable value."""
+    """A named way to turn sizes into probabilities; a frozen value that serialises itself.
+
+    Subclasses are dataclasses: `fields` (the config keys) and `to_dict` / `from_dict` derive
+    from their dataclass fields, so `DISTRIBUTIONS` is the only table of kinds.
+    """
 
     kind: ClassVar[str] = ""
 
     def array(self, names: tuple[str, ...], sizes: np.ndarray) -> np.ndarray:
         """Probabilities aligned with ``names`` (validated inputs)."""
         raise NotImplementedError
+
+    def log_array(self, names: tuple[str, ...], sizes: np.ndarray) -> np.ndarray:
+        """log of `array` (−inf where p = 0); temperatures override it with exact log space."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.array(names, sizes))
 
     def probs(self, sizes: Sizes) -> dict[str, float]:
         """Public form: mapping in, mapping out."""
@@ -221,8 +277,30 @@ class Distribution:
         """The temperature this distribution corresponds to, if any."""
         return None
 
+    @classmethod
+    def fields(cls) -> tuple[str, ...]:
+        """The keys its config table may hold besides ``kind``."""
+        return tuple(f.name for f in fields(cls) if f.init)  # type: ignore[arg-type]
+
     def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """``{"kind": ..., <field>: value}`` with τ = ∞ written as ``"inf"``."""
+        return {"kind": self.kind, **{k: encode_inf(getattr(self, k)) for k in self.fields()}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], field: str = "distribution") -> Distribution:
+        """Inverse of `to_dict` (``kind`` optional); an unknown key is named in the error."""
+        args = {k: decode_inf(v) for k, v in d.items() if k != "kind"}
+        extra = sorted(set(args) - set(cls.fields()))
+        if extra:
+            known = ", ".join(cls.fields()) or "none"
+            why = f"unknown key for kind={cls.kind!r}; known: {known}"
+            raise ConfigError(f"{field}.{extra[0]}", args[extra[0]], why)
+        return cls._build(args)
+
+    @classmethod
+    def _build(cls, args: dict[str, Any]) -> Distribution:
+        """The value from checked config keys (keys are dataclass fields unless overridden)."""
+        return cls(**args)
 
 
 @dataclass(frozen=True)
@@ -241,15 +319,26 @@ class Temperature(Distribution):
     def array(self, names: tuple[str, ...], sizes: np.ndarray) -> np.ndarray:
         return temperature_array(sizes, self.value, self.convention)
 
+    def log_array(self, names: tuple[str, ...], sizes: np.ndarray) -> np.ndarray:
+        return temperature_log_array(sizes, self.value, self.convention)
+
     @property
     def tau(self) -> float:
         return self.value
 
+    @classmethod
+    def fields(cls) -> tuple[str, ...]:
+        return ("tau", "alpha", "convention")
+
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"kind": self.kind, "tau": _tau_out(self.value)}
+        d: dict[str, Any] = {"kind": self.kind, "tau": encode_inf(self.value)}
         if self.convention != "standard":
             d["convention"] = self.convention
         return d
+
+    @classmethod
+    def _build(cls, args: dict[str, Any]) -> Distribution:
+        return cls(_resolve_tau(args.get("tau"), args.get("alpha")), args.get("convention", "standard"))
 
 
 @dataclass(frozen=True)
@@ -259,8 +348,16 @@ class Proportional(Temperature):
     value: float = 1.0
     kind: ClassVar[str] = "proportional"
 
+    @classmethod
+    def fields(cls) -> tuple[str, ...]:
+        return ()
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind}
+
+    @classmethod
+    def _build(cls, args: dict[str, Any]) -> Distribution:
+        return cls()
 
 
 @dataclass(frozen=True)
@@ -270,8 +367,16 @@ class Uniform(Temperature):
     value: float = math.inf
     kind: ClassVar[str] = "uniform"
 
+    @classmethod
+    def fields(cls) -> tuple[str, ...]:
+        return ()
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind}
+
+    @classmethod
+    def _build(cls, args: dict[str, Any]) -> Distribution:
+        return cls()
 
 
 @dataclass(frozen=True, eq=True, unsafe_hash=False)
@@ -283,16 +388,20 @@ class Explicit(Distribution):
 
     def __post_init__(self) -> None:
         names, arr = _check_weights(self.weights, "weights")
-        object.__setattr__(self, "weights", dict(zip(names, arr.tolist())))
+        object.__setattr__(self, "weights", dict(zip(names, arr.tolist(), strict=True)))
+
+    def check_names(self, names: tuple[str, ...], field: str = "weights") -> None:
+        """Every weighted domain must be one of ``names`` (ConfigError naming the first unknown)."""
+        unknown = [n for n in self.weights if n not in names]
+        if unknown:
+            raise ConfigError(field, unknown[0], f"unknown domain; known: {', '.join(names)}")
 
     def array(self, names: tuple[str, ...], sizes: np.ndarray) -> np.ndarray:
-        unknown = sorted(set(self.weights) - set(names))
-        if unknown:
-            raise ConfigError("weights", unknown, f"unknown domains; known: {', '.join(names)}")
+        self.check_names(names)
         arr = np.array([self.weights.get(n, 0.0) for n in names])
-        if arr.sum() <= 0:
+        if not arr.max() > 0:
             raise ConfigError("weights", dict(self.weights), "weights of known domains sum to 0")
-        return arr / arr.sum()
+        return normalise(arr, "weights")
 
     def __hash__(self) -> int:  # weights is a dict; hash its items so contexts can memoise
         return hash((self.kind, tuple(self.weights.items())))
@@ -310,62 +419,60 @@ class UniMax(Distribution):
     kind: ClassVar[str] = "unimax"
 
     def __post_init__(self) -> None:
-        unimax({"_": 1.0}, self.budget, self.max_epochs)  # validates both knobs
+        budget = check_float("budget", self.budget, lo=0.0, lo_open=True)
+        cap = check_float("max_epochs", self.max_epochs, lo=0.0, lo_open=True, allow_inf=True)
+        object.__setattr__(self, "budget", budget)
+        object.__setattr__(self, "max_epochs", cap)
 
     def array(self, names: tuple[str, ...], sizes: np.ndarray) -> np.ndarray:
-        probs = unimax(dict(zip(names, sizes.tolist())), self.budget, self.max_epochs).probs
+        probs = unimax(dict(zip(names, sizes.tolist(), strict=True)), self.budget, self.max_epochs).probs
         return np.array([probs[n] for n in names])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "budget": self.budget, "max_epochs": self.max_epochs}
-
-
-def _tau_out(tau: float) -> float | str:
-    return "inf" if math.isinf(tau) else tau
 
 
 DISTRIBUTIONS: dict[str, type[Distribution]] = {
-    "temperature": Temperature,
-    "proportional": Proportional,
-    "uniform": Uniform,
-    "explicit": Explicit,
-    "unimax": UniMax,
+    cls.kind: cls for cls in (Temperature, Proportional, Uniform, Explicit, UniMax)
 }
+"""kind -> Distribution class: the one table `as_distribution` reads."""
+
+_NAMED = {"inf": Uniform, "uniform": Uniform, "proportional": Proportional}
 
 
-def distribution_from_dict(d: Mapping[str, Any] | float | str, field: str = "distribution") -> Distribution:
-    """Config value -> Distribution: a τ number, ``"inf"``, or a table with ``kind``.
+def as_distribution(d: Any, field: str = "distribution") -> Distribution:
+    """The one coercer: a `Distribution`, a τ number, ``"inf"``/``"uniform"``/``"proportional"``,
+    or a table ``{"kind": ..., <fields>}`` (``kind`` may be omitted when ``tau``/``alpha`` is given).
 
-    >>> distribution_from_dict({"kind": "temperature", "tau": 5})
+    A number is read as a temperature (``1`` is ``Temperature(1.0)``, which gives the same
+    probabilities as `Proportional`). A bad number is named ``field``; errors inside a table
+    ``<field>.<key>``.
+
+    >>> as_distribution({"kind": "temperature", "tau": 5})
     Temperature(value=5.0, convention='standard')
+    >>> as_distribution("inf").to_dict(), as_distribution(2.0).tau
+    ({'kind': 'uniform'}, 2.0)
     """
-    if isinstance(d, (int, float)) and not isinstance(d, bool):
-        return Temperature(d)
+    if isinstance(d, Distribution):
+        return d
     if isinstance(d, str):
-        if d in ("inf", "uniform"):
-            return Uniform()
-        if d == "proportional":
-            return Proportional()
-        raise ConfigError(field, d, "expected a tau number, 'inf', 'uniform' or a table")
-    if not isinstance(d, Mapping):
+        named = _NAMED.get(d.strip().lower())
+        if named is not None:
+            return named()
+        raise ConfigError(field, d, "expected a tau number, 'inf', 'uniform', 'proportional' or a table")
+    if isinstance(d, Mapping):
+        kind = d.get("kind", "temperature" if ("tau" in d or "alpha" in d) else None)
+        cls = DISTRIBUTIONS.get(kind) if isinstance(kind, str) else None
+        if cls is None:
+            raise ConfigError(f"{field}.kind", kind, f"must be one of {', '.join(DISTRIBUTIONS)}")
+        try:
+            return cls.from_dict(d, field)
+        except ConfigError as e:
+            if e.field.startswith(f"{field}."):
+                raise
+            raise ConfigError(f"{field}.{e.field}", e.value, e.why) from None
+    if isinstance(d, bool) or not isinstance(d, (int, float, np.integer, np.floating)):
         raise ConfigError(field, d, "expected a tau number or a table with 'kind'")
-    kind = d.get("kind", "temperature" if ("tau" in d or "alpha" in d) else None)
-    if kind not in DISTRIBUTIONS:
-        raise ConfigError(f"{field}.kind", kind, f"must be one of {', '.join(DISTRIBUTIONS)}")
-    args = {k: v for k, v in d.items() if k != "kind"}
-    allowed = {
-        "temperature": {"tau", "alpha", "convention"},
-        "proportional": set(),
-        "uniform": set(),
-        "explicit": {"weights"},
-        "unimax": {"budget", "max_epochs"},
-    }[kind]
-    extra = sorted(set(args) - allowed)
-    if extra:
-        raise ConfigError(f"{field}.{extra[0]}", args[extra[0]], f"unknown key for kind={kind!r}")
-    if kind == "temperature":
-        tau = args.get("tau")
-        if isinstance(tau, str) and tau == "inf":
-            tau = math.inf
-        return Temperature(_resolve_tau(tau, args.get("alpha")), args.get("convention", "standard"))
-    return DISTRIBUTIONS[kind](**args)
+    return Temperature(check_tau(d, field))
+
+
+def distribution_from_dict(d: Any, field: str = "distribution") -> Distribution:
+    """Config value -> Distribution; the same as `as_distribution` (kept for existing callers)."""
+    return as_distribution(d, field)

@@ -25,7 +25,6 @@ A plan config file (TOML; YAML and JSON accepted) looks like::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from coolmix.mixture import check_sizes
 from coolmix.plan import MAX_BATCH_SIZE, Plan, make_plan
 from coolmix.schedule import Schedule, schedule_from_dict
 from coolmix.types import UNITS
+from coolmix.validate import check_float, check_int
 
 __all__ = ["MixtureConfig", "PlanConfig", "RunConfig", "load_plan_config", "plan_config_from_dict"]
 
@@ -80,8 +80,7 @@ class MixtureConfig:
         else:
             items = [("mixture.tokens_per_example", tpe)]
         for f, v in items:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
-                raise ConfigError(f, v, "must be a finite number > 0")
+            check_float(f, v, lo=0, lo_open=True)
         if isinstance(tpe, Mapping):
             object.__setattr__(self, "tokens_per_example", {n: _intlike(tpe[n]) for n in names})
         else:
@@ -119,11 +118,11 @@ class RunConfig:
             v = getattr(self, name)
             if v is None:
                 raise ConfigError(f"run.{name}", v, "required")
-            _check_int(f"run.{name}", v, 1)
+            check_int(f"run.{name}", v, lo=1)
         if self.batch_size > MAX_BATCH_SIZE:  # type: ignore[operator]
             raise ConfigError("run.batch_size", self.batch_size, f"must be <= {MAX_BATCH_SIZE:,}")
-        _check_int("run.seed", self.seed, 0)
-        _check_int("run.world_size", self.world_size, 1)
+        check_int("run.seed", self.seed, lo=0)
+        check_int("run.world_size", self.world_size, lo=1)
         if self.batch_size < self.world_size:  # type: ignore[operator]
             raise ConfigError("run.batch_size", self.batch_size, f"smaller than world_size={self.world_size}")
         if self.batch_size % self.world_size:  # type: ignore[operator]
@@ -132,11 +131,8 @@ class RunConfig:
             )
         if self.composition not in ("exact", "iid"):
             raise ConfigError("run.composition", self.composition, "must be 'exact' or 'iid'")
-        v = self.max_epochs
-        if v is not None and (
-            isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0)
-        ):
-            raise ConfigError("run.max_epochs", v, "must be a finite number > 0 (or omitted)")
+        if self.max_epochs is not None:
+            check_float("run.max_epochs", self.max_epochs, lo=0, lo_open=True)
 
 
 _TABLE_OF = {
@@ -156,9 +152,25 @@ def _intlike(v: float) -> float | int:
     return int(v) if isinstance(v, float) and v.is_integer() else v
 
 
-def _check_int(field: str, value: Any, lo: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise ConfigError(field, value, f"must be an integer >= {lo}")
+# Schedules built from other schedules report the inner field (Cooldown is a two-phase Stages, so
+# at=0 surfaces as starts[1]); name the key the user wrote instead.
+_DERIVED_FIELDS: dict[str, dict[str, str]] = {
+    "cooldown": {"starts": "at", "dists[0]": "hot", "dists[1]": "cold"},
+    "dense": {"starts": "end", "dists": "hot"},
+}
+
+
+def _user_field(schedule: Any, field: str) -> str:
+    """``field`` of a schedule error as the user spelled it in the ``[schedule]`` table."""
+    inner = field.removeprefix("schedule.").removeprefix("stages.")
+    if not isinstance(schedule, Mapping):
+        return f"schedule.{inner}" if field != "schedule" else field
+    table = _DERIVED_FIELDS.get(str(schedule.get("kind")), {})
+    base = inner.split("[")[0]
+    for key in (inner, base):
+        if key in table:
+            return f"schedule.{table[key]}"
+    return field if field.startswith("schedule") else f"schedule.{inner}"
 
 
 @dataclass(frozen=True)
@@ -188,9 +200,7 @@ class PlanConfig:
             s = s if isinstance(s, Schedule) else schedule_from_dict(s, "schedule")
             s.validate(self.mixture.names)
         except ConfigError as e:
-            if e.field.startswith("schedule"):
-                raise
-            raise ConfigError(f"schedule.{e.field}", e.value, e.why) from None
+            raise ConfigError(_user_field(self.schedule, e.field), e.value, e.why) from None
         object.__setattr__(self, "schedule", s)
 
     def plan(self, **kwargs: Any) -> Plan:
@@ -199,9 +209,11 @@ class PlanConfig:
             return self._plan(**kwargs)
         except ConfigError as e:  # name the field as it is spelled in the file
             root = e.field.split(".")[0].split("[")[0]
-            table = _TABLE_OF.get(root, "schedule")
-            if root in ("mixture", "run", "schedule"):
+            if root in ("mixture", "run"):
                 raise
+            table = _TABLE_OF.get(root, "schedule")
+            if table == "schedule":
+                raise ConfigError(_user_field(self.schedule.to_dict(), e.field), e.value, e.why) from None
             raise ConfigError(f"{table}.{e.field}", e.value, e.why) from None
 
     def _plan(self, **kwargs: Any) -> Plan:

@@ -1,25 +1,31 @@
-"""`Mixture`: ordered domains with sizes in a declared unit, validated once at the boundary."""
+"""`Mixture`: ordered domains with sizes in a declared unit, validated once at the boundary.
+
+Two readings of a sizes mapping: `check_sizes` (any finite size > 0, as float64 for probability
+maths) and `check_items` (exact integer item counts, as int64, for index maths such as the
+sampler's keyed permutations, where a float would round sizes above 2**53).
+"""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import numpy as np
 
 from coolmix.errors import ConfigError
 from coolmix.types import UNITS, Sizes
+from coolmix.validate import MAX_INT, check_float, check_int
 
-__all__ = ["Mixture", "as_array", "check_sizes", "to_mapping"]
+__all__ = ["MAX_EXACT_FLOAT", "Mixture", "check_items", "check_sizes", "to_mapping"]
+
+MAX_EXACT_FLOAT = 2**53
+"""Largest float the package takes as an integer count (floats above it are not exact)."""
 
 
-def check_sizes(sizes: Sizes, field: str = "sizes") -> tuple[tuple[str, ...], np.ndarray]:
-    """Validate a sizes mapping; return (names, float64 sizes) in insertion order.
-
-    Sizes must be finite and > 0; names must be non-empty strings. A domain of size 0 has
-    nothing to sample, so it is an error here rather than a silent NaN later.
-    """
+def _names(sizes: Sizes, field: str) -> tuple[str, ...]:
+    if isinstance(sizes, Mixture):
+        sizes = sizes.sizes
     if not isinstance(sizes, Mapping):
         raise ConfigError(field, sizes, "must be a mapping of domain name -> size")
     if len(sizes) == 0:
@@ -28,27 +34,60 @@ def check_sizes(sizes: Sizes, field: str = "sizes") -> tuple[tuple[str, ...], np
     for name in names:
         if not isinstance(name, str) or not name:
             raise ConfigError(f"{field} key", name, "domain names must be non-empty strings")
-        value = sizes[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise ConfigError(f"{field}.{name}", value, "size must be a number")
-        if not math.isfinite(float(value)) or float(value) <= 0:
-            raise ConfigError(f"{field}.{name}", value, "size must be finite and > 0")
-    return names, np.array([float(sizes[n]) for n in names], dtype=np.float64)
+    return names
 
 
-def as_array(sizes: Sizes, field: str = "sizes") -> np.ndarray:
-    """Sizes as a float64 array aligned with the mapping's insertion order."""
-    return check_sizes(sizes, field)[1]
+def check_sizes(sizes: Sizes, field: str = "sizes") -> tuple[tuple[str, ...], np.ndarray]:
+    """Validate a sizes mapping (or a `Mixture`); return (names, float64 sizes) in insertion order.
+
+    Sizes must be finite and > 0; names must be non-empty strings. A domain of size 0 has
+    nothing to sample, so it is an error here rather than a silent NaN later.
+    """
+    names = _names(sizes, field)
+    values = sizes.sizes if isinstance(sizes, Mixture) else sizes
+    return names, np.array([_size(f"{field}.{n}", values[n]) for n in names], dtype=np.float64)
+
+
+def _size(field: str, value: object) -> float:
+    try:
+        return check_float(field, value, lo=0.0, lo_open=True)
+    except OverflowError:  # an int beyond the float range
+        raise ConfigError(field, value, "size must be finite (below 1e308)") from None
+
+
+def check_items(sizes: Sizes, field: str = "sizes") -> tuple[tuple[str, ...], list[int]]:
+    """Validate exact item counts: ints in [1, 2**62], or integral floats <= 2**53 (exact ones).
+
+    Returns (names, Python ints), so callers can build int64 arrays without rounding.
+
+    >>> check_items({"en": 10**17 + 1, "sw": 3.0})
+    (('en', 'sw'), [100000000000000001, 3])
+    """
+    names = _names(sizes, field)
+    values = sizes.sizes if isinstance(sizes, Mixture) else sizes
+    out = []
+    for n in names:
+        v, f = values[n], f"{field}.{n}"
+        if isinstance(v, Real) and not isinstance(v, (bool, Integral)):
+            x = check_float(f, v, lo=1.0)
+            if x != int(x) or x > MAX_EXACT_FLOAT:
+                raise ConfigError(f, v, "an item count must be an integer (floats only up to 2**53)")
+            v = int(x)
+        out.append(check_int(f, v, lo=1, hi=MAX_INT))
+    return names, out
 
 
 def to_mapping(names: tuple[str, ...], values: np.ndarray) -> dict[str, float]:
     """Aligned array -> {name: float} (the public output form)."""
-    return {n: float(v) for n, v in zip(names, values)}
+    return {n: float(v) for n, v in zip(names, values, strict=True)}
 
 
 @dataclass(frozen=True)
 class Mixture:
     """Ordered domains -> sizes, with the unit the sizes are counted in.
+
+    `coolmix.MixtureSampler` accepts a Mixture and keeps its unit; the sampler still needs item
+    counts for its permutations (the sizes themselves when they are integers, else ``items=``).
 
     >>> m = Mixture({"en": 2733, "it": 162, "zh": 39, "sw": 1}, unit="tokens")
     >>> m.names, m.total
@@ -62,7 +101,7 @@ class Mixture:
         names, arr = check_sizes(self.sizes)
         if self.unit not in UNITS:
             raise ConfigError("unit", self.unit, f"must be one of {', '.join(UNITS)}")
-        object.__setattr__(self, "sizes", dict(zip(names, (self.sizes[n] for n in names))))
+        object.__setattr__(self, "sizes", {n: self.sizes[n] for n in names})
         object.__setattr__(self, "_arr", arr)
 
     @property

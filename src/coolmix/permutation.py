@@ -2,22 +2,26 @@
 
 Used for without-replacement passes: pass k over a domain of n items visits
 ``permute(arange(n), n, key(seed, domain, k))``, a fresh order per pass, with no O(n) array.
-Works for n up to 2**62; vectorised over numpy uint64 arrays.
+Works for n up to 2**62; vectorised over numpy uint64 arrays. `permute` (one n and key) and
+`permute_each` (one n and key per element) share one Feistel round, `_feistel`, so they are the
+same bijection by construction (tests/core/test_permutation.py checks it too).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["derive_key", "permute", "permute_each", "splitmix64"]
+__all__ = ["derive_key", "permute", "permute_each", "round_keys", "splitmix64", "width"]
 
 _ROUNDS = 4  # Luby–Rackoff: 4 rounds of a pseudo-random function give a strong permutation
 _C0 = np.uint64(0x9E3779B97F4A7C15)
 _C1 = np.uint64(0xBF58476D1CE4E5B9)
 _C2 = np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+_ONE, _U64 = np.uint64(1), np.uint64(64)
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -40,8 +44,13 @@ def derive_key(*parts: int | str) -> int:
     return int.from_bytes(h.digest(), "little")
 
 
+def width(n: int) -> int:
+    """Bits b of the Feistel domain [0, 2^b) that covers [0, n): ``max(bit_length(n - 1), 2)``."""
+    return max(int(n - 1).bit_length(), 2)
+
+
 def round_keys(key: int) -> np.ndarray:
-    """The per-round keys of ``key`` (precompute when permuting many batches with one key)."""
+    """The per-round keys of ``key``: ``splitmix64(key + r)`` for r = 0..3 (wrapping)."""
     return splitmix64(np.arange(_ROUNDS, dtype=np.uint64) + np.uint64(key & 0xFFFFFFFFFFFFFFFF))
 
 
@@ -57,59 +66,46 @@ def permute(x: np.ndarray, n: int, key: int) -> np.ndarray:
     x = np.asarray(x, dtype=np.uint64)
     if n <= 1:
         return np.zeros_like(x)
-    bits = max(int(n - 1).bit_length(), 2)
-    keys = round_keys(key)
-    out = _feistel(x, bits, keys)
-    if n == 1 << bits:
-        return out
-    limit = np.uint64(n)
-    todo = np.flatnonzero(out >= limit)
-    while todo.size:
-        out[todo] = _feistel(out[todo], bits, keys)
-        todo = todo[out[todo] >= limit]
-    return out
-
-
-def _feistel(x: np.ndarray, bits: int, keys: np.ndarray) -> np.ndarray:
-    """Unbalanced Feistel on [0, 2^bits): halves of a and b bits swap widths every round."""
-    a, b = (bits + 1) // 2, bits // 2  # left has a bits, right has b bits
-    left, right = x >> np.uint64(b), x & np.uint64((1 << b) - 1)
-    for k in keys:
-        # round function: multiply–xorshift–multiply, keeping the well-mixed top a bits
-        f = right ^ k
-        f *= _C1
-        f ^= f >> _S31
-        f *= _C2
-        f >>= np.uint64(64 - a)
-        left ^= f
-        left, right = right, left
-        a, b = b, a
-    return (left << np.uint64(b)) | right
+    bits = np.uint64(width(n))
+    rk = list(round_keys(key))
+    return _cycle_walk(_feistel(x, bits, rk), np.uint64(n), lambda idx, v: _feistel(v, bits, rk))
 
 
 def permute_each(x: np.ndarray, n: np.ndarray, bits: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Elementwise ``permute(x[e], n[e], keys[e])`` in one vectorised pass (many domains per batch).
 
-    ``bits[e]`` must be ``max((n[e] - 1).bit_length(), 2)`` (callers compute it exactly per domain).
-    Elements with n = 1 map to 0. Same bijections as `permute`, without a Python loop per domain.
+    ``bits[e]`` must be ``width(n[e])`` (callers compute it exactly per domain). Elements with
+    n = 1 map to 0. The same bijections as `permute`, without a Python loop per domain.
     """
     x = np.asarray(x, dtype=np.uint64)
     rk = [splitmix64(keys + np.uint64(r)) for r in range(_ROUNDS)]
-    out = _feistel_each(x, bits, rk)
-    todo = np.flatnonzero(out >= n)
+    return _cycle_walk(_feistel(x, bits, rk), n, lambda idx, v: _feistel(v, bits[idx], [k[idx] for k in rk]))
+
+
+def _cycle_walk(
+    out: np.ndarray, n: np.uint64 | np.ndarray, again: Callable[[np.ndarray, np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """Re-encrypt (``again(indices, values)``) every value still >= its n until all land in [0, n)."""
+    over = out >= n
+    todo = np.flatnonzero(over)
     while todo.size:
-        out[todo] = _feistel_each(out[todo], bits[todo], [k[todo] for k in rk])
-        todo = todo[out[todo] >= n[todo]]
+        out[todo] = again(todo, out[todo])
+        limit = n if np.ndim(n) == 0 else n[todo]
+        todo = todo[out[todo] >= limit]
     return out
 
 
-def _feistel_each(x: np.ndarray, bits: np.ndarray, rk: list[np.ndarray]) -> np.ndarray:
-    """`_feistel` with per-element widths and round keys."""
-    a = (bits + np.uint64(1)) >> np.uint64(1)
-    b = bits >> np.uint64(1)
-    one = np.uint64(1)
-    left, right = x >> b, x & ((one << b) - one)
-    top_a, top_b = np.uint64(64) - a, np.uint64(64) - b
+def _feistel(x: np.ndarray, bits: np.uint64 | np.ndarray, rk: list) -> np.ndarray:
+    """One pass of the unbalanced Feistel network on [0, 2^bits): the one round function.
+
+    The left half has a = ⌈bits/2⌉ bits and the right half b = ⌊bits/2⌋; the widths swap every
+    round. Round function: F(R) = top a bits of mul–xorshift–mul of R ⊕ k. ``bits`` and the round
+    keys ``rk`` are scalars (`permute`) or arrays aligned with ``x`` (`permute_each`).
+    """
+    a = (bits + _ONE) >> _ONE
+    b = bits >> _ONE
+    left, right = x >> b, x & ((_ONE << b) - _ONE)
+    top_a, top_b = _U64 - a, _U64 - b
     for k in rk:
         f = right ^ k
         f *= _C1

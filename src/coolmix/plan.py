@@ -50,9 +50,10 @@ import numpy as np
 from coolmix.distributions import UniMax
 from coolmix.errors import ConfigError
 from coolmix.mixture import check_sizes, to_mapping
-from coolmix.sampler import MixtureSampler
-from coolmix.schedule import Constant, Context, Event, Schedule, Stages, schedule_from_dict
+from coolmix.sampler import MAX_BATCH, MixtureSampler
+from coolmix.schedule import Constant, Context, Event, Schedule, Stages, as_schedule
 from coolmix.types import UNITS, Sizes
+from coolmix.validate import MAX_INT, check_float, check_int, encode_inf
 
 __all__ = [
     "MAX_BATCH_SIZE",
@@ -76,8 +77,8 @@ MAX_EVALUATIONS = 20_000
 MAX_SIMULATED_STEPS = 100_000
 """Steps of the real sampler replayed for the realised counts (about 10 µs per step)."""
 
-MAX_BATCH_SIZE = 2**24
-"""Largest global batch the planner accepts (the sampler builds each batch as arrays)."""
+MAX_BATCH_SIZE = MAX_BATCH
+"""Largest global batch the planner accepts: the sampler's one limit, `coolmix.sampler.MAX_BATCH`."""
 
 _EXAMPLE_UNITS = ("examples", "documents")
 
@@ -194,8 +195,7 @@ class Plan:
 
     def curve(self, points: int = 200) -> Curve:
         """p_i(t) and cumulative epochs at ``points`` steps spread evenly over the run."""
-        if isinstance(points, bool) or not isinstance(points, int) or points < 2:
-            raise ConfigError("points", points, "must be an integer >= 2")
+        points = check_int("points", points, lo=2)
         T, B = self.total_steps, self.batch_size
         steps = np.unique(np.linspace(0, T - 1, points).round().astype(np.int64))
         grid = {p.start for p in self.phases} | {T} | set(steps.tolist()) | set((steps + 1).tolist())
@@ -297,6 +297,29 @@ class Plan:
         return np.array([self.tokens_per_example[n] for n in self.names])
 
 
+class _Units(NamedTuple):
+    """Sizes converted to what the sampler draws: example counts, size units per draw, labels."""
+
+    items: np.ndarray
+    per_draw: np.ndarray
+    tokens_unit: str | None
+    warnings: list[str]
+    notes: list[str]
+
+
+class _Expected(NamedTuple):
+    """The integrated schedule: expected samples per phase and what each phase starts and ends with."""
+
+    samples: np.ndarray
+    min_per_batch: np.ndarray
+    p_start: list[np.ndarray]
+    p_end: list[np.ndarray]
+    tau_start: list[float | None]
+    tau_end: list[float | None]
+    crossed: np.ndarray
+    prefix_target: np.ndarray
+
+
 def make_plan(
     sizes: Sizes,
     schedule: Schedule | float | Mapping[str, Any],
@@ -317,7 +340,8 @@ def make_plan(
 
     E_i = Σ_t B · p_i(t) expected examples (peers.md §6.2), per phase and in total; epochs =
     E_i · tpe_i / size_i for token-like units, E_i / size_i for example counts. Invalid
-    arguments raise `ConfigError`.
+    arguments raise `ConfigError`. Four pure steps: units → sampler (validation, realised
+    counts through its public counts API) → phases → integration.
 
     >>> p = make_plan({"en": 2733e9, "sw": 1e9}, {"kind": "cooldown", "hot": 5, "cold": 1},
     ...               total_steps=100, batch_size=512, tokens_per_example=1024, unit="tokens")
@@ -328,33 +352,83 @@ def make_plan(
     if unit not in UNITS:
         raise ConfigError("unit", unit, f"must be one of {', '.join(UNITS)}")
     tpe = _per_example(tokens_per_example, names)
-    if max_epochs is not None and (
-        isinstance(max_epochs, bool)
-        or not isinstance(max_epochs, (int, float))
-        or not (math.isfinite(max_epochs) and max_epochs > 0)
-    ):
-        raise ConfigError("max_epochs", max_epochs, "must be a finite number > 0 (or omitted)")
-    if isinstance(segments, bool) or not isinstance(segments, int) or segments < 1:
-        raise ConfigError("segments", segments, "must be an integer >= 1")
-    if isinstance(max_simulated_steps, bool) or not isinstance(max_simulated_steps, int):
-        raise ConfigError("max_simulated_steps", max_simulated_steps, "must be an integer")
-    if isinstance(batch_size, (int, np.integer)) and batch_size > MAX_BATCH_SIZE:
-        raise ConfigError(
-            "batch_size", batch_size, f"must be <= {MAX_BATCH_SIZE:,} (batches are materialised)"
-        )
+    if max_epochs is not None:
+        max_epochs = check_float("max_epochs", max_epochs, lo=0.0, lo_open=True)
+    segments = check_int("segments", segments, lo=1)
+    max_simulated_steps = check_int("max_simulated_steps", max_simulated_steps, lo=0)
+    units = _units(names, arr, unit, tpe)
+    sched = as_schedule(schedule)
+    sampler = MixtureSampler(
+        dict(zip(names, units.items.astype(np.int64).tolist(), strict=True)),
+        sched,
+        total_steps,
+        batch_size,
+        seed,
+        composition,
+    )
+    for e in events:
+        sampler.record_event(e.name, e.step, **e.info)
+    T, B = sampler.total_steps, sampler.batch_size
+    ctx = Context(names, units.items, T, sampler.events)
+    bounds, piecewise, phase_warnings = _phase_bounds(sched, ctx, T, segments)
+    stride = 1 if piecewise or T <= MAX_EVALUATIONS else math.ceil(T / MAX_EVALUATIONS)
+    S = min(T, max_simulated_steps) if simulate else 0
+    cap = None if max_epochs is None else max_epochs * arr / units.per_draw  # in examples
+    exp = _expected(sched, ctx, B, bounds, piecewise, stride, S, cap)
+    snapshots = {b: sampler.cumulative_counts_array(b) for b in sorted({*bounds, S}) if b <= S} if S else {}
+    realised_target = sampler.cumulative_target_array(S) if S and sched.needs_counts else exp.prefix_target
+    notes = units.notes
+    if stride > 1:
+        notes.append(f"continuous schedule integrated on a stride of {stride} steps (approximate)")
+    if 0 < S < T:
+        notes.append(f"realised counts simulated for the first {S:,} of {T:,} steps")
+    phases = _phases(names, arr, units, tpe, bounds, exp, snapshots)
+    total = exp.samples.sum(axis=0)
+    epochs = total * units.per_draw / arr
+    warnings = units.warnings + phase_warnings
+    warnings += _warnings(names, phases, B, composition, epochs, max_epochs, exp.crossed, total, sched, T * B)
+    return Plan(
+        names=names,
+        sizes=to_mapping(names, arr),
+        unit=unit,
+        examples=_ints(names, units.items),
+        tokens_per_example=None if tpe is None else to_mapping(names, tpe),
+        tokens_unit=units.tokens_unit,
+        schedule=sched,
+        events=sampler.events,
+        total_steps=T,
+        batch_size=B,
+        seed=sampler.seed,
+        composition=composition,
+        max_epochs=max_epochs,
+        phases=tuple(phases),
+        piecewise=piecewise,
+        stride=stride,
+        samples=to_mapping(names, total),
+        tokens=None if units.tokens_unit is None else to_mapping(names, total * _tok(tpe, len(names))),
+        epochs=to_mapping(names, epochs),
+        target_share=to_mapping(names, total / total.sum()),
+        simulated_steps=S,
+        realised=_ints(names, snapshots[S]) if S else None,
+        realised_target=to_mapping(names, realised_target) if S else None,
+        warnings=tuple(warnings),
+        notes=tuple(notes),
+    )
+
+
+def _units(names: tuple[str, ...], arr: np.ndarray, unit: str, tpe: np.ndarray | None) -> _Units:
+    """Sizes -> example counts the sampler draws from (see the module docstring's table)."""
     warnings: list[str] = []
     notes: list[str] = []
-
-    # -- units: sizes -> example counts the sampler draws from -----------------------------------
     token_like = unit not in _EXAMPLE_UNITS
     if token_like and tpe is not None:
         items = np.floor(arr / tpe)
-        for n, s, k, c in zip(names, arr, items, tpe):
+        for n, s, k, c in zip(names, arr, items, tpe, strict=True):
             if k < 1:
                 raise ConfigError(f"sizes.{n}", float(s), f"smaller than one example of {c:g} {unit}")
         per_draw, tokens_unit = tpe, unit
     else:
-        for n, s in zip(names, arr):
+        for n, s in zip(names, arr, strict=True):
             if s != math.floor(s):
                 what = "a count of examples" if not token_like else f"a count of {unit}"
                 raise ConfigError(f"sizes.{n}", float(s), f"{what} must be an integer")
@@ -365,169 +439,121 @@ def make_plan(
                 f"sizes are in {unit} but tokens_per_example is missing: planning as if every "
                 f"example were one {unit[:-1]}, so samples and epochs are per {unit[:-1]}"
             )
-    for n, s, k in zip(names, arr, items):
-        if k >= 2**62:
+    for n, s, k in zip(names, arr, items, strict=True):
+        if k >= MAX_INT:
             raise ConfigError(f"sizes.{n}", float(s), "too large: the sampler holds at most 2**62 examples")
     if tpe is not None and len(set(tpe.tolist())) > 1:
         notes.append(
             "tokens_per_example differs across domains: probabilities are per example draw "
             "(computed on example counts), so token shares differ from example shares"
         )
+    return _Units(items, per_draw, tokens_unit, warnings, notes)
 
-    # -- validation through the real sampler ------------------------------------------------------
-    sched = schedule if isinstance(schedule, Schedule) else schedule_from_dict(schedule)
-    sampler = MixtureSampler(
-        dict(zip(names, items.astype(np.int64).tolist())),
-        sched,
-        total_steps,
-        batch_size,
-        seed,
-        composition,
-    )
-    for e in events:
-        sampler.record_event(e.name, e.step, **e.info)
-    T, B = sampler.total_steps, sampler.batch_size
-    ctx = Context(names, items, T, sampler.events)
 
-    # -- phases and the integration grid ----------------------------------------------------------
+def _phase_bounds(sched: Schedule, ctx: Context, T: int, segments: int) -> tuple[list[int], bool, list[str]]:
+    """Reported phase boundaries [0, ..., T]: the schedule's breakpoints, or ``segments`` equal
+    stretches for continuous and exposure-driven schedules; plus a warning for boundaries at or
+    beyond the end (the sampler already refused phases out of order)."""
     bp = None if sched.needs_counts else sched.breakpoints(ctx)
-    piecewise = bp is not None
     if bp is None:
         k = min(segments, T)
-        bounds = sorted({round(T * i / k) for i in range(k + 1)})
-    else:
-        if isinstance(sched, Stages):
-            starts = [0, *bp]  # phase k runs from starts[k] to starts[k + 1] (the last one to T)
-            for k in range(1, len(starts) - 1):
-                if starts[k + 1] < starts[k]:
-                    raise ConfigError(
-                        f"schedule.starts[{k + 1}]",
-                        sched.starts[k + 1],
-                        f"phases out of order at total_steps={T:,} (step {starts[k + 1]:,} after "
-                        f"{starts[k]:,})",
-                    )
-            for k in range(len(starts) - 1):
-                if starts[k + 1] == starts[k]:
-                    warnings.append(f"schedule phase {k} is empty at total_steps={T:,}")
-        bounds = [0, *sorted({b for b in bp if 0 < b < T}), T]
-        beyond = sorted({b for b in bp if b >= T})
-        if beyond:
-            warnings.append(
-                f"schedule boundary at step {beyond[0]:,} is at or beyond total_steps={T:,}: "
-                "that phase never starts"
-            )
-    stride = 1 if piecewise or T <= MAX_EVALUATIONS else math.ceil(T / MAX_EVALUATIONS)
-    if stride > 1:
-        notes.append(f"continuous schedule integrated on a stride of {stride} steps (approximate)")
-    S = min(T, max(0, max_simulated_steps)) if simulate else 0
+        return sorted({round(T * i / k) for i in range(k + 1)}), False, []
+    warnings = []
+    beyond = sorted({b for b in bp if b >= T})
+    if beyond:
+        warnings.append(
+            f"schedule boundary at step {beyond[0]:,} is at or beyond total_steps={T:,}: "
+            "that phase never starts"
+        )
+    return [0, *sorted({b for b in bp if 0 < b < T}), T], True, warnings
+
+
+def _expected(
+    sched: Schedule,
+    ctx: Context,
+    B: int,
+    bounds: list[int],
+    piecewise: bool,
+    stride: int,
+    S: int,
+    cap: np.ndarray | None,
+) -> _Expected:
+    """Integrate E_i = Σ_t B·p_i(t) per phase on a grid (exact for piecewise-constant schedules),
+    with p and τ at each phase's ends, min p·B, the step each domain crosses ``cap`` examples,
+    and the expected counts before step ``S``."""
     grid = set(bounds) | {b - 1 for b in bounds[1:]} | {S}
     if not piecewise:
-        grid |= set(range(0, T, stride))
-
-    P, K = len(bounds) - 1, len(names)
-    samples = np.zeros((P, K))
-    min_pb = np.full((P, K), np.inf)
-    p_start: list[np.ndarray] = [np.zeros(K)] * P
-    p_end: list[np.ndarray] = [np.zeros(K)] * P
-    tau_start: list[float | None] = [None] * P
-    tau_end: list[float | None] = [None] * P
-    cap = None if max_epochs is None else max_epochs * arr / per_draw  # in examples
-    crossed = np.full(K, -1, dtype=np.int64)
-    prefix_target = np.zeros(K)
+        grid |= set(range(0, bounds[-1], stride))
+    P, K = len(bounds) - 1, len(ctx.names)
+    out = _Expected(
+        samples=np.zeros((P, K)),
+        min_per_batch=np.full((P, K), np.inf),
+        p_start=[np.zeros(K)] * P,
+        p_end=[np.zeros(K)] * P,
+        tau_start=[None] * P,
+        tau_end=[None] * P,
+        crossed=np.full(K, -1, dtype=np.int64),
+        prefix_target=np.zeros(K),
+    )
+    prefix = out.prefix_target
     for a, b, p, before in _integrate(sched, ctx, B, sorted(grid)):
         k = bisect.bisect_right(bounds, a) - 1
         if a == bounds[k]:
-            p_start[k], tau_start[k] = p, sched.tau(a, ctx)
+            out.p_start[k], out.tau_start[k] = p, sched.tau(a, ctx)
         if b == bounds[k + 1]:
-            p_end[k], tau_end[k] = p, sched.tau(a, ctx)
+            out.p_end[k], out.tau_end[k] = p, sched.tau(a, ctx)
         if a == S:
-            prefix_target = before
+            prefix = before
         drawn = (b - a) * B * p
-        samples[k] += drawn
-        min_pb[k] = np.minimum(min_pb[k], B * p)
+        out.samples[k] += drawn
+        out.min_per_batch[k] = np.minimum(out.min_per_batch[k], B * p)
         if cap is not None:
-            hit = np.flatnonzero((crossed < 0) & (before + drawn > cap))
-            for i in hit:
+            for i in np.flatnonzero((out.crossed < 0) & (before + drawn > cap)):
                 x = (cap[i] - before[i]) / (B * p[i])
-                crossed[i] = a + math.floor(x + 1e-9 * max(1.0, x))  # first t with draws > cap
-    if S == T:
-        prefix_target = samples.sum(axis=0)
+                out.crossed[i] = a + math.floor(x + 1e-9 * max(1.0, x))  # first t with draws > cap
+    if bounds[-1] == S:
+        prefix = out.samples.sum(axis=0)
+    return out._replace(prefix_target=prefix)
 
-    # -- the real sampler's counts ----------------------------------------------------------------
-    snapshots: dict[int, np.ndarray] = {}
-    realised_target = prefix_target
-    if S:
-        sim_target = np.zeros(K)
-        starts = set(bounds)
-        for t in range(S):
-            if t in starts:
-                snapshots[t] = sampler._cursors.copy()
-            if sched.needs_counts:  # p(t) depends on what was drawn: track the sampler's own target
-                sim_target += B * sched.probs(t, sampler._ctx)
-            sampler._advance(t)  # the count step of `batch(t)`, without materialising items
-        snapshots[S] = sampler._cursors.copy()
-        if sched.needs_counts:
-            realised_target = sim_target
-        if S < T:
-            notes.append(f"realised counts simulated for the first {S:,} of {T:,} steps")
 
-    # -- assemble ---------------------------------------------------------------------------------
+def _phases(
+    names: tuple[str, ...],
+    arr: np.ndarray,
+    units: _Units,
+    tpe: np.ndarray | None,
+    bounds: list[int],
+    exp: _Expected,
+    snapshots: Mapping[int, np.ndarray],
+) -> list[Phase]:
+    """One `Phase` per [bounds[k], bounds[k+1]); ``realised`` where both ends were simulated."""
+
     def m(values: np.ndarray) -> dict[str, float]:
         return to_mapping(names, values)
 
-    cum = np.cumsum(samples, axis=0)
-    phases = []
-    for k in range(P):
-        a, b = bounds[k], bounds[k + 1]
-        phases.append(
+    cum = np.cumsum(exp.samples, axis=0)
+    out = []
+    for k, (a, b) in enumerate(pairwise(bounds)):
+        samples = exp.samples[k]
+        out.append(
             Phase(
                 index=k,
                 start=a,
                 end=b,
-                tau_start=tau_start[k],
-                tau_end=tau_end[k],
-                probs_start=m(p_start[k]),
-                probs_end=m(p_end[k]),
-                min_per_batch=m(min_pb[k]),
-                samples=m(samples[k]),
-                tokens=None if tokens_unit is None else m(samples[k] * _tok(tpe, K)),
-                epochs=m(samples[k] * per_draw / arr),
-                cumulative_epochs=m(cum[k] * per_draw / arr),
-                realised=(
-                    _ints(names, snapshots[b] - snapshots[a]) if a in snapshots and b in snapshots else None
-                ),
+                tau_start=exp.tau_start[k],
+                tau_end=exp.tau_end[k],
+                probs_start=m(exp.p_start[k]),
+                probs_end=m(exp.p_end[k]),
+                min_per_batch=m(exp.min_per_batch[k]),
+                samples=m(samples),
+                tokens=None if units.tokens_unit is None else m(samples * _tok(tpe, len(names))),
+                epochs=m(samples * units.per_draw / arr),
+                cumulative_epochs=m(cum[k] * units.per_draw / arr),
+                realised=_ints(names, snapshots[b] - snapshots[a])
+                if a in snapshots and b in snapshots
+                else None,
             )
         )
-    total = samples.sum(axis=0)
-    epochs = total * per_draw / arr
-    warnings += _warnings(names, phases, B, composition, epochs, max_epochs, crossed, total, sched, T * B)
-    return Plan(
-        names=names,
-        sizes=m(arr),
-        unit=unit,
-        examples=_ints(names, items),
-        tokens_per_example=None if tpe is None else m(tpe),
-        tokens_unit=tokens_unit,
-        schedule=sched,
-        events=sampler.events,
-        total_steps=T,
-        batch_size=B,
-        seed=sampler.seed,
-        composition=composition,
-        max_epochs=None if max_epochs is None else float(max_epochs),
-        phases=tuple(phases),
-        piecewise=piecewise,
-        stride=stride,
-        samples=m(total),
-        tokens=None if tokens_unit is None else m(total * _tok(tpe, K)),
-        epochs=m(epochs),
-        target_share=m(total / total.sum()),
-        simulated_steps=S,
-        realised=_ints(names, snapshots[S]) if S else None,
-        realised_target=m(realised_target) if S else None,
-        warnings=tuple(warnings),
-        notes=tuple(notes),
-    )
+    return out
 
 
 def _integrate(
@@ -613,14 +639,7 @@ def _per_example(tpe: Any, names: tuple[str, ...]) -> np.ndarray | None:
         values = [(f"{field}.{n}", tpe[n]) for n in names]
     else:
         values = [(field, tpe)] * len(names)
-    out = []
-    for f, v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-            raise ConfigError(f, v, "must be a number > 0")
-        if not (math.isfinite(float(v)) and float(v) > 0):
-            raise ConfigError(f, v, "must be finite and > 0")
-        out.append(float(v))
-    return np.array(out)
+    return np.array([check_float(f, v, lo=0.0, lo_open=True) for f, v in values])
 
 
 def _tok(tpe: np.ndarray | None, k: int) -> np.ndarray:
@@ -642,8 +661,8 @@ def _tau_text(tau: float | None) -> str | None:
     return "∞" if math.isinf(tau) else f"{tau:.3g}"
 
 
-def _csv_num(x: float | None) -> float | str:
-    return "" if x is None else ("inf" if math.isinf(x) else x)
+def _csv_num(x: float | None) -> float | str | None:
+    return "" if x is None else encode_inf(float(x))
 
 
 def _jsonable(x: Any) -> Any:
@@ -652,7 +671,7 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [_jsonable(v) for v in x]
     if isinstance(x, (float, np.floating)):
-        return "inf" if math.isinf(x) else float(x)
+        return encode_inf(float(x))
     if isinstance(x, np.integer):
         return int(x)
     return x

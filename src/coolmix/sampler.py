@@ -9,31 +9,56 @@ Within a domain, draw number j (its cursor) maps to item ``permute(j mod n, n, k
 passes over fresh keyed permutations, so after k passes' worth of draws every item has been
 used ⌊k⌋ or ⌈k⌉ times. All randomness is counter-based (SplitMix64 of keyed counters), so no
 RNG state is saved and a resumed run recomputes exactly what an uninterrupted one would.
+
+Seeking. Items and the batch order are closed-form given the cursors C(t) at the start of step
+t; the cursors come from the count recursion (`exact_counts`), which is sequential: no rounding
+rule that keeps every C_i(t) within 1 of X_i(t) = Σ_{s<t} B·p_i(s), non-decreasing and summing
+to t·B can be a function of X(t) alone (Balinski–Young: quota and monotonicity are incompatible
+for K >= 3 domains), and the recursion is what makes it hold. So the sampler checkpoints
+(cursors, residuals, target) every `CHECKPOINT_EVERY` steps as it goes, lazily and in memory:
+``batch(t)`` replays at most that many steps from the nearest checkpoint (or from the current
+state), for every schedule, exposure-driven ones included. The first visit of a region costs
+one replay of the count step (~10 µs a step, no items); resuming from `state_dict` costs
+nothing. `cumulative_target` is closed form, O(#phases), for piecewise-constant schedules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import bisect
+from collections.abc import Iterator, Mapping
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
 
 from coolmix.errors import ConfigError
-from coolmix.mixture import check_sizes, to_mapping
-from coolmix.permutation import derive_key, permute, permute_each, splitmix64
-from coolmix.schedule import Context, Event, Schedule, schedule_from_dict
-from coolmix.types import Sizes
+from coolmix.mixture import Mixture, check_items, check_sizes, to_mapping
+from coolmix.permutation import derive_key, permute, permute_each, splitmix64, width
+from coolmix.schedule import Context, Event, Schedule, as_schedule
+from coolmix.types import UNITS, Sizes
+from coolmix.validate import MAX_INT, check_float, check_int
 
-__all__ = ["STATE_VERSION", "MixtureSampler", "exact_counts", "planned_counts"]
+__all__ = ["MAX_BATCH", "STATE_VERSION", "MixtureSampler", "exact_counts", "planned_counts"]
 
 STATE_VERSION = 1
-MAX_BATCH = 2**26  # batches are materialised as arrays; beyond this, split the step yourself
+"""Version of `MixtureSampler.state_dict`; bumped whenever the stream for a given state changes."""
+
+MAX_BATCH = 2**26
+"""Largest global batch (the one limit of the package): batches are materialised as arrays."""
+
+CHECKPOINT_EVERY = 64
+"""Steps between the sampler's in-memory count checkpoints (doubled when they grow too many)."""
+
+MAX_CHECKPOINT_BYTES = 2**25
+"""Memory the count checkpoints may take per sampler (beyond it their spacing doubles)."""
+
 STEP_KEY, CURSORS_KEY, RESIDUALS_KEY, EVENTS_KEY = "step", "cursors", "residuals", "events"
-_MIXTURE_KEY, _SEED_KEY, _COMPOSITION_KEY, _VERSION_KEY = (
+_MIXTURE_KEY, _SEED_KEY, _COMPOSITION_KEY, _VERSION_KEY, _UNIT_KEY = (
     "mixture",
     "seed",
     "composition",
     "version",
+    "unit",
 )
 _INV_2_64 = 1.0 / 18446744073709551616.0
 
@@ -45,6 +70,7 @@ def exact_counts(p: np.ndarray, batch_size: int, residuals: np.ndarray) -> tuple
     r_i ← target_i − counts_i. With Σ r = 0 this keeps every domain's cumulative count within
     1 of its cumulative target Σ_t B·p_i(t). Domains with p_i = 0 get nothing; their residual is
     forfeited (reset to 0) so no later batch pays an old debt to a switched-off domain.
+    Counts are never negative, whatever the (finite) residuals.
     """
     active = p > 0
     r = np.where(active, residuals, 0.0)
@@ -63,86 +89,165 @@ def exact_counts(p: np.ndarray, batch_size: int, residuals: np.ndarray) -> tuple
         if short > 0:  # only with pathological residuals: hand out the rest by probability
             counts += np.floor(short * p)
             counts[int(np.argmax(p))] += batch_size - counts.sum()
-    elif short < 0:  # floors overshoot only when negative targets were clipped to 0
-        frac = np.where(counts > 0, target - counts, np.inf)
+    while short < 0:  # floors overshoot only when negative targets were clipped to 0
+        positive = counts > 0
+        frac = np.where(positive, target - counts, np.inf)
         order = np.lexsort((np.arange(len(p)), frac))
-        counts[order[:-short]] -= 1.0
+        k = min(-short, int(positive.sum()))
+        counts[order[:k]] -= 1.0
+        short += k
     return counts.astype(np.int64), target - counts
+
+
+_SMALL_K = 8  # numpy sums fewer than 8 floats left to right, so plain Python gives the same bits
+
+
+def _exact_counts_small(
+    p: list[float], batch_size: int, residuals: list[float]
+) -> tuple[list[int], list[float]] | None:
+    """`exact_counts` in plain Python for K < 8 domains (the per-step hot path of a seek): the
+    same float operations in the same order, so bit-identical; None for the rare branches
+    (clipped or pathological targets), which the caller hands to `exact_counts`.
+    """
+    r = [ri if pi > 0 else 0.0 for pi, ri in zip(p, residuals, strict=True)]
+    total = 0.0
+    for ri in r:
+        total += ri
+    b = float(batch_size)
+    target = [b * pi + (ri - pi * total) for pi, ri in zip(p, r, strict=True)]
+    counts = [0.0] * len(p)
+    active = 0
+    for i, (pi, x) in enumerate(zip(p, target, strict=True)):
+        if pi > 0:
+            if x < 0:
+                return None
+            counts[i] = float(int(x))  # floor of a non-negative float
+            active += 1
+    short = batch_size - int(sum(counts))
+    if short < 0 or short > active:
+        return None
+    if short:
+        live = [i for i, pi in enumerate(p) if pi > 0]
+        live.sort(key=lambda i: (counts[i] - target[i], i))  # largest remainder, ties by domain order
+        for i in live[:short]:
+            counts[i] += 1.0
+    return [int(c) for c in counts], [x - c for x, c in zip(target, counts, strict=True)]
+
+
+class _Walker:
+    """The count recursion's state at the start of ``step``: cursors, residuals, target X(step).
+
+    ``target`` is None when the state came from `load_state_dict` (the state does not carry it).
+    ``ctx.seen`` is bound to ``cursors`` for exposure-driven schedules.
+    """
+
+    def __init__(self, step: int, cursors: np.ndarray, residuals: np.ndarray, target: np.ndarray | None):
+        self.step, self.cursors, self.residuals, self.target = step, cursors, residuals, target
+
+    def copy(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        t = None if self.target is None else self.target.copy()
+        return self.cursors.copy(), self.residuals.copy(), t
 
 
 class MixtureSampler:
     """Global batches of (domain id, item index) from a temperature schedule over domain sizes.
 
-    ``sizes`` are item counts (examples, sequences); domain ids index ``names`` (insertion order).
+    ``sizes`` are item counts (examples, sequences), or a `coolmix.Mixture` whose unit is kept
+    (``unit``; e.g. sizes in tokens set the probabilities, ``items`` then give the item counts
+    the keyed permutations need, by default the sizes themselves). Domain ids index ``names``.
 
     - ``composition="exact"`` (default): per-batch counts by largest remainder with carried
       residuals, order shuffled; ``"iid"``: every slot drawn independently from p(t).
-    - ``batch(step, rank, world_size)`` returns that rank's contiguous slice; steps are usually
-      consumed in order, but any step can be asked for (earlier ones are recomputed from 0).
+    - ``batch(step, rank, world_size)`` returns that rank's contiguous slice; any step can be
+      asked for (seek: see the module docstring); `sample_at` maps a global sample index
+      ``step·B + slot`` to its (domain, item).
+    - `cumulative_counts` / `cumulative_target`: C(t) and X(t) = Σ_{s<t} B·p(s) per domain.
 
     >>> s = MixtureSampler({"en": 1000, "sw": 10}, 5.0, total_steps=100, batch_size=8, seed=0)
     >>> d, i = s.batch(0)
     >>> d.shape, int((d == 1).sum())
     ((8,), 2)
+    >>> s.cumulative_counts(50)["sw"], round(s.cumulative_target(50)["sw"], 2)
+    (114, 114.12)
     """
 
     def __init__(
         self,
-        sizes: Sizes,
+        sizes: Sizes | Mixture,
         schedule: Schedule | float | Mapping[str, Any] = 1.0,
         total_steps: int = 1,
         batch_size: int = 1,
         seed: int = 0,
         composition: str = "exact",
+        *,
+        unit: str | None = None,
+        items: Mapping[str, int] | None = None,
     ) -> None:
         names, arr = check_sizes(sizes)
-        if not np.all(arr == np.floor(arr)) or arr.max() >= 2**62:
-            raise ConfigError("sizes", dict(sizes), "sampler sizes are item counts: integers < 2**62")
+        self.unit = _unit(sizes, unit)
+        if items is None:
+            _, counts = check_items(sizes)
+        else:
+            if not isinstance(items, Mapping) or set(items) != set(names):
+                raise ConfigError("items", items, f"need one item count per domain: {', '.join(names)}")
+            _, counts = check_items({n: items[n] for n in names}, "items")
         self.names = names
-        self.sizes = arr
-        self._n = arr.astype(np.int64)
-        self.schedule = schedule if isinstance(schedule, Schedule) else schedule_from_dict(schedule)
-        self.schedule.validate(names)
-        if (
-            isinstance(total_steps, bool)
-            or not isinstance(total_steps, (int, np.integer))
-            or total_steps <= 0
-        ):
-            raise ConfigError("total_steps", total_steps, "must be an integer > 0")
-        if (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, (int, np.integer))
-            or not 0 < batch_size <= MAX_BATCH
-        ):
-            raise ConfigError("batch_size", batch_size, f"must be an integer in [1, {MAX_BATCH}]")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ConfigError("seed", seed, "must be an integer >= 0")
+        self.sizes = arr  # float64, for the probabilities
+        self._n = np.array(counts, dtype=np.int64)  # exact item counts, for the permutations
+        self.total_steps = check_int("total_steps", total_steps, lo=1)
+        self.batch_size = check_int("batch_size", batch_size, lo=1, hi=MAX_BATCH)
+        self.seed = check_int("seed", seed, lo=0)
         if composition not in ("exact", "iid"):
             raise ConfigError("composition", composition, "must be 'exact' or 'iid'")
-        self.total_steps = int(total_steps)
-        self.batch_size = int(batch_size)
-        if hasattr(self.schedule, "check_resolved"):
-            self.schedule.check_resolved(self.total_steps)
-        self.seed = int(seed)
         self.composition = composition
-        self._domain_keys = [derive_key(self.seed, "domain", n) for n in names]
-        self._domain_keys_arr = np.array(self._domain_keys, dtype=np.uint64)
+        first = self._checked(schedule)
+        self._schedules: list[tuple[int, Schedule]] = [(0, first)]
+        self._domain_keys_arr = np.array([derive_key(self.seed, "domain", n) for n in names], dtype=np.uint64)
         self._n_u64 = self._n.astype(np.uint64)
-        self._bits = np.array([max(int(n - 1).bit_length(), 2) for n in self._n], dtype=np.uint64)
+        self._bits = np.array([width(int(n)) for n in counts], dtype=np.uint64)
         self._order_key = derive_key(self.seed, "order")
         self._iid_key = derive_key(self.seed, "iid")
         self._arange_b = np.arange(self.batch_size, dtype=np.uint64)
         self._events: list[Event] = []
-        self._reset()
+        k = len(names)
+        self._every = CHECKPOINT_EVERY
+        self._max_checkpoints = max(64, MAX_CHECKPOINT_BYTES // (24 * k + 200))
+        self._reset(0, np.zeros(k, dtype=np.int64), np.zeros(k), np.zeros(k))
+
+    def _checked(self, schedule: Schedule | float | Mapping[str, Any]) -> Schedule:
+        sched = as_schedule(schedule)
+        sched.validate(self.names)
+        sched.check(self.total_steps)
+        return sched
 
     # -- state ---------------------------------------------------------------------------------
 
-    def _reset(self) -> None:
-        self._step = 0
-        self._cursors = np.zeros(len(self.names), dtype=np.int64)
-        self._residuals = np.zeros(len(self.names), dtype=np.float64)
+    def _reset(
+        self, step: int, cursors: np.ndarray, residuals: np.ndarray, target: np.ndarray | None
+    ) -> None:
+        """Produced state at ``step``; checkpoints: step 0 and this one."""
+        k = len(self.names)
+        self._step = step
+        self._cursors = cursors.copy()
+        self._residuals = residuals.copy()
         self._cached: tuple[int, np.ndarray, np.ndarray] | None = None
         self._ctx = Context(self.names, self.sizes, self.total_steps, self._events, self._cursors)
+        if step == 0:  # X(0) = 0 whatever the state says
+            target = np.zeros(k)
+        self._checkpoints: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {
+            0: (np.zeros(k, dtype=np.int64), np.zeros(k), np.zeros(k)),
+            step: (cursors.copy(), residuals.copy(), None if target is None else target.copy()),
+        }
+        self._keys = sorted(self._checkpoints)
+        self._walker = _Walker(
+            step, cursors.copy(), residuals.copy(), None if target is None else target.copy()
+        )
+        self._wctx = Context(self.names, self.sizes, self.total_steps, self._events, self._walker.cursors)
+
+    @property
+    def schedule(self) -> Schedule:
+        """The schedule in force from the latest `set_schedule` on (the constructor's one before)."""
+        return self._schedules[-1][1]
 
     @property
     def step(self) -> int:
@@ -152,7 +257,7 @@ class MixtureSampler:
     @property
     def cursors(self) -> dict[str, int]:
         """Items drawn so far per domain (the realised exposure in items)."""
-        return {n: int(c) for n, c in zip(self.names, self._cursors)}
+        return {n: int(c) for n, c in zip(self.names, self._cursors, strict=True)}
 
     @property
     def events(self) -> tuple[Event, ...]:
@@ -166,62 +271,217 @@ class MixtureSampler:
             CURSORS_KEY: self.cursors,
             RESIDUALS_KEY: to_mapping(self.names, self._residuals),
             EVENTS_KEY: [e.to_dict() for e in self._events],
-            _MIXTURE_KEY: {n: int(s) for n, s in zip(self.names, self._n)},
+            _MIXTURE_KEY: self._mixture(),
             _SEED_KEY: self.seed,
             _COMPOSITION_KEY: self.composition,
+            _UNIT_KEY: self.unit,
         }
 
+    def _mixture(self) -> dict[str, int]:
+        return {n: int(s) for n, s in zip(self.names, self._n, strict=True)}
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a state saved by `state_dict` (possibly under another world size)."""
+        """Restore a state saved by `state_dict` (possibly under another world size).
+
+        Every counter is checked before anything changes (one-line `ConfigError`, the sampler
+        untouched): step and cursors are integers in [0, 2**62] with Σ cursors = step·B;
+        residuals are finite, |r_i| <= K + 2 and Σ r ≈ 0 (what the recursion keeps).
+        """
         if not isinstance(state, Mapping):
             raise ConfigError("state_dict", state, "must be a mapping from MixtureSampler.state_dict()")
         if state.get(_VERSION_KEY) != STATE_VERSION:
             raise ConfigError("state_dict.version", state.get(_VERSION_KEY), f"expected {STATE_VERSION}")
         mixture = state.get(_MIXTURE_KEY)
-        expected = {n: int(s) for n, s in zip(self.names, self._n)}
-        if not isinstance(mixture, Mapping) or dict(mixture) != expected:
+        if not isinstance(mixture, Mapping) or dict(mixture) != self._mixture():
             raise ConfigError(
-                "state_dict.mixture", mixture, f"from a different mixture; this one is {expected}"
+                "state_dict.mixture", mixture, f"from a different mixture; this one is {self._mixture()}"
             )
         for key, mine in ((_SEED_KEY, self.seed), (_COMPOSITION_KEY, self.composition)):
             if state.get(key) != mine:
                 raise ConfigError(f"state_dict.{key}", state.get(key), f"this sampler has {mine!r}")
-        try:
-            step = int(state[STEP_KEY])
-            cursors = np.array([int(state[CURSORS_KEY][n]) for n in self.names], dtype=np.int64)
-            residuals = np.array([float(state[RESIDUALS_KEY][n]) for n in self.names])
-            events = [Event.from_dict(e) for e in state[EVENTS_KEY]]
-        except (KeyError, TypeError, ValueError) as e:
-            raise ConfigError("state_dict", type(e).__name__, f"corrupt sampler state: {e}") from None
-        if step < 0 or (cursors < 0).any() or not np.isfinite(residuals).all():
-            raise ConfigError(
-                "state_dict",
-                {STEP_KEY: step},
-                "corrupt sampler state: negative or non-finite counters",
-            )
+        if state.get(_UNIT_KEY, self.unit) != self.unit:
+            raise ConfigError("state_dict.unit", state.get(_UNIT_KEY), f"this sampler has {self.unit!r}")
+        step, cursors, residuals, events = self._parse_state(state)
         self._events[:] = events
-        self._reset()
-        self._step, self._cursors[:], self._residuals[:] = step, cursors, residuals
+        self._reset(step, cursors, residuals, None)
+
+    def _parse_state(self, state: Mapping[str, Any]) -> tuple[int, np.ndarray, np.ndarray, list[Event]]:
+        step = check_int(f"state_dict.{STEP_KEY}", state.get(STEP_KEY), lo=0, hi=MAX_INT)
+        raw_c, raw_r, raw_e = state.get(CURSORS_KEY), state.get(RESIDUALS_KEY), state.get(EVENTS_KEY)
+        for key, raw in ((CURSORS_KEY, raw_c), (RESIDUALS_KEY, raw_r)):
+            if not isinstance(raw, Mapping) or set(raw) != set(self.names):
+                raise ConfigError(
+                    f"state_dict.{key}", raw, f"need one value per domain: {', '.join(self.names)}"
+                )
+        assert isinstance(raw_c, Mapping) and isinstance(raw_r, Mapping)
+        c = [check_int(f"state_dict.cursors.{n}", raw_c[n], lo=0, hi=MAX_INT) for n in self.names]
+        if sum(c) != step * self.batch_size:
+            raise ConfigError(
+                f"state_dict.{CURSORS_KEY}",
+                dict(raw_c),
+                f"must sum to step × batch_size = {step * self.batch_size}",
+            )
+        k = len(self.names)
+        r = [check_float(f"state_dict.residuals.{n}", raw_r[n], lo=-k - 2.0, hi=k + 2.0) for n in self.names]
+        if abs(sum(r)) > 1e-6 * (1 + self.batch_size + k):
+            raise ConfigError(f"state_dict.{RESIDUALS_KEY}", dict(raw_r), "residuals must sum to 0")
+        if not isinstance(raw_e, list):
+            raise ConfigError(f"state_dict.{EVENTS_KEY}", raw_e, "must be a list of events")
+        events = []
+        for i, e in enumerate(raw_e):
+            if not isinstance(e, Mapping):
+                raise ConfigError(f"state_dict.events[{i}]", e, "must be an event mapping")
+            check_int(f"state_dict.events[{i}].step", e.get("step"), lo=0, hi=MAX_INT)
+            events.append(Event.from_dict(e))
+        return step, np.array(c, dtype=np.int64), np.array(r, dtype=np.float64), events
 
     def record_event(self, name: str, step: int | None = None, **info: Any) -> Event:
         """Record an event (e.g. ``"cooldown"``) taking effect at ``step`` (default: the next step).
 
         Events cannot rewrite produced batches, so ``step`` must be >= `step`.
         """
-        step = self._step if step is None else int(step)
+        step = self._step if step is None else check_int("event.step", step, lo=0, hi=MAX_INT)
         if step < self._step:
             raise ConfigError("event.step", step, f"batches up to {self._step - 1} were already produced")
         event = Event(step, name, info)
         self._events.append(event)
         self._ctx = Context(self.names, self.sizes, self.total_steps, self._events, self._cursors)
+        self._wctx = Context(self.names, self.sizes, self.total_steps, self._events, self._walker.cursors)
+        self._forget_after(step)
         return event
 
     def set_schedule(self, schedule: Schedule | float | Mapping[str, Any]) -> None:
-        """Replace the schedule for the steps not yet produced; cursors carry over (no replay, no skip)."""
-        schedule = schedule if isinstance(schedule, Schedule) else schedule_from_dict(schedule)
-        schedule.validate(self.names)
-        self.schedule = schedule
-        self._ctx = Context(self.names, self.sizes, self.total_steps, self._events, self._cursors)
+        """Replace the schedule for the steps not yet produced; cursors carry over (no replay, no skip).
+
+        Earlier steps keep the schedule they were produced with (in this process; a resumed
+        sampler must call `set_schedule` again, as the state holds events, not schedules).
+        """
+        sched = self._checked(schedule)
+        self._schedules = [(s, x) for s, x in self._schedules if s < self._step] + [(self._step, sched)]
+        self._forget_after(self._step)
+
+    def _forget_after(self, step: int) -> None:
+        """Drop checkpoints (and the walker, cached batch) that depend on p(t) for t >= ``step``."""
+        for s in [s for s in self._checkpoints if s > step]:
+            del self._checkpoints[s]
+        self._keys = sorted(self._checkpoints)
+        if self._walker.step > step:
+            self._restore(self._keys[-1])
+        if self._cached is not None and self._cached[0] >= step:
+            self._cached = None
+
+    # -- counts ----------------------------------------------------------------------------------
+
+    def _schedule_at(self, step: int) -> Schedule:
+        if len(self._schedules) == 1:
+            return self._schedules[0][1]
+        return next(s for start, s in reversed(self._schedules) if start <= step)
+
+    def _restore(self, step: int) -> None:
+        c, r, x = self._checkpoints[step]
+        w = self._walker
+        w.step, w.cursors[:], w.residuals, w.target = step, c, r.copy(), None if x is None else x.copy()
+
+    def _walk_to(self, step: int, need_target: bool = False) -> _Walker:
+        """Move the walker to the start of ``step`` from the nearest checkpoint (or where it is)."""
+        i = bisect.bisect_right(self._keys, step) - 1
+        while need_target and self._checkpoints[self._keys[i]][2] is None:
+            i -= 1  # step 0 always has its target
+        best, w = self._keys[i], self._walker
+        if not (best <= w.step <= step and (w.target is not None or not need_target)):
+            self._restore(best)
+        while w.step < step:
+            self._advance()
+        return w
+
+    def _advance(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """One count step of the walker (counts and, for iid, slot domains); checkpoints on the way."""
+        w = self._walker
+        t = w.step
+        p = self._schedule_at(t).probs(t, self._wctx)
+        if self.composition == "exact":
+            fast = (
+                _exact_counts_small(p.tolist(), self.batch_size, w.residuals.tolist())
+                if len(p) < _SMALL_K
+                else None
+            )
+            if fast is None:
+                counts, w.residuals = exact_counts(p, self.batch_size, w.residuals)
+            else:
+                counts, w.residuals = np.array(fast[0], dtype=np.int64), np.array(fast[1])
+            slot_domains = None
+        else:
+            u = splitmix64(self._arange_b ^ np.uint64(self._iid_key ^ _mix(t))) * _INV_2_64
+            slot_domains = np.minimum(np.searchsorted(np.cumsum(p), u, side="right"), len(p) - 1)
+            # never land on a zero-probability domain through float round-off
+            while (p[slot_domains] == 0).any():
+                slot_domains = np.where(p[slot_domains] == 0, int(np.argmax(p)), slot_domains)
+            counts = np.bincount(slot_domains, minlength=len(p)).astype(np.int64)
+        w.cursors += counts
+        if w.target is not None:
+            w.target += self.batch_size * p
+        w.step = t + 1
+        if w.step % self._every == 0 and w.step not in self._checkpoints:
+            self._checkpoints[w.step] = w.copy()
+            bisect.insort(self._keys, w.step)
+            if len(self._keys) > self._max_checkpoints:
+                self._thin()
+        return counts, slot_domains
+
+    def _thin(self) -> None:
+        """Double the checkpoint spacing, dropping the regular checkpoints in between (step 0
+        and states that were loaded stay)."""
+        old, self._every = self._every, self._every * 2
+        for s in [s for s in self._keys if s and s % old == 0 and s % self._every]:
+            del self._checkpoints[s]
+        self._keys = sorted(self._checkpoints)
+
+    def cumulative_counts_array(self, step: int) -> np.ndarray:
+        """C(step): items drawn per domain before ``step`` (aligned with ``names``, int64)."""
+        return self._walk_to(check_int("step", step, lo=0, hi=MAX_INT)).cursors.copy()
+
+    def cumulative_counts(self, step: int) -> dict[str, int]:
+        """C_i(step) = items of domain i in batches 0..step−1; within 1 of `cumulative_target`
+        for ``composition="exact"``.
+        """
+        return {n: int(c) for n, c in zip(self.names, self.cumulative_counts_array(step), strict=True)}
+
+    def cumulative_target_array(self, step: int) -> np.ndarray:
+        """X(step) = Σ_{s<step} B·p(s) aligned with ``names`` (see `cumulative_target`)."""
+        step = check_int("step", step, lo=0, hi=MAX_INT)
+        closed = self._closed_target(step)
+        if closed is not None:
+            return closed
+        x = self._walk_to(step, need_target=True).target
+        assert x is not None
+        return x.copy()
+
+    def cumulative_target(self, step: int) -> dict[str, float]:
+        """X_i(step) = Σ_{s<step} B·p_i(s), the target the exact composition tracks within 1.
+
+        Closed form over the phases for piecewise-constant schedules (O(#phases)); summed by the
+        count walk (checkpointed) for continuous ones; along the realised counts for
+        exposure-driven ones (UniMax-dynamic), whose p(s) depends on them.
+        """
+        return to_mapping(self.names, self.cumulative_target_array(step))
+
+    def _closed_target(self, step: int) -> np.ndarray | None:
+        """Σ over constant pieces [a, b) of (b − a)·B·p(a), or None if some piece is not constant."""
+        ctx = Context(self.names, self.sizes, self.total_steps, self._events)
+        cuts = {0, step}
+        for i, (start, sched) in enumerate(self._schedules):
+            bp = None if sched.needs_counts else sched.breakpoints(ctx)
+            if bp is None:
+                end = self._schedules[i + 1][0] if i + 1 < len(self._schedules) else step
+                if min(end, step) > start:
+                    return None
+                continue
+            cuts |= {start, *bp}
+        grid = sorted(c for c in cuts if 0 <= c <= step)
+        total = np.zeros(len(self.names))
+        for a, b in pairwise(grid):
+            total += (b - a) * self.batch_size * self._schedule_at(a).probs(a, ctx)
+        return total
 
     # -- the stream ----------------------------------------------------------------------------
 
@@ -231,17 +491,16 @@ class MixtureSampler:
 
     def probs_array(self, step: int) -> np.ndarray:
         """p(step) aligned with ``names`` (a read-only view; for per-step hot paths)."""
-        return self.schedule.probs(int(step), self._ctx)
+        return self._schedule_at(int(step)).probs(int(step), self._ctx)
 
     def tau_at(self, step: int) -> float | None:
-        return self.schedule.tau(int(step), self._ctx)
+        return self._schedule_at(int(step)).tau(int(step), self._ctx)
 
     def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """(domain ids, item indices), int64 arrays: this rank's slice of the global batch at ``step``."""
-        if isinstance(world_size, bool) or not isinstance(world_size, (int, np.integer)) or world_size <= 0:
-            raise ConfigError("world_size", world_size, "must be an integer > 0")
-        if not 0 <= rank < world_size:
-            raise ConfigError("rank", rank, f"must be in [0, {world_size})")
+        world_size = check_int("world_size", world_size, lo=1, hi=MAX_BATCH)
+        if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 0 <= rank < world_size:
+            raise ConfigError("rank", rank, f"must be an integer in [0, {world_size})")
         if self.batch_size % world_size:
             raise ConfigError("batch_size", self.batch_size, f"not divisible by world_size={world_size}")
         domains, indices = self.global_batch(step)
@@ -250,46 +509,56 @@ class MixtureSampler:
         return domains[sl], indices[sl]
 
     def global_batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        """The whole batch at ``step`` (cached, so every in-process rank can slice the same one)."""
-        step = int(step)
-        if step < 0:
-            raise ConfigError("step", step, "must be >= 0")
+        """The whole batch at ``step`` (cached, so every in-process rank can slice the same one).
+
+        Moves the sampler's state (`step`, `cursors`, `state_dict`) to just after ``step``.
+        """
+        domains, indices = self._batch_at(check_int("step", step, lo=0, hi=MAX_INT))
+        w = self._walker
+        self._step, self._cursors[:], self._residuals = w.step, w.cursors, w.residuals.copy()
+        return domains, indices
+
+    def _batch_at(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """The batch at ``step`` without touching the produced state (leaves the walker at step + 1)."""
         if self._cached is not None and self._cached[0] == step:
+            self._walk_to(step + 1)
             return self._cached[1], self._cached[2]
-        if step < self._step:
-            self._reset()
-        while self._step < step:
-            self._advance(self._step)
-        start = self._cursors.copy()
-        counts, slot_domains = self._advance(step)
+        start = self._walk_to(step).cursors.copy()
+        counts, slot_domains = self._advance()
         domains, indices = self._materialise(step, start, counts, slot_domains)
         self._cached = (step, domains, indices)
         return domains, indices
 
-    def __iter__(self):
+    def sample_at(self, index: int | np.ndarray) -> tuple[Any, Any]:
+        """The stateless index map: global sample index g = step·B + slot -> (domain id, item).
+
+        Equals ``global_batch(g // B)`` at slot ``g % B`` (what Megatron/Grain-style consumers
+        index by); ints give ints, arrays give int64 arrays. Does not move `step`.
+
+        >>> s = MixtureSampler({"en": 1000, "sw": 10}, 5.0, total_steps=100, batch_size=8)
+        >>> d, i = s.global_batch(3)
+        >>> s.sample_at(3 * 8 + 5) == (int(d[5]), int(i[5]))
+        True
+        """
+        g = np.asarray(index)
+        if g.dtype.kind not in "iu" or (g < 0).any() or (g > MAX_INT).any():
+            raise ConfigError("index", index, "must be integers >= 0 (step · batch_size + slot)")
+        flat = g.astype(np.int64).ravel()
+        steps, slots = np.divmod(flat, self.batch_size)
+        domains, items = np.empty_like(flat), np.empty_like(flat)
+        order = np.argsort(steps, kind="stable")
+        bounds = np.flatnonzero(np.diff(steps[order])) + 1
+        for part in np.split(order, bounds) if flat.size else []:
+            d, i = self._batch_at(int(steps[part[0]]))
+            domains[part], items[part] = d[slots[part]], i[slots[part]]
+        if g.ndim == 0:
+            return int(domains[0]), int(items[0])
+        return domains.reshape(g.shape), items.reshape(g.shape)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Global batches from the current step to ``total_steps``."""
         while self._step < self.total_steps:
             yield self.global_batch(self._step)
-
-    def _advance(self, step: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Counts of ``step`` (and iid slot domains); moves cursors/residuals to step + 1."""
-        p = self.schedule.probs(step, self._ctx)
-        if self.composition == "exact":
-            counts, self._residuals = exact_counts(p, self.batch_size, self._residuals)
-            slot_domains = None
-        else:
-            u = self._uniforms(self._iid_key, step)
-            slot_domains = np.minimum(np.searchsorted(np.cumsum(p), u, side="right"), len(p) - 1)
-            # never land on a zero-probability domain through float round-off
-            while (p[slot_domains] == 0).any():
-                slot_domains = np.where(p[slot_domains] == 0, int(np.argmax(p)), slot_domains)
-            counts = np.bincount(slot_domains, minlength=len(p)).astype(np.int64)
-        self._cursors += counts
-        self._step = step + 1
-        return counts, slot_domains
-
-    def _uniforms(self, key: int, step: int) -> np.ndarray:
-        return splitmix64(self._arange_b ^ np.uint64(key ^ _mix(step))) * _INV_2_64
 
     def _materialise(
         self, step: int, start: np.ndarray, counts: np.ndarray, slot_domains: np.ndarray | None
@@ -332,8 +601,18 @@ class MixtureSampler:
         return (
             f"MixtureSampler({len(self.names)} domains, schedule={self.schedule.to_dict()}, "
             f"total_steps={self.total_steps}, batch_size={self.batch_size}, seed={self.seed}, "
-            f"composition={self.composition!r}, step={self._step})"
+            f"composition={self.composition!r}, unit={self.unit!r}, step={self._step})"
         )
+
+
+def _unit(sizes: Sizes | Mixture, unit: str | None) -> str:
+    """The unit of the sizes: the Mixture's, or ``unit`` (default examples); both must agree."""
+    own = sizes.unit if isinstance(sizes, Mixture) else None
+    if unit is not None and unit not in UNITS:
+        raise ConfigError("unit", unit, f"must be one of {', '.join(UNITS)}")
+    if own is not None and unit is not None and unit != own:
+        raise ConfigError("unit", unit, f"the Mixture's sizes are in {own}")
+    return own or unit or "examples"
 
 
 def _mix(counter: int) -> int:
@@ -344,27 +623,7 @@ def _mix(counter: int) -> int:
 def planned_counts(sampler: MixtureSampler, steps: int) -> dict[str, float]:
     """Σ_{t<steps} B·p_i(t): the cumulative target the exact composition tracks (within 1 item).
 
-    Uses the sampler's schedule and recorded events; for exposure-driven schedules
-    (UniMax-dynamic) the realised counts are replayed, since p(t) depends on them.
+    The same numbers as ``sampler.cumulative_target(steps)`` (exposure-driven schedules: along
+    the sampler's realised counts, since p(t) depends on them).
     """
-    ctx = Context(sampler.names, sampler.sizes, sampler.total_steps, sampler.events)
-    if sampler.schedule.needs_counts:
-        replay = MixtureSampler(
-            dict(zip(sampler.names, sampler._n.tolist())),
-            sampler.schedule,
-            sampler.total_steps,
-            sampler.batch_size,
-            sampler.seed,
-            sampler.composition,
-        )
-        for e in sampler.events:
-            replay.record_event(e.name, e.step, **e.info)
-        total = np.zeros(len(sampler.names))
-        for t in range(steps):
-            total += sampler.batch_size * replay.schedule.probs(t, replay._ctx)
-            replay._advance(t)
-        return to_mapping(sampler.names, total)
-    total = np.zeros(len(sampler.names))
-    for t in range(steps):
-        total += sampler.batch_size * sampler.schedule.probs(t, ctx)
-    return to_mapping(sampler.names, total)
+    return sampler.cumulative_target(steps)

@@ -3,53 +3,111 @@
 Scalarization (Li et al. 2025, Thm. 1): sample with p_s, multiply domain i's loss by
 w_i = p_target,i / p_s,i. Then E_{x~p_s}[w L] = E_{x~p_target}[L] exactly; under SGD the
 single-sample second moment grows by F(τ) = Σ_i p_τ,i² / p_1,i (Thm. 2, equal-s_i case).
-Works on numpy arrays and torch tensors alike (duck-typed; the core never imports torch).
+
+Every number here is computed from log-probabilities, so any finite τ > 0 and any finite sizes
+work; a result that does not fit a float64 is a `ConfigError`, never NaN or inf.
+`weighted_loss` works on numpy arrays and torch tensors alike (duck-typed: the core never
+imports torch; a tensor is recognised by its attributes).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from coolmix.distributions import Distribution, Proportional, Temperature, check_tau
+from coolmix.distributions import Distribution, Temperature, as_distribution, check_tau, temperature_log_array
 from coolmix.errors import ConfigError
 from coolmix.mixture import check_sizes, to_mapping
-from coolmix.types import Sizes
+from coolmix.types import Reduction, Sizes
+from coolmix.validate import check_finite, check_float
 
 __all__ = [
+    "REDUCTIONS",
+    "StepWeights",
+    "check_reachable",
     "loss_weights",
     "scalarization_weights",
+    "step_weights",
     "theorem2_gap",
     "variance_inflation",
     "weighted_loss",
     "weights_array",
 ]
 
+REDUCTIONS: tuple[str, ...] = ("mean", "self_normalized", "sum")
+
+
+def _coerce(d: Any, field: str) -> Distribution:
+    """`as_distribution`, with a bad τ number named after the argument (``target=-1`` → target)."""
+    if isinstance(d, (int, float, np.integer, np.floating)) and not isinstance(d, bool):
+        return Temperature(check_tau(d, field))
+    return as_distribution(d, field)
+
+
+def check_reachable(
+    sample: Mapping[str, float] | Sequence[float] | np.ndarray,
+    target: Mapping[str, float] | Sequence[float] | np.ndarray,
+    names: Sequence[str] | None = None,
+    field: str = "sample",
+) -> None:
+    """Raise unless every domain the target needs (p_target,i > 0) can be drawn (p_sample,i > 0).
+
+    Re-weighting reaches a target only through domains that are sampled: w_i = p_t,i / p_s,i is
+    undefined for p_s,i = 0, and training would silently give that domain weight 0. Mappings
+    are aligned by name (``names`` defaults to the sample's keys); arrays by position.
+
+    >>> check_reachable({"a": 1.0, "b": 0.0}, {"a": 0.5, "b": 0.5})
+    Traceback (most recent call last):
+    ...
+    coolmix.errors.ConfigError: sample='b': is never sampled (p = 0) but has target probability > 0
+    """
+    if names is None:
+        names = list(sample) if isinstance(sample, Mapping) else [str(i) for i in range(len(sample))]
+    ps = weights_array(sample, names, field)
+    pt = weights_array(target, names, "target")
+    bad = np.flatnonzero((ps == 0) & (pt > 0))
+    if bad.size:
+        why = "is never sampled (p = 0) but has target probability > 0"
+        raise ConfigError(field, names[int(bad[0])], why)
+
+
+def _log_weights(
+    names: tuple[str, ...], sizes: np.ndarray, target: Distribution, sample: Distribution, field: str
+) -> np.ndarray:
+    """w = exp(log p_t − log p_s), 0 where p_t = 0; unreachable targets and overflow raise."""
+    lt, ls = target.log_array(names, sizes), sample.log_array(names, sizes)
+    live = lt > -np.inf
+    check_reachable((ls > -np.inf).astype(np.float64), live.astype(np.float64), names, field)  # supports
+    w = np.zeros_like(lt)
+    with np.errstate(over="ignore"):
+        w[live] = np.exp(lt[live] - ls[live])
+    if not np.isfinite(w).all():
+        i = int(np.argmax(~np.isfinite(w)))
+        raise ConfigError(field, names[i], "p_target / p_sample exceeds 1e308 for this domain")
+    return w
+
 
 def loss_weights(
     sizes: Sizes,
-    target: Distribution | float,
-    sample: Distribution | float = 1.0,
+    target: Distribution | float | Mapping[str, Any] | str,
+    sample: Distribution | float | Mapping[str, Any] | str = 1.0,
 ) -> dict[str, float]:
     """w_i = p_target,i / p_sample,i: weights making sampling from ``sample`` optimise ``target``.
 
-    Numbers are read as temperatures. A domain the sampler never draws (p_sample = 0) gets
-    weight 0 and must also have p_target = 0, otherwise the target is unreachable.
+    Numbers are read as temperatures (anything `as_distribution` accepts works). A domain the
+    sampler never draws (p_sample = 0) gets weight 0 and must also have p_target = 0, otherwise
+    the target is unreachable (`check_reachable`).
 
     >>> w = loss_weights({"a": 3, "b": 1}, target=float("inf"), sample=1)
     >>> w
     {'a': 0.6666666666666666, 'b': 2.0}
     """
     names, arr = check_sizes(sizes)
-    pt = _dist(target, "target").array(names, arr)
-    ps = _dist(sample, "sample").array(names, arr)
-    bad = (ps == 0) & (pt > 0)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ConfigError("sample", names[i], "is never sampled but has target probability > 0")
-    w = np.divide(pt, ps, out=np.zeros_like(pt), where=ps > 0)
+    w = _log_weights(names, arr, _coerce(target, "target"), _coerce(sample, "sample"), "sample")
     return to_mapping(names, w)
 
 
@@ -60,19 +118,32 @@ def scalarization_weights(sizes: Sizes, tau: float, sample_tau: float = 1.0) -> 
     >>> [round(v, 2) for v in w.values()]
     [0.49, 4.68, 14.61, 273.92]
     """
-    return loss_weights(sizes, Temperature(check_tau(tau)), Temperature(check_tau(sample_tau, "sample_tau")))
+    names, arr = check_sizes(sizes)
+    target, sample = Temperature(check_tau(tau)), Temperature(check_tau(sample_tau, "sample_tau"))
+    return to_mapping(names, _log_weights(names, arr, target, sample, "sample_tau"))
+
+
+def _log_p1(sizes: np.ndarray) -> np.ndarray:
+    """log(n_i / Σ n) from log n, so a share below 1e-308 is still finite."""
+    return temperature_log_array(sizes, 1.0)
 
 
 def variance_inflation(sizes: Sizes, tau: float) -> float:
     """F(τ) = Σ_i p(i;τ)² / p(i;1) = 1 + χ²(p_τ ‖ p_1) ≥ 1 (Lemma 2.1; Thm. 3: non-decreasing in τ ≥ 1).
 
+    Computed as Σ exp(2 log p_τ,i − log p_1,i), so a tiny p_1,i does not divide by zero; an F
+    beyond float64 range is a ConfigError.
+
     >>> round(variance_inflation({"en": 2733, "it": 162, "zh": 39, "sw": 1}, tau=5), 1)
     29.8
     """
     names, arr = check_sizes(sizes)
-    pt = Temperature(check_tau(tau)).array(names, arr)
-    p1 = arr / arr.sum()
-    return float(np.sum(pt * pt / p1))
+    lt = Temperature(check_tau(tau)).log_array(names, arr)
+    with np.errstate(over="ignore"):
+        f = float(np.sum(np.exp(2.0 * lt - _log_p1(arr))))
+    if not np.isfinite(f):
+        raise ConfigError("tau", tau, "F(tau) exceeds the float64 range for these sizes")
+    return f
 
 
 def theorem2_gap(
@@ -82,97 +153,320 @@ def theorem2_gap(
 
     Theorem 2 assumes equal s_i (then the gap is s·(F − 1) ≥ 0); with unequal per-domain
     gradient second moments s_i it can be negative (paper.md §2: n=(9,1), τ=∞, s_H=10 s_L).
+    Each s_i must be finite and ≥ 0.
 
     >>> round(theorem2_gap({"H": 9, "L": 1}, float("inf"), {"H": 10.0, "L": 1.0}), 3)
     -0.222
     """
     names, arr = check_sizes(sizes)
-    s = np.array([_moment(second_moments, n) for n in names])
-    pt = Temperature(check_tau(tau)).array(names, arr)
-    ps = Temperature(check_tau(sample_tau, "sample_tau")).array(names, arr)
-    w = pt / ps
-    return float(np.sum(pt * (w - 1.0) * s))
-
-
-def _moment(moments: Mapping[str, float], name: str) -> float:
-    if name not in moments:
-        raise ConfigError("second_moments", name, "missing a domain")
-    v = float(moments[name])
-    if not np.isfinite(v) or v < 0:
-        raise ConfigError(f"second_moments.{name}", v, "must be finite and >= 0")
-    return v
-
-
-def _dist(d: Distribution | float, field: str) -> Distribution:
-    if isinstance(d, Distribution):
-        return d
-    if isinstance(d, (int, float)) and not isinstance(d, bool):
-        return Temperature(check_tau(d, field)) if d != 1 else Proportional()
-    raise ConfigError(field, d, "must be a Distribution or a temperature number")
+    if not isinstance(second_moments, Mapping):
+        raise ConfigError("second_moments", second_moments, "must be a mapping of domain -> moment")
+    missing = [n for n in names if n not in second_moments]
+    if missing:
+        raise ConfigError("second_moments", missing[0], "missing a domain")
+    s = np.array([check_float(f"second_moments.{n}", second_moments[n], lo=0.0) for n in names])
+    lt = Temperature(check_tau(tau)).log_array(names, arr)
+    ls = Temperature(check_tau(sample_tau, "sample_tau")).log_array(names, arr)
+    live = lt > -np.inf
+    check_reachable((ls > -np.inf).astype(np.float64), live.astype(np.float64), names, "sample_tau")
+    # p_τ (w − 1) s = (p_τ² / p_s − p_τ) s, each term from logs
+    terms = np.zeros_like(s)
+    with np.errstate(over="ignore", invalid="ignore"):
+        terms[live] = (np.exp(2.0 * lt[live] - ls[live]) - np.exp(lt[live])) * s[live]
+        gap = float(np.sum(terms))
+    if not np.isfinite(gap):
+        raise ConfigError("second_moments", dict(second_moments), "the gap exceeds the float64 range")
+    return gap
 
 
 def weights_array(
-    weights: Mapping[str, float] | Sequence[float] | np.ndarray, names: Sequence[str]
+    weights: Mapping[str, float] | Sequence[float] | np.ndarray,
+    names: Sequence[str],
+    field: str = "weights",
 ) -> np.ndarray:
-    """Mapping or aligned sequence of per-domain weights -> float64 array aligned with ``names``."""
+    """Mapping by name or aligned sequence of per-domain weights -> float64 array aligned with ``names``.
+
+    Every weight must be finite and ≥ 0; a mapping must name each domain once and nothing else.
+
+    >>> weights_array({"b": 2.0, "a": 1.0}, ["a", "b"]).tolist()
+    [1.0, 2.0]
+    """
     if isinstance(weights, Mapping):
         missing = [n for n in names if n not in weights]
         if missing:
-            raise ConfigError("weights", missing[0], "no weight for this domain")
-        return np.array([float(weights[n]) for n in names])
-    arr = np.asarray(weights, dtype=np.float64)
+            raise ConfigError(field, missing[0], "no weight for this domain")
+        extra = [k for k in weights if k not in names]
+        if extra:
+            raise ConfigError(field, extra[0], f"unknown domain; known: {', '.join(map(str, names))}")
+        return np.array([check_float(f"{field}.{n}", weights[n], lo=0.0) for n in names])
+    if hasattr(weights, "detach"):  # a torch tensor: read its values on the host
+        weights = weights.detach().cpu().numpy()
+    try:
+        arr = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError):
+        why = "must be numbers aligned with the domains or a name -> weight mapping"
+        raise ConfigError(field, weights, why) from None
     if arr.shape != (len(names),):
-        raise ConfigError("weights", arr.shape, f"expected {len(names)} aligned weights")
+        raise ConfigError(field, arr.shape, f"expected {len(names)} aligned weights")
+    check_finite(field, arr)
+    if (arr < 0).any():
+        raise ConfigError(field, arr.tolist(), "weights must be >= 0")
     return arr
+
+
+# -- the weighted reduction --------------------------------------------------------------------
+
+
+def _is_tensor(x: Any) -> bool:
+    return hasattr(x, "new_tensor") and hasattr(x, "device")
 
 
 def weighted_loss(
     per_example_loss: Any,
     domain_ids: Any,
     weights: Any,
-    reduction: str = "mean",
+    reduction: Reduction | str = "mean",
     n_tokens: Any = None,
+    *,
+    mask: Any = None,
+    ignore_index: int | None = None,
+    names: Sequence[str] | None = None,
 ) -> Any:
-    """Reduce per-example losses with per-domain weights w[domain_ids].
+    """Reduce losses ℓ with per-domain weights w[domain_ids]; numpy in → numpy out, tensor → tensor.
 
-    - ``mean`` (the paper's unbiased L_S): Σ_b w_b ℓ_b / B.
-    - ``self_normalized`` (DoReMi-style): Σ_b w_b ℓ_b / Σ_b w_b.
-    - ``sum``: Σ_b w_b ℓ_b (for gradient accumulation; divide by the global count yourself).
+    ``per_example_loss`` is 1-D (B,) per example or 2-D (B, T) per token; ``domain_ids`` is (B,)
+    (one domain per row) or, for 2-D losses, (B, T) (one per token, as packing produces). An
+    element j is *counted* (c_j = 1) unless ``mask`` is false there or its id equals
+    ``ignore_index``; uncounted elements contribute nothing, whatever their loss (even NaN).
+    Any other id outside [0, K) is a ConfigError naming ``domain_ids``. With ``n_tokens``
+    (1-D losses only) ℓ_b is a per-token mean over n_b tokens and c_b becomes n_b.
 
-    With ``n_tokens`` (tokens per example), ℓ_b is read as a per-token mean and the reduction is
-    per token instead: Σ_b w_b n_b ℓ_b / Σ_b n_b (or / Σ_b w_b n_b when self-normalised).
-    ``weights`` is an array aligned with domain ids (numpy or torch); tensors stay tensors so
-    gradients flow.
+    - ``mean`` (the paper's unbiased L_S): Σ_j c_j w_j ℓ_j / Σ_j c_j, i.e. over N counted tokens
+      (2-D), counted examples (1-D) or Σ n_b (``n_tokens``);
+    - ``self_normalized`` (DoReMi-style): Σ_j c_j w_j ℓ_j / Σ_j c_j w_j;
+    - ``sum``: Σ_j c_j w_j ℓ_j (for gradient accumulation; divide by the global count yourself).
+
+    A batch where nothing is counted (empty, all masked, all-zero token counts) or whose counted
+    weights are all 0 (``self_normalized``) returns 0.0 of the loss's type, dtype and device —
+    never NaN — and its gradient is 0. ``weights`` is aligned with domain ids (list, numpy,
+    tensor) or a name → weight mapping aligned by ``names``. Tensors stay tensors, so gradients flow.
 
     >>> float(weighted_loss(np.array([1.0, 3.0]), np.array([0, 1]), np.array([2.0, 0.5])))
     1.75
+    >>> tok = np.array([[1.0, 1.0, 9.0], [3.0, 9.0, 9.0]])
+    >>> ids = np.array([[0, 0, -1], [1, -1, -1]])
+    >>> float(weighted_loss(tok, ids, {"en": 2.0, "sw": 0.5}, names=["en", "sw"], ignore_index=-1))
+    1.8333333333333333
     """
-    if reduction not in ("mean", "self_normalized", "sum"):
+    if reduction not in REDUCTIONS:
         raise ConfigError("reduction", reduction, "must be 'mean', 'self_normalized' or 'sum'")
-    w = _gather(weights, domain_ids, per_example_loss)
+    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
+        raise ConfigError("ignore_index", ignore_index, "must be an integer id (e.g. -1) or None")
+    torch_like = _is_tensor(per_example_loss)
+    loss = per_example_loss if torch_like else _np_float(per_example_loss, "per_example_loss")
+    if loss.ndim not in (1, 2):
+        why = "must be 1-D (examples) or 2-D (rows × tokens)"
+        raise ConfigError("per_example_loss", tuple(loss.shape), why)
+    ids = _ids(domain_ids, loss, torch_like)
+    w = _weights(weights, names, loss, torch_like)
+    k = int(w.shape[0])
+    per_row = ids.ndim < loss.ndim  # one domain per row of a 2-D loss
+    m = None if mask is None else _mask(mask, loss, torch_like)
+    counted = ids != ignore_index if ignore_index is not None else ids == ids
+    if m is not None:
+        counted = counted & (m.any(-1) if per_row else m)  # a fully masked row is padding
+    bad = counted & ((ids < 0) | (ids >= k))
+    if bool(bad.any()):
+        why = f"ids must be in [0, {k})" + ("" if ignore_index is None else f" or equal {ignore_index}")
+        first = int(ids[bad].reshape(-1)[0])
+        raise ConfigError("domain_ids", first, why + " (ignore_index= skips padding ids)")
+    wb = w[_where(counted, ids, ids * 0)]
+    if per_row:
+        wb, counted = wb[:, None], counted[:, None]
+        counted = counted & m if m is not None else _expand(counted, loss, torch_like)
+    count = _as_float(counted, loss, torch_like)
     if n_tokens is not None:
-        w_tok = w * n_tokens
-        num = (w_tok * per_example_loss).sum()
-        if reduction == "sum":
-            return num
-        den = w_tok.sum() if reduction == "self_normalized" else n_tokens.sum()
-        return num / den
-    num = (w * per_example_loss).sum()
+        count = count * _n_tokens(n_tokens, loss, torch_like)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf at uncounted places is dropped
+        contrib = _where((count > 0) & (wb != 0), wb * count * loss, _zeros_like(loss, torch_like))
+    num = contrib.sum()
     if reduction == "sum":
         return num
-    den = w.sum() if reduction == "self_normalized" else per_example_loss.shape[0]
-    return num / den
+    den = (count if reduction == "mean" else wb * count).sum()
+    # den = 0 means nothing was counted, so num = 0 too: return it (0.0, grad 0) instead of 0/0
+    if torch_like:
+        return num / _where(den > 0, den, den * 0 + 1)
+    return num / den if den > 0 else num
 
 
-def _gather(weights: Any, domain_ids: Any, like: Any) -> Any:
-    """weights[domain_ids], converted to the loss's array type, dtype and device."""
-    if hasattr(like, "new_tensor"):  # torch tensor, without importing torch
-        w = weights if hasattr(weights, "new_tensor") else like.new_tensor(np.asarray(weights))
-        w = w.to(device=like.device, dtype=like.dtype)
-        ids = (
-            domain_ids
-            if hasattr(domain_ids, "new_tensor")
-            else like.new_tensor(np.asarray(domain_ids)).long()
-        )
-        return w[ids.to(like.device)]
-    return np.asarray(weights, dtype=np.float64)[np.asarray(domain_ids)]
+def _expand(x: Any, like: Any, torch_like: bool) -> Any:
+    return x.expand(like.shape) if torch_like else np.broadcast_to(x, like.shape)
+
+
+def _zeros_like(x: Any, torch_like: bool) -> Any:
+    return x.new_zeros(x.shape) if torch_like else np.zeros_like(x)
+
+
+def _where(cond: Any, a: Any, b: Any) -> Any:
+    if _is_tensor(a):
+        return sys.modules["torch"].where(cond, a, b)
+    return np.where(cond, a, b)
+
+
+def _np_float(x: Any, field: str) -> np.ndarray:
+    if _is_tensor(x):
+        x = x.detach().cpu().numpy()
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ConfigError(field, x, "must be an array of numbers") from None
+
+
+def _ids(domain_ids: Any, loss: Any, torch_like: bool) -> Any:
+    """Domain ids as an integer array/tensor of shape (B,) or loss.shape, on the loss's device."""
+    if torch_like and _is_tensor(domain_ids):
+        dt = domain_ids.dtype
+        if dt.is_floating_point or dt.is_complex or str(dt) == "torch.bool":
+            raise ConfigError("domain_ids", str(dt), "must be integer ids")
+        ids = domain_ids.to(loss.device).long()
+    else:
+        if _is_tensor(domain_ids):
+            domain_ids = domain_ids.detach().cpu().numpy()
+        try:
+            arr = np.asarray(domain_ids)
+        except (TypeError, ValueError):
+            raise ConfigError("domain_ids", domain_ids, "must be an array of integer ids") from None
+        if arr.size == 0:
+            arr = arr.astype(np.int64)
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise ConfigError("domain_ids", str(arr.dtype), "must be integer ids")
+        ids = sys.modules["torch"].as_tensor(arr.astype(np.int64), device=loss.device) if torch_like else arr
+    shape, want = tuple(ids.shape), tuple(loss.shape)
+    if shape != want and shape != want[:1]:
+        raise ConfigError("domain_ids", shape, f"shape must be {want[:1]} (per row) or {want} (per token)")
+    return ids
+
+
+def _weights(weights: Any, names: Sequence[str] | None, loss: Any, torch_like: bool) -> Any:
+    """Per-domain weights as a 1-D array/tensor in the loss's dtype and device."""
+    if isinstance(weights, Mapping):
+        if names is None:
+            raise ConfigError("names", None, "a name -> weight mapping needs names= (the ids' domain order)")
+        arr: Any = weights_array(weights, names)
+    elif torch_like and _is_tensor(weights):
+        n = weights.shape[0] if weights.ndim == 1 else 0
+        if n == 0 or (names is not None and n != len(names)):
+            raise ConfigError("weights", tuple(weights.shape), "must be one weight per domain")
+        return weights.to(device=loss.device, dtype=loss.dtype)
+    else:
+        if _is_tensor(weights):
+            weights = weights.detach().cpu().numpy()
+        try:
+            n = len(weights) if names is None else len(names)
+        except TypeError:
+            why = "must be per-domain numbers or a name -> weight mapping"
+            raise ConfigError("weights", weights, why) from None
+        if n == 0:
+            raise ConfigError("weights", weights, "no domains: give one weight per domain")
+        arr = weights_array(weights, [str(i) for i in range(n)] if names is None else names)
+    if torch_like:
+        return sys.modules["torch"].as_tensor(arr, dtype=loss.dtype, device=loss.device)
+    return arr
+
+
+def _mask(mask: Any, loss: Any, torch_like: bool) -> Any:
+    """The mask as bools shaped like the loss (non-zero = counted), on the loss's device."""
+    if torch_like:
+        m = mask if _is_tensor(mask) else sys.modules["torch"].as_tensor(np.asarray(mask))
+        m = m.to(loss.device) != 0
+    else:
+        try:
+            m = np.asarray(mask.detach().cpu().numpy() if _is_tensor(mask) else mask, dtype=np.float64) != 0
+        except (TypeError, ValueError):
+            raise ConfigError("mask", mask, "must be an array of bools or 0/1 shaped like the loss") from None
+    if tuple(m.shape) != tuple(loss.shape):
+        raise ConfigError("mask", tuple(m.shape), f"shape must be {tuple(loss.shape)} like the loss")
+    return m
+
+
+def _as_float(x: Any, like: Any, torch_like: bool) -> Any:
+    return x.to(like.dtype) if torch_like else x.astype(np.float64)
+
+
+def _n_tokens(n_tokens: Any, loss: Any, torch_like: bool) -> Any:
+    if loss.ndim != 1:
+        raise ConfigError("n_tokens", None, "only with 1-D losses (2-D losses count their own tokens)")
+    if torch_like and _is_tensor(n_tokens):
+        n = n_tokens.to(device=loss.device, dtype=loss.dtype)
+    else:
+        arr = _np_float(n_tokens, "n_tokens")
+        check_finite("n_tokens", arr)
+        if (arr < 0).any():
+            raise ConfigError("n_tokens", arr.tolist(), "token counts must be >= 0")
+        n = sys.modules["torch"].as_tensor(arr, dtype=loss.dtype, device=loss.device) if torch_like else arr
+    if tuple(n.shape) != tuple(loss.shape):
+        raise ConfigError("n_tokens", tuple(n.shape), f"shape must be {tuple(loss.shape)} like the loss")
+    return n
+
+
+# -- per-step weights and normaliser, shared by the trainer, the HF Trainer and DoReMi ----------
+
+
+@dataclass(frozen=True)
+class StepWeights:
+    """Per-domain loss weights in force at one step, and the normaliser of its *global* batch.
+
+    The step's loss is ``weighted_loss(loss, ids, weights, "sum") / normaliser`` (per rank:
+    divide by normaliser / world_size, since DDP averages gradients over ranks).
+    """
+
+    weights: np.ndarray
+    """w_i aligned with the domain ids (1 without a target; 0 where p_sample,i = 0)."""
+    normaliser: float
+    """N of the chosen reduction over the global batch (> 0; 1 when nothing is counted)."""
+
+
+def step_weights(
+    sample: Mapping[str, float] | Sequence[float] | np.ndarray,
+    target: Mapping[str, float] | Sequence[float] | np.ndarray | None = None,
+    domains: Any = None,
+    *,
+    reduction: Reduction | str = "mean",
+    n_tokens: Any = None,
+    names: Sequence[str] | None = None,
+) -> StepWeights:
+    """w_i = target_i / p_sample,i(t) and the global-batch normaliser for that step.
+
+    ``sample`` is the sampler's p(t); ``target`` the probabilities (or DoReMi's α) to reach, or
+    None for plain sampling (w = 1). A domain with p_sample,i(t) = 0 is absent from the batch
+    and gets w_i = 0 (check the run as a whole with `check_reachable`). ``domains`` are the
+    global batch's ids, ``n_tokens`` its per-example token counts (per-token reductions).
+    Normaliser: ``mean`` Σ_b n_b (or B), ``self_normalized`` Σ_b w_{d_b} n_b (or Σ_b w_{d_b}),
+    ``sum`` 1; a batch that counts nothing gets 1, so its (zero) loss stays 0, not NaN.
+
+    >>> s = step_weights([0.75, 0.25], [0.5, 0.5], np.array([0, 0, 0, 1]), reduction="self_normalized")
+    >>> s.weights.tolist(), s.normaliser
+    ([0.6666666666666666, 2.0], 4.0)
+    """
+    if reduction not in REDUCTIONS:
+        raise ConfigError("reduction", reduction, "must be 'mean', 'self_normalized' or 'sum'")
+    if names is None:
+        names = list(sample) if isinstance(sample, Mapping) else [str(i) for i in range(len(sample))]
+    ps = weights_array(sample, names, "sample")
+    if target is None:
+        w = np.ones_like(ps)
+    else:
+        pt = weights_array(target, names, "target")
+        w = np.divide(pt, ps, out=np.zeros_like(pt), where=ps > 0)
+        check_finite("sample", w)
+    if reduction == "sum" or domains is None:
+        return StepWeights(w, 1.0)
+    d = np.asarray(domains.detach().cpu().numpy() if _is_tensor(domains) else domains).reshape(-1)
+    if d.size and (not np.issubdtype(d.dtype, np.integer) or d.min() < 0 or d.max() >= len(names)):
+        why = f"global batch ids must be integers in [0, {len(names)})"
+        raise ConfigError("domains", d.tolist()[:8], why)
+    n = np.ones(d.shape) if n_tokens is None else _np_float(n_tokens, "n_tokens").reshape(-1)
+    if n.shape != d.shape:
+        raise ConfigError("n_tokens", n.shape, f"shape must be {d.shape} like domains")
+    norm = float(n.sum()) if reduction == "mean" else float((w[d.astype(np.int64)] * n).sum())
+    return StepWeights(w, norm if norm > 0 else 1.0)

@@ -96,16 +96,16 @@ def test_plan_from_config_uses_every_field():
             with_(
                 "schedule", {"kind": "constant", "dist": {"kind": "explicit", "weights": {"en": 0, "sw": 0}}}
             ),
-            "schedule.weights",
+            "schedule.dist.weights",
         ),
         (
             with_("schedule", {"kind": "constant", "dist": {"kind": "explicit", "weights": {"xx": 1}}}),
-            "schedule.weights",
+            "schedule.dist.weights",
         ),
         (with_("schedule", {"kind": "order_matters", "high": ["en", "xx"]}), "schedule.high"),
         (
             with_("schedule", {"kind": "stages", "starts": [0, 0.6, 0.3], "dists": [5, 3, 1]}),
-            "schedule.stages.starts[2]",
+            "schedule.starts[2]",
         ),
         (
             with_("schedule", {"kind": "anneal", "start": 5, "end": 1, "begin": 0.8, "finish": 0.2}),
@@ -368,3 +368,117 @@ def test_fuzz_config_file_text_loads_or_raises_config_error(text, suffix):
 def test_apply_overrides_keeps_the_source_untouched():
     out = apply_overrides(BASE, ["run.seed=3"])
     assert out["run"]["seed"] == 3 and "seed" not in BASE["run"]
+
+
+# -- issue 8: hostile files, fields named as written, kind swaps ----------------------------------------
+
+
+def test_schedule_errors_name_the_key_the_user_wrote():
+    """Cooldown is built as a two-phase Stages; its errors used to name ``schedule.stages.starts[1]``."""
+    for value in (0, -1, 1.0, "x"):
+        with pytest.raises(cm.ConfigError) as info:
+            plan_config_from_dict(with_("schedule.at", value))
+        assert info.value.field == "schedule.at", str(info.value)
+    for key in ("hot", "cold"):
+        with pytest.raises(cm.ConfigError) as info:
+            plan_config_from_dict(with_(f"schedule.{key}", 0))
+        assert info.value.field == f"schedule.{key}", str(info.value)
+
+
+def test_max_train_that_scales_ratios_past_the_data_is_blamed_on_max_train():
+    from coolmix.data.corpus import CorpusSpec
+    from coolmix.data.splits import make_corpus
+
+    spec = CorpusSpec("bible", ("en", "sw"), ratios={"en": 3, "sw": 1}, max_train=10**30)
+    splits = {
+        s: {lang: [(i, f"{lang}{i}") for i in range(5)] for lang in spec.langs}
+        for s in ("train", "dev", "test")
+    }
+    with pytest.raises(cm.ConfigError) as info:
+        make_corpus(spec, "lm", splits, {}, exact=True)
+    assert info.value.field == "max_train" and "ratios.en" in info.value.why, str(info.value)
+
+
+def test_non_utf8_directory_and_long_names_are_one_config_error(tmp_path):
+    bad = tmp_path / "p.toml"
+    bad.write_bytes(b"[mixture]\nsizes = {en = 1}\n# \xe9t\xe9\n")
+    with pytest.raises(cm.ConfigError, match=r"^config=.*: not UTF-8 text \(byte 0xe9 at offset 29\)$"):
+        load_plan_config(bad)
+    (tmp_path / "d.toml").mkdir()
+    with pytest.raises(cm.ConfigError, match=r"^config=.*is a directory"):
+        load_plan_config(tmp_path / "d.toml")
+    with pytest.raises(cm.ConfigError, match=r"^config=.*300 bytes long; the limit is 255$"):
+        load_plan_config(tmp_path / ("c" * 295 + ".toml"))
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps(BASE).encode())  # a BOM is not an error
+    assert load_plan_config(bom).run.total_steps == 100
+
+
+def _bomb(levels: int) -> str:
+    lines = ['a0: &a0 ["x","x","x","x","x","x","x","x","x","x"]']
+    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 10)}]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\nmixture: *a{levels - 1}\n"
+
+
+def test_yaml_alias_bomb_and_deep_nesting_are_refused_fast(tmp_path):
+    import time
+
+    from coolmix.config import MAX_DEPTH, MAX_NODES
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_bomb(9))  # 10**9 values once expanded
+    t0 = time.perf_counter()
+    with pytest.raises(cm.ConfigError, match=r"^config=.*expands to more than 100,000 values"):
+        load_plan_config(path)
+    assert time.perf_counter() - t0 < 1.0
+    path.write_text(_bomb(4))  # 10**4 values: shared anchors are fine below the cap
+    assert MAX_NODES > 10**4
+    with pytest.raises(cm.ConfigError, match=r"^schedule=None: missing \[schedule\] table"):
+        load_plan_config(path)
+    deep = tmp_path / "deep.json"
+    deep.write_text(
+        json.dumps({**BASE, "name": "x", "extra": [[[[[[]]]]]]}).replace(
+            "[[[[[[]]]]]]", "[" * (MAX_DEPTH + 5) + "]" * (MAX_DEPTH + 5)
+        )
+    )
+    with pytest.raises(cm.ConfigError, match=rf"^config=.*nested deeper than {MAX_DEPTH} levels"):
+        load_plan_config(deep)
+
+
+def test_set_kind_drops_the_old_kinds_keys_with_a_warning():
+    from coolmix.config import OverrideWarning, kind_fields
+
+    assert kind_fields("cooldown") == {"hot", "cold", "at"} and kind_fields("nosuch") is None
+    with pytest.warns(OverrideWarning, match=r"schedule.kind: 'cooldown' -> 'anneal' dropped hot, cold, at"):
+        data = apply_overrides(BASE, ["schedule.kind=anneal", "schedule.start=5"])
+    assert data["schedule"] == {"kind": "anneal", "start": 5}
+    assert plan_config_from_dict(data).schedule.to_dict()["kind"] == "anneal"
+    with pytest.warns(OverrideWarning, match=r"dropped hot, cold, at"):
+        swapped = apply_overrides(BASE, ["schedule.kind=unimax_dynamic", "schedule.max_epochs=4"])
+    assert plan_config_from_dict(swapped).schedule.to_dict()["kind"] == "unimax_dynamic"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # same kind, or an unknown one (validation names it): no warning
+        assert apply_overrides(BASE, ["schedule.kind=cooldown"])["schedule"]["hot"] == 5
+        assert apply_overrides(BASE, ["schedule.kind=nosuch"])["schedule"]["hot"] == 5
+
+
+def test_train_config_kind_swap_is_not_a_raw_type_error():
+    from coolmix.config import OverrideWarning
+    from coolmix.train import load_config
+
+    base = {
+        "data": {"name": "bible", "langs": ["en", "sw"]},
+        "balance": {"sample": {"kind": "cooldown", "hot": 5}},
+    }
+    with pytest.warns(OverrideWarning, match="dropped hot"):
+        cfg = load_config(base, ["balance.sample.kind=unimax_dynamic", "balance.sample.max_epochs=4"])
+    assert cfg.balance.sample["kind"] == "unimax_dynamic"
+
+
+def test_override_through_a_scalar_names_the_key():
+    with pytest.raises(cm.ConfigError, match=r"^run.total_steps=100: is not a table, so run.total_steps.x"):
+        apply_overrides(BASE, ["run.total_steps.x=3"])
+    with pytest.raises(cm.ConfigError, match=r"^override='run..seed=3': empty key"):
+        apply_overrides(BASE, ["run..seed=3"])

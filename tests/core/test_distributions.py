@@ -150,3 +150,64 @@ def test_distribution_round_trips_through_dict():
         cm.Temperature(2, "neox"),
     ]:
         assert distribution_from_dict(d.to_dict()) == d
+
+
+# -- one coercer -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "want"),
+    [
+        (5, cm.Temperature(5)),
+        (np.float64(2.5), cm.Temperature(2.5)),
+        (math.inf, cm.Temperature(math.inf)),
+        ("inf", cm.Uniform()),
+        ("uniform", cm.Uniform()),
+        ("proportional", cm.Proportional()),
+        ({"tau": "inf"}, cm.Temperature(math.inf)),
+        ({"kind": "temperature", "alpha": 0.2}, cm.Temperature(5.0)),
+        ({"kind": "unimax", "budget": 10, "max_epochs": "inf"}, cm.UniMax(10, math.inf)),
+        ({"kind": "explicit", "weights": {"a": 1}}, cm.Explicit({"a": 1})),
+        (cm.Explicit({"b": 2}), cm.Explicit({"b": 2})),
+    ],
+)
+def test_as_distribution_reads_every_form(value, want):
+    assert cm.as_distribution(value) == want
+    assert distribution_from_dict(value) == want  # the old name is the same function
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        (-1, "target"),
+        (True, "target"),
+        ("hot", "target"),
+        ([5], "target"),
+        ({"kind": "temperature", "tau": 0}, "target.tau"),
+        ({"kind": "temperature"}, "target.tau"),
+        ({"kind": "unimax", "budget": -3, "max_epochs": 1}, "target.budget"),
+        ({"kind": "explicit", "weights": {"a": -1}}, "target.weights.a"),
+        ({"kind": "uniform", "tau": 3}, "target.tau"),
+        ({"kind": 7}, "target.kind"),
+    ],
+)
+def test_as_distribution_errors_name_the_field_written(value, field):
+    with pytest.raises(cm.ConfigError) as e:
+        cm.as_distribution(value, "target")
+    assert e.value.field == field, str(e.value)
+
+
+def test_infinity_is_written_as_the_shared_inf_token():
+    assert cm.Temperature(math.inf).to_dict() == {"kind": "temperature", "tau": "inf"}
+    assert cm.UniMax(5, math.inf).to_dict() == {"kind": "unimax", "budget": 5.0, "max_epochs": "inf"}
+    for d in (cm.Temperature(math.inf), cm.UniMax(5, math.inf)):
+        assert cm.as_distribution(d.to_dict()) == d
+
+
+@pytest.mark.parametrize("kind", sorted(cm.DISTRIBUTIONS))
+def test_fields_are_the_config_keys_of_each_kind(kind):
+    cls = cm.DISTRIBUTIONS[kind]
+    assert cls.kind == kind
+    d = {"kind": "explicit", "weights": {"a": 1.0}} if kind == "explicit" else cls().to_dict()
+    assert set(d) - {"kind"} <= set(cls.fields())
+    assert cm.as_distribution(d).to_dict() == d

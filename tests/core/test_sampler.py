@@ -255,7 +255,7 @@ def test_random_access_to_an_earlier_step_recomputes_it():
     ("kwargs", "field"),
     [
         ({"sizes": {}}, "sizes"),
-        ({"sizes": {"a": 1.5}}, "sizes"),
+        ({"sizes": {"a": 1.5}}, "sizes.a"),
         ({"total_steps": 0}, "total_steps"),
         ({"batch_size": 0}, "batch_size"),
         ({"seed": -1}, "seed"),
@@ -287,9 +287,9 @@ def test_batch_not_divisible_by_world_size():
         (lambda st: st.update(mixture={"a": 1000, "b": 100}), "state_dict.mixture"),
         (lambda st: st.update(seed=99), "state_dict.seed"),
         (lambda st: st.update(version=7), "state_dict.version"),
-        (lambda st: st["cursors"].pop("a"), "state_dict"),
-        (lambda st: st["cursors"].update(a=-5), "state_dict"),
-        (lambda st: st.update(residuals="garbage"), "state_dict"),
+        (lambda st: st["cursors"].pop("a"), "state_dict.cursors"),
+        (lambda st: st["cursors"].update(a=-5), "state_dict.cursors.a"),
+        (lambda st: st.update(residuals="garbage"), "state_dict.residuals"),
     ],
 )
 def test_corrupt_or_foreign_state_is_rejected(mutate, field):

@@ -121,3 +121,86 @@ def test_weights_array_from_mapping():
     assert weights_array({"b": 2.0, "a": 1.0}, ["a", "b"]).tolist() == [1.0, 2.0]
     with pytest.raises(cm.ConfigError):
         weights_array({"a": 1.0}, ["a", "b"])
+
+
+# -- one reachability check, one step-weight helper -------------------------------------------------
+
+
+def test_check_reachable_names_the_missing_domain():
+    cm.check_reachable({"a": 0.7, "b": 0.3}, {"a": 0.5, "b": 0.5})
+    cm.check_reachable({"a": 1.0, "b": 0.0}, {"a": 1.0, "b": 0.0})  # b needed by neither
+    with pytest.raises(cm.ConfigError) as e:
+        cm.check_reachable({"a": 1.0, "b": 0.0}, {"b": 0.5, "a": 0.5})  # aligned by name
+    assert (e.value.field, e.value.value) == ("sample", "b")
+    with pytest.raises(cm.ConfigError) as e:
+        cm.check_reachable([1.0, 0.0, 1.0], [0.2, 0.1, 0.7], names=["x", "y", "z"], field="balance.sample")
+    assert (e.value.field, e.value.value) == ("balance.sample", "y")
+
+
+def test_loss_weights_and_check_reachable_agree():
+    sizes, sample = {"a": 1, "b": 1}, cm.Explicit({"a": 1})
+    with pytest.raises(cm.ConfigError) as lw:
+        cm.loss_weights(sizes, target=1, sample=sample)
+    with pytest.raises(cm.ConfigError) as cr:
+        cm.check_reachable(sample.probs(sizes), cm.proportional_probs(sizes))
+    assert str(lw.value) == str(cr.value)
+
+
+@pytest.mark.parametrize(
+    ("reduction", "n_tokens", "norm"),
+    [
+        ("mean", None, 4.0),  # B
+        ("self_normalized", None, 3 * (2 / 3) + 2.0),  # Σ_b w_{d_b}
+        ("sum", None, 1.0),
+        ("mean", [1.0, 2.0, 3.0, 4.0], 10.0),  # Σ_b n_b
+        ("self_normalized", [1.0, 2.0, 3.0, 4.0], (1 + 2 + 3) * (2 / 3) + 4 * 2.0),  # Σ_b w n_b
+    ],
+)
+def test_step_weights_match_the_hand_computed_normaliser(reduction, n_tokens, norm):
+    sample, target = {"a": 0.75, "b": 0.25}, {"a": 0.5, "b": 0.5}
+    s = cm.step_weights(sample, target, [0, 0, 0, 1], reduction=reduction, n_tokens=n_tokens)
+    assert s.weights.tolist() == pytest.approx([2 / 3, 2.0])
+    assert s.normaliser == pytest.approx(norm)
+
+
+def test_step_weights_plain_sampling_skipped_domains_and_empty_batches():
+    plain = cm.step_weights([0.5, 0.5], None, [0, 1, 1], reduction="self_normalized")
+    assert plain.weights.tolist() == [1.0, 1.0] and plain.normaliser == 3.0
+    skipped = cm.step_weights([1.0, 0.0], [0.5, 0.5], [0, 0])  # b not drawn at this step
+    assert skipped.weights.tolist() == [0.5, 0.0] and skipped.normaliser == 2.0
+    for reduction in ("mean", "self_normalized"):
+        assert cm.step_weights([0.5, 0.5], [0.5, 0.5], [], reduction=reduction).normaliser == 1.0
+        tokens = cm.step_weights([0.5, 0.5], None, [0, 1], reduction=reduction, n_tokens=[0, 0])
+        assert tokens.normaliser == 1.0  # nothing counted: the (zero) loss stays 0, not 0/0
+    with pytest.raises(cm.ConfigError) as e:
+        cm.step_weights([0.5, 0.5], None, [0, 2])
+    assert e.value.field == "domains"
+
+
+def test_step_weights_divided_loss_is_weighted_loss():
+    loss, d = np.array([1.0, 2.0, 4.0, 8.0]), np.array([0, 0, 0, 1])
+    for reduction in ("mean", "self_normalized"):
+        s = cm.step_weights([0.75, 0.25], [0.5, 0.5], d, reduction=reduction)
+        whole = cm.weighted_loss(loss, d, s.weights, reduction)
+        assert cm.weighted_loss(loss, d, s.weights, "sum") / s.normaliser == pytest.approx(whole)
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda: cm.scalarization_weights(MC4, 5, 1e-320), "sample_tau"),  # one-hot sampling, τ=5 target
+        (lambda: cm.scalarization_weights(MC4, -1), "tau"),
+        (lambda: cm.loss_weights(MC4, target=-1), "target"),
+        (lambda: cm.loss_weights(MC4, target="hot"), "target"),
+        (lambda: cm.loss_weights(MC4, target=5, sample={"kind": "temperature", "tau": 0}), "sample.tau"),
+        (lambda: cm.variance_inflation({"a": 1.7e308, "b": 5e-324}, math.inf), "tau"),
+        (lambda: cm.theorem2_gap(MC4, 5, [1, 2, 3, 4]), "second_moments"),
+        (lambda: cm.theorem2_gap(MC4, 5, {"en": 1.0}), "second_moments"),
+        (lambda: weights_array([1.0, math.inf], ["a", "b"]), "weights"),
+        (lambda: weights_array({"a": 1.0, "b": 1.0, "c": 1.0}, ["a", "b"]), "weights"),
+    ],
+)
+def test_weighting_errors_name_the_argument(call, field):
+    with pytest.raises(cm.ConfigError) as e:
+        call()
+    assert e.value.field == field, str(e.value)

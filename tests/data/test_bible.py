@@ -109,6 +109,39 @@ def test_cache_is_reused_and_rebuilt_on_mismatch(tmp_path, fake_bible, monkeypat
     assert len(calls) == 13
 
 
+def _wrong_keys(m):
+    m["langs"]["sw"] = {"edition": "h", "name": "sw-h.tsv"}  # "file" and "sha256" renamed away
+
+
+def _pool_wrong(m):
+    m["pool"] = {"path": "pool.txt"}
+
+
+def _langs_list(m):
+    m["langs"] = ["en", "it"]
+
+
+def _no_seconds(m):
+    del m["build_seconds"]
+
+
+@pytest.mark.parametrize("damage", [_wrong_keys, _pool_wrong, _langs_list, _no_seconds])
+def test_manifest_that_parses_but_has_wrong_keys_is_rebuilt(
+    tmp_path, fake_bible, monkeypatch, caplog, damage
+):
+    first = load_corpus(spec(), tmp_path)
+    path = tmp_path / "bible" / "manifest.json"
+    m = json.loads(path.read_text())
+    damage(m)
+    path.write_text(json.dumps(m))
+    calls = _builds(monkeypatch)
+    with caplog.at_level("WARNING", logger="coolmix"):
+        again = load_corpus(spec(), tmp_path)  # today: KeyError / TypeError
+    assert again.fingerprint == first.fingerprint and sorted(calls) == sorted(LANGS)
+    assert any("unexpected content; rebuilding" in r.getMessage() for r in caplog.records)
+    assert json.loads(path.read_text())["langs"]["sw"]["file"] == "sw-h.tsv"  # repaired
+
+
 def test_bad_inputs(tmp_path, fake_bible):
     with pytest.raises(ConfigError) as e:
         load_corpus(spec(langs=("en", "xx"), train_sizes=None), tmp_path)

@@ -80,7 +80,9 @@ def test_balanced_sample_counts_follow_temperature():
 
 def test_cache_hit_retrain_on_corruption_and_save_load(corpus, tmp_path, monkeypatch):
     first = train_tokenizer(corpus, vocab_size=350, tau=5.0, seed=3, cache_dir=tmp_path)
-    (path,) = (tmp_path / "tokenizers").glob("bpe-*.json")
+    (path,) = (
+        p for p in (tmp_path / "tokenizers").glob("bpe-*.json") if not p.name.endswith(".manifest.json")
+    )
     assert corpus.fingerprint in path.name and "-v350-t5-s3-" in path.name
     monkeypatch.setattr(tokmod, "_build", lambda *a: pytest.fail("should load from cache"))
     assert train_tokenizer(corpus, vocab_size=350, tau=5.0, seed=3, cache_dir=tmp_path).encode(
@@ -94,6 +96,64 @@ def test_cache_hit_retrain_on_corruption_and_save_load(corpus, tmp_path, monkeyp
     again.save(tmp_path / "tok.json")
     loaded = Tokenizer.load(tmp_path / "tok.json")
     assert loaded.encode("狐狸 fox") == first.encode("狐狸 fox") and loaded.langs == first.langs
+
+
+def _cached_file(root):
+    (path,) = (p for p in (root / "tokenizers").glob("bpe-*.json") if not p.name.endswith(".manifest.json"))
+    return path
+
+
+def _retrains(monkeypatch) -> list[int]:
+    """Count calls of the BPE trainer (the real one still runs)."""
+    calls: list[int] = []
+    real = tokmod._build
+    monkeypatch.setattr(tokmod, "_build", lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "altered",  # one merge changed: still valid JSON, still loads
+        "smaller_vocab",  # a smaller tokenizer copied over the right one (the model-size trap)
+        "no_manifest",
+        "manifest_wrong_keys",
+        "manifest_garbage",
+    ],
+)
+def test_tampered_tokenizer_cache_is_retrained_with_a_warning(corpus, tmp_path, monkeypatch, caplog, tamper):
+    first = train_tokenizer(corpus, vocab_size=350, cache_dir=tmp_path)
+    path = _cached_file(tmp_path)
+    meta = path.with_name(path.stem + ".manifest.json")
+    if tamper == "altered":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        merges = data["model"]["merges"]
+        merges[0], merges[1] = merges[1], merges[0]
+        path.write_text(json.dumps(data), encoding="utf-8")
+        assert Tokenizer.load(path).vocab_size == first.vocab_size  # it would load fine
+    elif tamper == "smaller_vocab":
+        small = train_tokenizer(corpus, vocab_size=300, cache_dir=tmp_path / "other")
+        small.save(path)
+        assert Tokenizer.load(path).vocab_size < first.vocab_size
+    elif tamper == "no_manifest":
+        meta.unlink()
+    elif tamper == "manifest_wrong_keys":
+        meta.write_text(json.dumps({"format": 1, "sha": "x", "size": 3}), encoding="utf-8")
+    else:
+        meta.write_bytes(b"\x00" * 40)
+    calls = _retrains(monkeypatch)
+    with caplog.at_level("WARNING", logger="coolmix"):
+        again = train_tokenizer(corpus, vocab_size=350, cache_dir=tmp_path)
+    assert calls == [1]
+    warned = [r.getMessage() for r in caplog.records if "tokenizer cache" in r.getMessage()]
+    assert len(warned) == 1 and "retraining" in warned[0]
+    assert again.vocab_size == first.vocab_size
+    assert again.encode("the lazy dog mbwa 狐狸") == first.encode("the lazy dog mbwa 狐狸")
+    # and the rebuilt entry is trusted again: no retraining, no warning
+    calls.clear()
+    caplog.clear()
+    train_tokenizer(corpus, vocab_size=350, cache_dir=tmp_path)
+    assert calls == [] and not [r for r in caplog.records if "tokenizer cache" in r.getMessage()]
 
 
 def test_mt_corpus_gets_source_side_and_target_tags(tmp_path):

@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import os
 import re
+import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -37,6 +39,9 @@ TALLY: Counter[str] = Counter()
 BY_TARGET: dict[str, Counter[str]] = {}
 EXAMPLES: dict[str, list[str]] = {}
 """Outcome -> the first few offending cases (for the report)."""
+
+WARNING_PREFIX = "coolmix: warning: "
+"""stderr lines that are warnings (e.g. an override that dropped keys), not the one error line."""
 
 _NAN = re.compile(r"(?<![\w.])[-+]?nan(?![\w])", re.IGNORECASE)
 
@@ -58,6 +63,12 @@ def record(target: str, outcome: str, detail: str = "") -> None:
             raise AssertionError(f"{outcome} in {target}: {detail}")
 
 
+def _show(target: str, outcome: str, text: str) -> None:
+    """With ``COOLMIX_FUZZ_SHOW=1``, print every case's outcome (to see what the errors say)."""
+    if os.environ.get("COOLMIX_FUZZ_SHOW"):
+        print(f"[{target}] {outcome}: {text[:300]}", file=sys.__stderr__)
+
+
 def run_cli(
     target: str,
     argv: Sequence[str],
@@ -75,14 +86,15 @@ def run_cli(
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             rc = main(list(argv))
-    except WouldTrain:
-        record(target, "ok")
+    except WouldTrain as e:  # accepted as valid; the stub may know it should not have been
+        record(target, "silent" if e.args else "ok", f"{list(argv)!r}: {e.args[0] if e.args else ''}")
         return 0, out.getvalue(), err.getvalue()
     except Exception as e:  # a traceback reached the user
         record(target, "traceback", f"{list(argv)!r}: {type(e).__name__}: {str(e)[:160]}")
         return None, out.getvalue(), err.getvalue()
     stdout, stderr = out.getvalue(), err.getvalue()
-    lines = stderr.strip().splitlines()
+    _show(target, f"exit {rc}", f"{list(argv)[:1] + list(argv)[3:]} -> {stderr.strip()}")
+    lines = [x for x in stderr.strip().splitlines() if not x.startswith(WARNING_PREFIX)]
     if rc == 2:
         if len(lines) != 1 or "Traceback" in stderr:
             record(target, "traceback", f"{list(argv)!r}: exit 2 with {len(lines)} lines: {stderr[:200]!r}")
@@ -101,34 +113,36 @@ def run_cli(
 
 
 def run_api(
-    target: str,
+    name: str,
     fn: Callable[..., Any],
     *args: Any,
     check: Callable[[Any], str | None] | None = None,
     expect_field: str | None = None,
+    finite: bool = True,
     **kwargs: Any,
 ) -> Any:
     """Call ``fn(*args, **kwargs)``; a ConfigError is fine, anything else must pass ``check``.
 
-    Returns the result, or None when it raised. Every returned number must be finite.
+    Returns the result, or None when it raised. Every returned number must be finite unless
+    ``finite=False`` (constructors: a schedule may hold τ = ∞, which means uniform).
     """
     try:
         result = fn(*args, **kwargs)
     except ConfigError as e:
         text = str(e)
         if "\n" in text:
-            record(target, "traceback", f"multi-line ConfigError: {text[:200]!r}")
+            record(name, "traceback", f"multi-line ConfigError: {text[:200]!r}")
         elif expect_field is not None and not re.search(rf"\b{re.escape(expect_field)}\b", text):
-            record(target, "misnamed", f"expected {expect_field!r} in {text!r}")
+            record(name, "misnamed", f"expected {expect_field!r} in {text!r}")
         else:
-            record(target, "error")
+            record(name, "error")
         return None
     except Exception as e:
-        record(target, "traceback", f"{_brief(args, kwargs)}: {type(e).__name__}: {str(e)[:160]}")
+        record(name, "traceback", f"{_brief(args, kwargs)}: {type(e).__name__}: {str(e)[:160]}")
         return None
-    why = None if all_finite(result) else "non-finite result"
+    why = None if not finite or all_finite(result) else "non-finite result"
     why = why or (check(result) if check is not None else None)
-    record(target, "silent" if why else "ok", f"{_brief(args, kwargs)} -> {_short(result)}: {why}")
+    record(name, "silent" if why else "ok", f"{_brief(args, kwargs)} -> {_short(result)}: {why}")
     return result
 
 
@@ -181,7 +195,7 @@ def summary() -> str:
     for name, c in sorted(BY_TARGET.items()):
         lines.append(
             f"  {name:<24} {sum(c.values()):>5} cases  {c['traceback']:>4} tb  {c['silent']:>4} silent  "
-            f"{c['misnamed']:>3} misnamed"
+            f"{c['misnamed']:>3} misnamed  ({c['ok']} ok, {c['error']} errors)"
         )
     for outcome, seen in EXAMPLES.items():
         lines.append(f"first {outcome} cases:")

@@ -54,7 +54,7 @@ def domains(sizes=SIZES, seed=0, min_len=3, max_len=11):
     return out
 
 
-def tiny_model():
+def tiny_model(dropout=0.0):
     torch.manual_seed(0)
     cfg = transformers.GPT2Config(
         n_layer=1,
@@ -62,9 +62,9 @@ def tiny_model():
         n_head=2,
         vocab_size=VOCAB,
         n_positions=32,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
+        resid_pdrop=dropout,
+        embd_pdrop=dropout,
+        attn_pdrop=dropout,
         bos_token_id=1,
         eos_token_id=1,
     )
@@ -444,9 +444,114 @@ def test_configuration_errors(tmp_path):
         make_trainer(training_args(tmp_path), unit="char")
     with pytest.raises(ConfigError, match="no weight"):
         make_trainer(training_args(tmp_path), loss_weights={"en": 1.0})
-    with pytest.raises(ConfigError, match="unknown domains"):
+    with pytest.raises(ConfigError, match="unknown domain"):
         make_trainer(training_args(tmp_path), loss_weights={"en": 1, "it": 1, "sw": 1, "xx": 1})
     with pytest.raises(ConfigError, match="sets it itself"):
         make_trainer(training_args(tmp_path), train_dataset=domains()["en"])
     with pytest.raises(ConfigError):
         make_trainer(training_args(tmp_path), schedule=-1.0)
+
+
+@needs_hf
+def test_resume_is_bit_exact_under_dropout_and_keeps_the_epoch(tmp_path):
+    """The Trainer's RNG states are restored after iter(dataloader): max|Δθ| = 0 with dropout 0.1."""
+    common = dict(
+        max_steps=6,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=2,
+        save_strategy="steps",
+        save_steps=3,
+    )
+    full = make_trainer(training_args(tmp_path / "a", **common), model=tiny_model(dropout=0.1), target=3.0)
+    full.train()
+    resumed = make_trainer(training_args(tmp_path / "b", **common), model=tiny_model(dropout=0.1), target=3.0)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-3"))
+    assert resumed.seen == [s for s in full.seen if s[0] >= 3]
+    deltas = [
+        float((p - q).detach().abs().max())
+        for p, q in zip(full.model.parameters(), resumed.model.parameters(), strict=True)
+    ]
+    assert max(deltas) == 0.0
+    # the test has power: dropout is on, so another RNG stream (no rng_state.pth) moves the parameters
+    (tmp_path / "a" / "checkpoint-3" / "rng_state.pth").unlink()
+    torch.manual_seed(123)
+    unseeded = make_trainer(
+        training_args(tmp_path / "d", **common), model=tiny_model(dropout=0.1), target=3.0
+    )
+    torch.manual_seed(123)
+    unseeded.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-3"))
+    moved = max(
+        float((p - q).detach().abs().max())
+        for p, q in zip(full.model.parameters(), unseeded.model.parameters(), strict=True)
+    )
+    assert moved > 0.0
+
+    # the epoch shown after resume is the uninterrupted run's (global_step / max_steps)
+    def epochs(t):
+        return {r["step"]: r["epoch"] for r in t.state.log_history if "loss" in r}
+
+    assert epochs(full) == {k: k / 6 for k in range(1, 7)}
+    assert epochs(resumed) == epochs(full)  # steps 1-3 come from the checkpoint's history
+
+
+@needs_hf
+def test_per_domain_log_keys_can_be_switched_off(tmp_path):
+    args = training_args(tmp_path, max_steps=2, per_device_train_batch_size=4)
+    on, off = make_trainer(args, target=5.0), make_trainer(args, target=5.0, log_domains=False)
+    on.train()
+    off.train()
+    log_on = [r for r in on.state.log_history if "loss" in r][-1]
+    log_off = [r for r in off.state.log_history if "loss" in r][-1]
+    assert any(k.startswith("coolmix/en/") for k in log_on)
+    assert not any(k.startswith("coolmix/") and k != "coolmix/tau" for k in log_off)
+    assert log_off["coolmix/tau"] == log_on["coolmix/tau"] == 3.0
+    assert log_off["loss"] == log_on["loss"]  # logging changes nothing else
+
+
+def per_token(batch, relabel=None):
+    """The batch with per-token domain ids (B, T): the row's id, −1 at padding, optionally relabelled."""
+    ids = batch["domain"][:, None].expand_as(batch["input_ids"]).clone()
+    if relabel is not None:
+        ids = relabel(ids)
+    return {**batch, "domain": ids.masked_fill(batch["attention_mask"] == 0, -1)}
+
+
+@needs_hf
+@pytest.mark.parametrize("reduction", ["mean", "self_normalized"])
+def test_per_token_domain_ids_weight_each_token(tmp_path, reduction):
+    args = training_args(tmp_path, max_steps=1, per_device_train_batch_size=4, gradient_accumulation_steps=2)
+    trainer = make_trainer(args, target=5.0, reduction=reduction)
+    loader = trainer.get_train_dataloader()
+    model = trainer.model.train()
+    torch.manual_seed(0)
+
+    def step_loss(batches):
+        got, norm = trainer.get_batch_samples(iter(batches), len(batches))
+        return sum(float(trainer.compute_loss(model, b, num_items_in_batch=norm)) for b in got)
+
+    rows = list(loader)
+    # (B, T) ids equal to the row's id give exactly the (B,) loss
+    assert step_loss([per_token(b) for b in rows]) == pytest.approx(step_loss(rows), rel=1e-6)
+
+    # tokens from position 3 on belong to domain 2 (as in a packed row): compare with a hand sum
+    def mixed(ids):
+        ids[:, 3:] = 2
+        return ids
+
+    batches = [per_token(b, mixed) for b in rows]
+    w = torch.tensor(trainer.coolmix_weights_at(0), dtype=torch.float32)
+    num = den = 0.0
+    with torch.no_grad():
+        for b in batches:
+            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits[:, :-1]
+            labels, ids = b["labels"][:, 1:], b["domain"][:, 1:]
+            ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, reduction="none")
+            keep = labels != -100
+            wt = w[ids.clamp_min(0)] * keep
+            num += float((wt * ce).sum())
+            den += float(wt.sum() if reduction == "self_normalized" else keep.sum())
+    assert step_loss(batches) == pytest.approx(num / den, rel=1e-5)
+    with pytest.raises(ConfigError, match="unit='token'"):
+        seq = make_trainer(args, target=5.0, unit="sequence")
+        seq.get_train_dataloader()
+        seq.get_batch_samples(iter(batches), 2)

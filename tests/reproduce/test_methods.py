@@ -1,16 +1,28 @@
-"""Weight producers of the reproduction: each method's [balance] table drives the real sampler."""
+"""Weight producers of the reproduction: each method's [balance] table drives the real sampler,
+and the runner expands methods into runs with the calibration the module docstring states."""
+
+import itertools
 
 import pytest
 
 import coolmix as cm
-from coolmix.reproduce.methods import METHODS, balance_for, high_resource
+from coolmix.reproduce.methods import (
+    DOREMI_REFERENCE_TAU,
+    METHODS,
+    balance_for,
+    high_resource,
+    method_sections,
+    unimax_epochs,
+)
+from coolmix.reproduce.runner import expand
+from coolmix.reproduce.specs import PRESETS, half_width
 
 SIZES = {"en": 1000, "it": 100, "sw": 10}
 
 
-def sampler_for(method, steps=100, batch=10):
-    bal = balance_for(method, SIZES, steps, batch, high_resource(SIZES))
-    return cm.MixtureSampler(SIZES, bal["sample"], total_steps=steps, batch_size=batch, seed=0)
+def sampler_for(method, steps=100, batch=10, sizes=SIZES):
+    bal = balance_for(method, sizes, steps, batch, high_resource(sizes))
+    return cm.MixtureSampler(sizes, bal["sample"], total_steps=steps, batch_size=batch, seed=0)
 
 
 @pytest.mark.parametrize("method", [m for m in METHODS if m not in ("doremi", "adaptive")])
@@ -36,9 +48,28 @@ def test_unimax_static_allocation_and_dynamic_drop():
     # budget 1000: sw capped at 40, it gets min(480, 400) = 400, en the remaining 560
     assert probs == pytest.approx({"en": 0.56, "it": 0.4, "sw": 0.04})
     s = sampler_for("unimax")
+    n_cap = unimax_epochs(SIZES, 1000)
     for t in range(100):
         s.batch(t)
-    assert s.cursors["sw"] <= 4 * 10 + 10  # dropped within a batch of reaching 4 epochs
+    assert n_cap * 10 <= s.cursors["sw"] <= n_cap * 10 + 10  # dropped within a batch of N epochs
+
+
+def test_unimax_cap_comes_from_the_budget():
+    # N = the scarcest language's epochs under τ=5 at this budget: UniMax repeats it as much as τ=5
+    big = {"en": 24000, "it": 3000, "zh": 800, "sw": 60}
+    budget = 300 * 32
+    n_cap = unimax_epochs(big, budget)
+    assert n_cap == pytest.approx(budget * cm.temperature_probs(big, tau=5)["sw"] / 60, abs=0.05)
+    # the cap binds late in training (not after 4% of it), and it scales with the budget
+    s = sampler_for("unimax", steps=300, batch=32, sizes=big)
+    dropped = next(t for t in range(300) if s.batch(t) is not None and s.probs_at(t + 1)["sw"] == 0)
+    assert 0.4 * 300 < dropped < 300
+    assert unimax_epochs(big, 2 * budget) == pytest.approx(2 * n_cap, abs=0.15)
+    # and static UniMax is neither uniform nor τ=5
+    st = cm.schedule_from_dict(balance_for("unimax_static", big, 300, 32, ("en",))["sample"])
+    p = st.probs_at(0, big, 300)
+    assert p["sw"] == pytest.approx(n_cap * 60 / budget, rel=1e-6)
+    assert p["en"] == pytest.approx(p["it"]) == pytest.approx(p["zh"])
 
 
 def test_scalarization_and_cooldown_tables():
@@ -50,6 +81,59 @@ def test_scalarization_and_cooldown_tables():
     dense = cm.schedule_from_dict(balance_for("dense2", SIZES, 100, 2, ("en",))["sample"])
     taus = [dense.tau_at(t, 100) for t in range(100)]
     assert len(set(taus)) == 10 and taus[0] == 5.0 and taus[-1] == pytest.approx(1.0)
+
+
+def test_schedules_that_point_the_other_way():
+    late = cm.schedule_from_dict(balance_for("late_upsample", SIZES, 100, 2, ("en",))["sample"])
+    assert [late.tau_at(t, 100) for t in (0, 79, 80, 99)] == [1.0, 1.0, 5.0, 5.0]
+    warm = cm.schedule_from_dict(balance_for("tau_warmup", SIZES, 100, 2, ("en",))["sample"])
+    taus = [warm.tau_at(t, 100) for t in range(100)]
+    assert taus[0] == pytest.approx(1.0) and taus[50] == pytest.approx(3.0)
+    assert all(b >= a for a, b in itertools.pairwise(taus)) and taus[-1] > 4.9
+
+
+def test_clip_variants_differ_only_in_clipping():
+    plain = method_sections("scal5", SIZES, 10, 2, ("en",))
+    clipped = method_sections("scal5_clip", SIZES, 10, 2, ("en",))
+    assert clipped["balance"] == plain["balance"] and "optim" not in plain
+    assert clipped["optim"] == {"clip": 1.0}
+
+
+def test_convergence_base_turns_clipping_off_and_every_run_anneals():
+    for p in PRESETS.values():
+        for e in p.experiments:
+            assert e.base["optim"]["schedule"] == "cosine" and e.base["optim"]["final_lr"] == 0.05
+            if e.key == "convergence":
+                assert e.base["optim"]["clip"] == 0.0
+
+
+def test_doremi_expands_to_a_smaller_reference_and_proxy():
+    exp = next(e for e in PRESETS["quick"].experiments if e.key == "lm")
+    sizes = exp.base["data"]["train_sizes"]
+    specs = [s for s in expand(exp, sizes) if s.seed == 0 and s.method.startswith("doremi")]
+    ref, proxy, main = specs
+    assert (ref.method, proxy.role, main.role) == ("doremi_ref", "proxy", "main")
+    assert ref.config["balance"] == {"sample": DOREMI_REFERENCE_TAU}
+    assert proxy.config["balance"] == {"sample": "inf"}  # uniform: every domain in every batch
+    assert proxy.config["doremi"] == {"reference": ref.id, "eta": 1.0, "smoothing": 1e-3}
+    assert proxy.needs == (ref.id,) and main.needs == (proxy.id,)
+    for s in (ref, proxy):
+        assert s.config["model"]["d_model"] < main.config["model"]["d_model"]
+        assert s.config["model"]["d_ff"] < main.config["model"]["d_ff"]
+    assert half_width(main.config["model"]) == ref.config["model"] == proxy.config["model"]
+
+
+def test_quick_has_two_seeds_on_the_core_comparisons():
+    quick = {e.key: e for e in PRESETS["quick"].experiments}
+    for key, methods in (
+        ("convergence", ("tau1", "tau5", "scal5", "tau5_clip", "scal5_clip")),
+        ("lm", ("tau1", "tau5", "cooldown", "increasing", "doremi", "late_upsample", "tau_warmup")),
+    ):
+        for m in methods:
+            assert len(quick[key].seeds_for(m)) >= 2, (key, m)
+    full = {e.key: e for e in PRESETS["full-lm"].experiments}
+    for m in ("tau1", "tau5", "cooldown", "doremi"):
+        assert len(full["lm"].seeds_for(m)) == 5
 
 
 def test_high_resource_split():

@@ -7,8 +7,11 @@ from coolmix.reproduce.specs import PRESETS, preset
 
 
 def test_presets_cover_every_experiment_and_full_has_three_seeds():
-    for p in PRESETS.values():
-        assert {e.key for e in p.experiments} == {"convergence", "lm", "mt"}
+    for name in ("quick", "full"):
+        assert {e.key for e in PRESETS[name].experiments} == {"convergence", "lm", "mt"}
+    # the full evidence in parts: full-lm + full-mt = full
+    parts = [e.key for n in ("full-lm", "full-mt") for e in PRESETS[n].experiments]
+    assert sorted(parts) == sorted(e.key for e in PRESETS["full"].experiments)
     assert all(e.seeds == (0, 1, 2) for e in PRESETS["full"].experiments)
 
 

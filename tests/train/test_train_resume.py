@@ -74,7 +74,7 @@ def test_sigkill_then_resume_is_bit_exact(tmp_path, reference):
     assert_same_run(ref, out)
 
 
-def test_corrupt_newest_checkpoint_resumes_from_the_previous_one(tmp_path, reference, data_cache, capsys):
+def test_corrupt_newest_checkpoint_resumes_from_the_previous_one(tmp_path, reference, data_cache, caplog):
     cfg, ref = reference
     out = tmp_path / "corrupt"
     shutil.copytree(ref, out)
@@ -82,7 +82,8 @@ def test_corrupt_newest_checkpoint_resumes_from_the_previous_one(tmp_path, refer
     raw = bytearray(newest.read_bytes())
     raw[len(raw) // 2] ^= 0x01  # one flipped bit
     newest.write_bytes(bytes(raw))
-    train(cfg, out, resume=True, cache=data_cache)  # retrains the last 5 steps
-    warning = capsys.readouterr().out.strip().splitlines()
+    with caplog.at_level("WARNING", logger="coolmix"):
+        train(cfg, out, resume=True, cache=data_cache)  # retrains the last 5 steps
+    warning = [r.getMessage() for r in caplog.records]
     assert len(warning) == 1 and newest.name in warning[0] and "checksum mismatch" in warning[0]
     assert_same_run(ref, out)

@@ -1,18 +1,21 @@
 """The ``coolmix`` entry point: a dict of subcommand modules, and errors that fit on one line.
 
 ``coolmix plan CONFIG`` imports only ``coolmix.cli.plan``; ``coolmix --help`` imports every
-registered module that exists (modules not written yet are skipped). Bad input of any kind —
-a `ConfigError`, an argparse usage error, an unreadable file — prints exactly one line to stderr
-and exits 2, never a traceback.
+registered module. Bad input of any kind prints exactly one line to stderr and exits 2, never a
+traceback: a `ConfigError`, an argparse usage error, and the operating system refusing a path the
+user gave (missing, a directory, no permission, read-only file system, disk full, name too long)
+or a file that is not UTF-8 text. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
-import importlib.util
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from types import ModuleType
 from typing import NoReturn
 
@@ -30,7 +33,25 @@ COMMANDS: dict[str, str] = {
 }
 """Subcommand -> module exposing ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``."""
 
-_FILE_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+USER_PATH_ERRNOS = frozenset(
+    {
+        errno.ENOENT,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EEXIST,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.ENAMETOOLONG,
+        errno.ELOOP,
+        errno.EFBIG,
+        errno.ENOTEMPTY,
+        errno.EXDEV,
+    }
+)
+"""OSError numbers that mean "the file system refused the user's path", not a bug in coolmix."""
 
 
 class UsageError(Exception):
@@ -42,12 +63,9 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')")
 
 
-def load_command(name: str) -> ModuleType | None:
-    """The module of subcommand ``name``, or None when it does not exist (yet)."""
-    module = COMMANDS[name]
-    if importlib.util.find_spec(module) is None:
-        return None
-    return importlib.import_module(module)
+def load_command(name: str) -> ModuleType:
+    """The module of subcommand ``name`` (every entry of `COMMANDS` exists; a sync test checks)."""
+    return importlib.import_module(COMMANDS[name])
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -62,15 +80,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for name in COMMANDS:
         if only is not None and name != only:
             continue
-        try:
-            module = load_command(name)
-        except ImportError as e:
-            if only is not None:
-                raise ConfigError("command", name, f"unavailable: {e}") from None
-            sub.add_parser(name, help=f"(unavailable: {e})")
-            continue
-        if module is None:
-            continue
+        module = load_command(name)
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
@@ -82,22 +92,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     only = args[0] if args and args[0] in COMMANDS else None
     try:
-        parsed = build_parser(only).parse_args(args)
-        run = getattr(parsed, "_run", None)
-        if run is None:
-            raise ConfigError("command", parsed.command, "unavailable (failed to import)")
-        return int(run(parsed) or 0)
+        with _one_line_warnings():
+            parsed = build_parser(only).parse_args(args)
+            return int(parsed._run(parsed) or 0)
     except SystemExit as e:  # --help and --version exit 0 through argparse
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     except UsageError as e:
         return _fail(str(e))
     except ConfigError as e:
         return _fail(f"coolmix: error: {e}")
-    except _FILE_ERRORS as e:
-        where = f"path={e.filename!r}: " if e.filename is not None else ""
+    except UnicodeDecodeError as e:  # a file the user named is not text
+        return _fail(f"coolmix: error: a file is not UTF-8 text ({e.reason} at byte {e.start})")
+    except OSError as e:
+        if e.errno not in USER_PATH_ERRNOS:
+            raise
+        where = f"path={str(e.filename)!r}: " if e.filename is not None else ""
         return _fail(f"coolmix: error: {where}{e.strerror or e}")
     except KeyboardInterrupt:
         return _fail("coolmix: interrupted", code=130)
+
+
+@contextlib.contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """Show coolmix's warnings (e.g. an override dropping keys) as ``coolmix: warning: ...`` lines."""
+    from coolmix.config import OverrideWarning
+
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, OverrideWarning):
+            print(f"coolmix: warning: {message}".replace("\n", " "), file=sys.stderr)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", OverrideWarning)
+        warnings.showwarning = show
+        try:
+            yield
+        finally:
+            warnings.showwarning = original
 
 
 def _fail(message: str, code: int = 2) -> int:

@@ -13,23 +13,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
+    import sys
     from pathlib import Path
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
+    from coolmix.config import check_path
+    from coolmix.diagnostics.ledger import read_ledger
     from coolmix.errors import ConfigError
 
-    path = Path(args.run_dir) / "metrics.jsonl"
+    run_dir = check_path("run_dir", args.run_dir)
+    path = run_dir / "metrics.jsonl"
+    if not run_dir.is_dir():
+        raise ConfigError("run_dir", args.run_dir, "not a directory")
     if not path.is_file():
-        raise ConfigError("run_dir", args.run_dir, "no metrics.jsonl there")
-    records = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    records = [r for r in records if "ledger" in r]
+        raise ConfigError("run_dir", args.run_dir, "no metrics.jsonl there (or it is not a file)")
+    read = read_ledger(path)
+    records = read.records
     if not records:
-        raise ConfigError(
-            "run_dir", args.run_dir, "its metrics have no ledger (trained before the ledger existed?)"
-        )
+        why = "its metrics have no ledger (trained before the ledger existed?)"
+        if read.skipped:
+            why = f"no usable ledger record in metrics.jsonl; {read.note()}"
+        raise ConfigError("run_dir", args.run_dir, why)
+    if read.skipped:  # a crash's torn last line must not hide the good records before it
+        print(f"coolmix: warning: {read.note()}", file=sys.stderr)
     last = records[-1]
     table = Table(title=f"exposure ledger after step {last['step']:,}")
     for col in (
@@ -45,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(col, justify="left" if col == "domain" else "right")
     for name, row in last["ledger"].items():
         table.add_row(
-            name,
+            escape(name),
             f"{row['examples']:,}",
             f"{row['tokens']:,}",
             f"{row['share']:.2%}",

@@ -15,9 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from coolmix.cli import add_set_option
-from coolmix.config import dump_toml
+from coolmix.config import check_path, dump_toml
+from coolmix.errors import ConfigError
+from coolmix.fileio import write_atomic_text
 from coolmix.mixconfig import PlanConfig, load_plan_config
 from coolmix.plan import Plan, plot_plan, write_csv
+from coolmix.validate import check_float
 
 HELP = "Preview a mixture plan: samples, tokens and epochs per domain and phase; warnings; CSV + PNG."
 
@@ -41,13 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    out = check_path("out", args.out)
     cfg = load_plan_config(args.config, args.overrides)
     plan = cfg.plan()
-    out = Path(args.out)
+    moments = parse_moments(args.moments, plan.names) if args.moments else None  # refuse before writing
     out.mkdir(parents=True, exist_ok=True)
     files = [write_csv(plan, out / "plan.csv")]
     resolved = out / "plan.toml"
-    resolved.write_text(dump_toml(cfg.to_dict()), encoding="utf-8")
+    write_atomic_text(resolved, dump_toml(cfg.to_dict()))
     files.append(resolved)
     if not args.no_plot:
         files.append(plot_plan(plan, out / "plan.png"))
@@ -55,34 +59,57 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(plan.to_dict(), indent=2, ensure_ascii=False) + "\n")
     else:
         render(plan, cfg, title=cfg.name or Path(args.config).name, files=files)
-    if args.moments:
-        variance_advice(plan, parse_moments(args.moments, plan.names))
+    if moments is not None:
+        variance_advice(plan, moments)
     return 0
 
 
 def parse_moments(text: str, names: Sequence[str]) -> dict[str, float]:
-    """``en=1.2,sw=30`` or a run directory (its newest metrics record with a ``variance`` table)."""
-    from coolmix.errors import ConfigError
+    """``en=1.2,sw=30`` or a run directory (its newest metrics record with a ``variance`` table).
 
-    p = Path(text)
-    if p.is_dir():
-        records = [json.loads(x) for x in (p / "metrics.jsonl").read_text().splitlines() if x.strip()]
-        with_var = [r for r in records if "variance" in r]
-        if not with_var:
-            raise ConfigError("moments", text, "that run's metrics have no gradient-variance measurements")
-        moments = dict(with_var[-1]["variance"]["s"])
+    Every domain needs one second moment s_i, a finite number >= 0 (it is E‖g_i‖²); anything
+    else is a `ConfigError` naming ``moments.<domain>``, because a NaN here would turn into
+    advice ("gap = nan → upweighting") that means nothing.
+    """
+    if os.path.isdir(text):  # False for anything that cannot be a directory (e.g. too long a name)
+        raw = _moments_from_run(Path(text), text)
     else:
-        moments = {}
+        raw = {}
         for part in text.split(","):
-            key, _, value = part.partition("=")
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError("moments", part, "expected DOMAIN=NUMBER (or a run directory)")
             try:
-                moments[key.strip()] = float(value)
+                raw[key.strip()] = float(value)
             except ValueError:
-                raise ConfigError("moments", part, "expected DOMAIN=NUMBER") from None
-    missing = [n for n in names if n not in moments]
+                raise ConfigError(f"moments.{key.strip()}", value, "expected a number") from None
+    missing = [n for n in names if n not in raw]
     if missing:
         raise ConfigError("moments", missing[0], "no second moment given for this domain")
-    return {n: moments[n] for n in names}
+    out = {}
+    for n in names:
+        v = raw[n]
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"moments.{n}", v, "must be a finite number >= 0")
+        out[n] = check_float(f"moments.{n}", v, lo=0.0)
+    return out
+
+
+def _moments_from_run(run_dir: Path, text: str) -> dict[str, object]:
+    """s_i from the newest usable ``variance`` record of a run's metrics (damaged lines skipped)."""
+    from coolmix.diagnostics.ledger import read_metrics
+
+    metrics = run_dir / "metrics.jsonl"
+    if not metrics.is_file():
+        raise ConfigError("moments", text, "that run directory has no metrics.jsonl")
+    usable = [
+        r["variance"]["s"]
+        for r in read_metrics(metrics).records
+        if isinstance(r.get("variance"), dict) and isinstance(r["variance"].get("s"), dict)
+    ]
+    if not usable:
+        raise ConfigError("moments", text, "that run's metrics have no gradient-variance measurements")
+    return dict(usable[-1])
 
 
 def variance_advice(plan: Plan, moments: dict[str, float]) -> None:
@@ -103,6 +130,8 @@ def variance_advice(plan: Plan, moments: dict[str, float]) -> None:
         seen.add(key)
         gap = sum(p[n] * (p[n] / q[n] - 1.0) * moments[n] for n in plan.names)
         f = sum(p[n] ** 2 / q[n] for n in plan.names)
+        if not (math.isfinite(gap) and math.isfinite(mean_s * (f - 1))):
+            raise ConfigError("moments", dict(moments), "too large: the variance gap overflows")
         tau = ph.tau_start
         label = f"τ={tau:g}" if tau is not None else f"phase {k}"
         if abs(f - 1.0) < 1e-12:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "Regenerate a reproduction's report.md, figures and metrics.json from its saved metrics."
 
@@ -12,13 +13,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    from coolmix.config import check_path
     from coolmix.errors import ConfigError
     from coolmix.reproduce.report import write_report
 
-    out = Path(args.dir)
+    out = check_path("dir", args.dir)
     if not out.is_dir():
         raise ConfigError("dir", str(out), "not a directory")
+    check_saved_results(out)
     print(write_report(out))
     return 0
+
+
+def check_saved_results(out: Path) -> None:
+    """Refuse, with one line naming the file, saved results the report cannot read.
+
+    ``runs.json`` must be a JSON list of run folders (strings); ``theory.json``, ``preset.json``
+    and every run's ``result.json`` must be JSON objects. (A hand-edited or truncated file, or a
+    ``null`` left by an interrupted write, would otherwise surface as a traceback mid-report.)
+    """
+    from coolmix.errors import ConfigError
+
+    expected = {"runs.json": list, "theory.json": dict, "preset.json": dict}
+    files = [out / name for name in expected if (out / name).exists()]
+    files += sorted((out / "runs").glob("*/*/result.json"))
+    for path in files:
+        kind = expected.get(path.name, dict)
+        value = _read_json(path)
+        if not isinstance(value, kind):
+            what = "a list of run folders" if kind is list else "a JSON object"
+            raise ConfigError(str(path.relative_to(out)), value, f"must be {what}")
+        if kind is list and not all(isinstance(x, str) for x in value):
+            bad = next(x for x in value if not isinstance(x, str))
+            raise ConfigError(str(path.relative_to(out)), bad, "entries must be run folder names")
+
+
+def _read_json(path: Path) -> object:
+    import json
+
+    from coolmix.config import read_text
+    from coolmix.errors import ConfigError
+
+    text = read_text(path.name, path)
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise ConfigError(path.name, str(path), f"not valid JSON: {str(e).splitlines()[0]}") from None

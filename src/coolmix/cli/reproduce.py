@@ -31,11 +31,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None, help="parallel training processes (default 2)")
 
 
+MAX_WORKERS = 256
+"""Most parallel training processes ``--workers`` accepts (0 trains in this process)."""
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from coolmix.config import check_path
     from coolmix.reproduce.pipeline import reproduce
     from coolmix.reproduce.runner import Progress
+    from coolmix.validate import check_int
+
+    # every flag is checked before the first run starts: a bad one costs a line, not a half-run grid
+    workers = None if args.workers is None else check_int("workers", args.workers, lo=0, hi=MAX_WORKERS)
+    seeds = _seeds(args.seeds)
+    out = check_path("out", args.out)
+    check_experiments(args.preset, tuple(args.overrides), tuple(args.only), seeds)
 
     console = Console(stderr=True)
     state = {"total": 0, "done": 0, "t0": time.perf_counter()}
@@ -58,12 +70,12 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(start=start, done=done, note=lambda t: console.print(f"[cyan]• {t}[/]"))
     path = reproduce(
         args.preset,
-        args.out,
+        out,
         force=args.force,
         overrides=tuple(args.overrides),
         only=tuple(args.only),
-        seeds=_seeds(args.seeds),
-        workers=args.workers,
+        seeds=seeds,
+        workers=workers,
         progress=progress,
     )
     console.print(f"[bold green]report:[/] {path}")
@@ -71,10 +83,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _seeds(text: str) -> tuple[int, ...]:
-    from coolmix.errors import ConfigError
+def check_experiments(
+    name: str, overrides: tuple[str, ...], only: tuple[str, ...], seeds: tuple[int, ...]
+) -> None:
+    """Build every experiment's trainer config with the overrides, so a bad ``--set`` is one line
+    naming its key (``run.total_steps='abc': must be an integer``) before any run starts."""
+    from coolmix.reproduce.specs import preset
+    from coolmix.train import TrainConfig
 
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise ConfigError("seeds", text, "expected comma-separated integers, e.g. 0,1,2") from None
+    for experiment in preset(name, overrides, only, seeds).experiments:
+        TrainConfig.from_dict(experiment.base)
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    """``0,1,2`` -> (0, 1, 2); empty -> () (the preset's seeds); anything else is one ConfigError."""
+    from coolmix.errors import ConfigError
+    from coolmix.validate import check_int
+
+    parts = [x.strip() for x in text.split(",")]
+    if text.strip() and any(not x for x in parts):
+        raise ConfigError("seeds", text, "expected comma-separated integers, e.g. 0,1,2")
+    seeds = []
+    for x in parts if text.strip() else []:
+        try:
+            value = int(x)
+        except ValueError:
+            raise ConfigError("seeds", text, "expected comma-separated integers, e.g. 0,1,2") from None
+        seeds.append(check_int("seeds", value, lo=0, hi=2**32 - 1))
+    return tuple(seeds)

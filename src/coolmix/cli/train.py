@@ -3,12 +3,14 @@
 Thin: parse, load the config with overrides, call `coolmix.train.train`, print the result.
 Under ``torchrun --nproc_per_node=N -m coolmix train CONFIG`` every rank runs this and the
 trainer joins the process group itself (gloo on CPU, NCCL on GPU); rank 0 alone writes files.
+Warnings of the library (the ``coolmix`` logger) are shown on stderr, one line each.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import logging
+import sys
 from pathlib import Path
 
 from coolmix.cli import add_set_option
@@ -41,14 +43,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from coolmix.train import load_config, train  # torch is imported here, not at CLI start-up
+    from coolmix.train.distributed import env_int
 
+    main = env_int("RANK", 0) == 0
+    show_warnings(main)
     cfg = load_config(args.config, args.overrides)
     out = args.out if args.out is not None else Path("runs") / args.config.stem
-    main = int(os.environ.get("RANK", "0")) == 0
     record = train(cfg, out, resume=args.resume, console=main and not args.quiet)
     if main:
         _summary(record, out)
     return 0
+
+
+def show_warnings(main: bool = True) -> None:
+    """Print the ``coolmix`` logger's warnings to stderr (rank 0 only), unless the caller's
+    logging setup already handles them."""
+    logger = logging.getLogger("coolmix")
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler: logging.Handler = _Stderr() if main else logging.NullHandler()
+    handler.setFormatter(logging.Formatter("coolmix: %(levelname)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+
+
+class _Stderr(logging.Handler):
+    """One line per record on whatever ``sys.stderr`` is when it is emitted."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record).replace("\n", " ") + "\n")
+            sys.stderr.flush()
+        except Exception:  # logging must never take the run down
+            self.handleError(record)
 
 
 def _summary(record: dict, out: Path) -> None:

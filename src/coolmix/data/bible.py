@@ -21,14 +21,16 @@ from typing import Any
 from coolmix.data.corpus import Corpus, CorpusSpec
 from coolmix.data.manifest import (
     FORMAT_VERSION,
-    atomic_write_text,
     build_lock,
     files_match,
+    has_fields,
     read_manifest,
+    write_checksummed,
     write_manifest,
 )
 from coolmix.data.splits import carve, make_corpus
 from coolmix.errors import ConfigError
+from coolmix.fileio import remove_stale_temps
 
 __all__ = ["DEFAULT_LANGS", "EDITIONS", "OPTIONS", "PACKAGE", "PIN", "load"]
 
@@ -112,7 +114,12 @@ def build(spec: CorpusSpec, root: Path, editions: Mapping[str, str]) -> dict[str
         raise ConfigError("options.min_chars", min_chars, "must be an integer >= 1")
     head = {"format": FORMAT_VERSION, "package": PACKAGE, "version": version, "min_chars": min_chars}
     with build_lock(root, "bible"):
+        if out.is_dir():
+            remove_stale_temps(out)
         old = read_manifest(out) or {}
+        if old and not _well_formed(old):
+            log.warning("bible cache manifest %s has unexpected content; rebuilding", out / "manifest.json")
+            old = {}
         if {k: old.get(k) for k in head} != head:
             old = {}
         langs = dict(old.get("langs", {}))
@@ -138,6 +145,20 @@ def build(spec: CorpusSpec, root: Path, editions: Mapping[str, str]) -> dict[str
         return manifest
 
 
+_LANG_FIELDS = {"edition": str, "file": str, "sha256": str, "verses": int}
+_POOL_FIELDS = {"file": str, "sha256": str, "verses": int}
+
+
+def _well_formed(m: Mapping[str, Any]) -> bool:
+    """Every key `load` reads is there with the right type (else rebuild, never a KeyError)."""
+    langs = m.get("langs")
+    return (
+        has_fields(m, {"version": str, "build_seconds": (int, float), "langs": dict})
+        and all(isinstance(k, str) and has_fields(v, _LANG_FIELDS) for k, v in langs.items())
+        and (m.get("pool") is None or has_fields(m["pool"], _POOL_FIELDS))
+    )
+
+
 def _fresh(out: Path, entry: Mapping[str, Any] | None, code: str) -> bool:
     return bool(entry) and entry["edition"] == code and files_match(out, {entry["file"]: entry["sha256"]})
 
@@ -153,7 +174,7 @@ def _write_edition(
         raise ConfigError(f"options.editions.{lang}", code, "edition code not in the Bible DB")
     lines = [f"{vid}\t{clean(raw)}" for vid, raw in rows if keep(raw, min_chars)]
     name = f"{lang}-{code}.tsv"
-    digest = atomic_write_text(out / name, "\n".join(lines) + "\n")
+    digest = write_checksummed(out / name, "\n".join(lines) + "\n")
     return {
         "edition": code,
         "file": name,
@@ -169,7 +190,7 @@ def _write_pool(con: sqlite3.Connection, out: Path, min_chars: int) -> dict[str,
     bad = {vid for vid, raw in con.execute(f"SELECT {_VID}, vText FROM bible") if not keep(raw, min_chars)}
     ids = sorted(every - bad)
     name = "pool.txt"
-    digest = atomic_write_text(out / name, "\n".join(map(str, ids)) + "\n")
+    digest = write_checksummed(out / name, "\n".join(map(str, ids)) + "\n")
     return {"file": name, "sha256": digest, "verses": len(ids)}
 
 

@@ -26,11 +26,12 @@ from typing import Any
 from coolmix.data.corpus import Corpus, CorpusSpec
 from coolmix.data.manifest import (
     FORMAT_VERSION,
-    atomic_write_text,
     build_lock,
     files_match,
+    has_fields,
     read_manifest,
     replace_dir,
+    write_checksummed,
     write_manifest,
 )
 from coolmix.data.splits import carve, make_corpus
@@ -218,7 +219,7 @@ def build_package(deb: Path, out: Path, filt: Mapping[str, int]) -> dict[str, An
         for loc, pairs in sorted(per_locale.items()):
             if pairs:
                 text = "".join(f"{s}\t{t}\n" for s, t in pairs.items())
-                digest = atomic_write_text(tmp / f"{loc}.tsv", text)
+                digest = write_checksummed(tmp / f"{loc}.tsv", text)
                 langs[loc] = {"file": f"{loc}.tsv", "pairs": len(pairs), "sha256": digest}
         manifest = {
             "format": FORMAT_VERSION,
@@ -238,8 +239,28 @@ def build_package(deb: Path, out: Path, filt: Mapping[str, int]) -> dict[str, An
     return manifest
 
 
+_FIELDS = {
+    "package": str,
+    "version": str,
+    "filter": dict,
+    "deb_bytes": int,
+    "langs": dict,
+    "skipped": list,
+    "build_seconds": (int, float),
+}
+_LANG_FIELDS = {"file": str, "pairs": int, "sha256": str}
+
+
 def _fresh(out: Path, pkg: str, filt: Mapping[str, int], langs: Sequence[str]) -> dict[str, Any] | None:
+    """The package's manifest if it vouches for a build with this filter (else None: rebuild)."""
     m = read_manifest(out)
+    if m is not None and not (
+        has_fields(m, _FIELDS)
+        and all(has_fields(e, _LANG_FIELDS) for e in m["langs"].values())
+        and has_fields({"d": m.get("download_seconds", 0)}, {"d": (int, float)})
+    ):
+        log.warning("gettext cache manifest %s has unexpected content; rebuilding", out / "manifest.json")
+        return None
     if m is None or m.get("package") != pkg or m.get("filter") != dict(filt):
         return None
     sums = {m["langs"][lang]["file"]: m["langs"][lang]["sha256"] for lang in langs if lang in m["langs"]}

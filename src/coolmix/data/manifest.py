@@ -1,9 +1,11 @@
-"""The corpus cache: where it lives, atomic writes, checksums, a build lock and manifests.
+"""The corpus cache: where it lives, checksummed writes, a build lock and manifests.
 
 Built corpora go into an ignored directory (``$COOLMIX_CACHE``, else ``.cache/coolmix`` under the
 working directory). Every build writes a ``manifest.json`` beside its files, holding the source
 (package and version), per-language counts and the sha256 of every file; a cache whose manifest
-does not match what is asked for, or whose files fail their checksum, is rebuilt.
+does not match what is asked for, has unexpected content (`has_fields`), or whose files fail
+their checksum, is rebuilt, and the builder says so in one log line. Files are written with the
+package's one atomic writer, `coolmix.fileio.write_atomic`.
 """
 
 from __future__ import annotations
@@ -13,25 +15,27 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from coolmix.errors import ConfigError
+from coolmix.fileio import write_atomic
 
 __all__ = [
     "CACHE_ENV",
     "FORMAT_VERSION",
-    "atomic_write_text",
     "build_lock",
     "default_cache_dir",
     "files_match",
+    "has_fields",
+    "read_json",
     "read_manifest",
     "replace_dir",
     "resolve_cache_dir",
     "sha256_bytes",
     "sha256_file",
+    "write_checksummed",
     "write_manifest",
 ]
 
@@ -70,36 +74,56 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def atomic_write_text(path: Path, text: str) -> str:
-    """Write UTF-8 text via a temp file + rename (readers never see half a file); return its sha256."""
+def write_checksummed(path: Path, text: str) -> str:
+    """Write UTF-8 text atomically (`coolmix.fileio.write_atomic`); return its sha256 for a manifest."""
     data = text.encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, data)
     return sha256_bytes(data)
 
 
 def write_manifest(directory: Path, manifest: Mapping[str, Any]) -> None:
     """Write ``manifest.json`` last, so a directory with a manifest is a finished build."""
-    atomic_write_text(
+    write_checksummed(
         directory / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False)
     )
 
 
-def read_manifest(directory: Path) -> dict[str, Any] | None:
-    """The manifest of a finished build, or None if absent or unreadable (which means: rebuild)."""
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object with ``format == FORMAT_VERSION`` from ``path``; None if absent, unreadable,
+    not an object or of another format (all of which mean: rebuild)."""
     try:
-        data = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and data.get("format") == FORMAT_VERSION else None
+
+
+def read_manifest(directory: Path) -> dict[str, Any] | None:
+    """The manifest of a finished build, or None if absent or unreadable (which means: rebuild)."""
+    return read_json(directory / MANIFEST)
+
+
+def has_fields(entry: Any, fields: Mapping[str, type | tuple[type, ...]]) -> bool:
+    """True if ``entry`` is a mapping holding every key of ``fields`` with a value of its type
+    (bools never count as numbers). A manifest that parses but fails this is rebuilt, not trusted.
+
+    >>> has_fields({"file": "en.tsv", "verses": 3}, {"file": str, "verses": int})
+    True
+    >>> has_fields({"file": "en.tsv"}, {"file": str, "verses": int})
+    False
+    """
+    if not isinstance(entry, Mapping):
+        return False
+    for key, kind in fields.items():
+        v = entry.get(key)
+        if not isinstance(v, kind) or (isinstance(v, bool) and bool not in _types(kind)):
+            return False
+    return True
+
+
+def _types(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
 
 
 def files_match(directory: Path, checksums: Mapping[str, str]) -> bool:

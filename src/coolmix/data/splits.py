@@ -154,9 +154,11 @@ def make_corpus(
         train = list(splits["train"][lang])
         n = counts.get(lang)
         if n is not None and exact and n > len(train):
-            raise ConfigError(
-                f"{field}.{lang}", n, f"only {len(train)} training examples left after dev/test hold-out"
-            )
+            left = f"only {len(train)} training examples left after dev/test hold-out"
+            if spec.ratios is not None:  # ratios are relative: max_train sets the scale, so name it
+                why = f"gives {lang} {n:,} examples; {left} (lower max_train or ratios.{lang})"
+                raise ConfigError("max_train", spec.max_train, why)
+            raise ConfigError(f"{field}.{lang}", n, left)
         chosen = take_train(train, [k for k, _ in train], n, spec.seed, lang)
         for split, items in (("train", chosen), ("dev", splits["dev"][lang]), ("test", splits["test"][lang])):
             data[split][lang] = [ex for _, ex in items]

@@ -4,11 +4,15 @@ Training text is drawn per language with p_l ∝ n_l^{1/τ} (Li et al. 2025, Eq.
 default) so low-resource languages get vocabulary, deterministically from a seed. NFKC
 normalisation, byte-level pre-tokenisation (no unknown characters), special tokens ``<pad>``,
 ``<bos>``, ``<eos>``, ``<unk>`` and one ``<2xx>`` tag per language. Trained tokenizers are
-cached under ``<cache>/tokenizers`` keyed by (corpus fingerprint, vocab size, τ, seed).
+cached under ``<cache>/tokenizers`` keyed by (corpus fingerprint, vocab size, τ, seed), each
+with a ``.manifest.json`` holding its sha256, vocabulary size and languages: a cached file that
+is altered, replaced (say by a smaller vocabulary) or has no manifest is retrained, with one
+warning line, never used silently.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -18,10 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from coolmix.data.corpus import Corpus
-from coolmix.data.manifest import atomic_write_text, build_lock, resolve_cache_dir
+from coolmix.data.manifest import (
+    FORMAT_VERSION,
+    build_lock,
+    has_fields,
+    read_json,
+    resolve_cache_dir,
+    sha256_file,
+    write_checksummed,
+)
 from coolmix.data.splits import key_hash
 from coolmix.distributions import temperature_probs
 from coolmix.errors import ConfigError
+from coolmix.fileio import remove_stale_temps
 
 __all__ = ["SPECIALS", "Tokenizer", "balanced_sample", "lang_tag", "train_tokenizer"]
 
@@ -91,8 +104,9 @@ class Tokenizer:
         """Text of ``ids`` without special tokens; ``decode(encode(x)) == NFKC(x)``."""
         return str(self._tok.decode([int(i) for i in ids], skip_special_tokens=True))
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        atomic_write_text(Path(path), self._tok.to_str())
+    def save(self, path: str | os.PathLike[str]) -> str:
+        """Write the tokenizer atomically; return the file's sha256."""
+        return write_checksummed(Path(path), self._tok.to_str())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Tokenizer:
@@ -189,16 +203,21 @@ def train_tokenizer(
     root = resolve_cache_dir(cache_dir) / "tokenizers"
     path = root / f"bpe-{corpus.fingerprint}-v{vocab_size}-t{float(tau):g}-s{seed}-m{max_texts}.json"
     with build_lock(root, path.stem):
-        if path.is_file():
-            try:
-                tok = Tokenizer.load(path)
-                if set(tok.langs) >= set(corpus.langs):
-                    return tok
-            except ConfigError:
-                log.warning("corrupt tokenizer cache %s; retraining", path)
+        remove_stale_temps(root)  # a killed writer's half file never becomes a cache entry
+        tok = _cached(path, corpus)
+        if tok is not None:
+            return tok
         t0 = time.perf_counter()
         tok = Tokenizer(_build(corpus, vocab_size, float(tau), seed, max_texts))
-        tok.save(path)
+        digest = tok.save(path)
+        meta = {
+            "format": FORMAT_VERSION,
+            "file": path.name,
+            "sha256": digest,
+            "vocab_size": tok.vocab_size,
+            "langs": list(tok.langs),
+        }
+        write_checksummed(_manifest_path(path), json.dumps(meta, indent=1, sort_keys=True))
         log.info(
             "trained BPE vocab %d (tau=%g) in %.2fs -> %s",
             tok.vocab_size,
@@ -207,3 +226,36 @@ def train_tokenizer(
             path,
         )
         return tok
+
+
+def _manifest_path(path: Path) -> Path:
+    return path.with_name(path.stem + ".manifest.json")
+
+
+_MANIFEST_FIELDS = {"file": str, "sha256": str, "vocab_size": int, "langs": list}
+
+
+def _cached(path: Path, corpus: Corpus) -> Tokenizer | None:
+    """The cached tokenizer at ``path`` if its manifest vouches for it (checksum, vocabulary
+    size, languages); else None, with a warning when a file was there but failed a check."""
+    if not path.is_file():
+        return None
+    meta = read_json(_manifest_path(path))
+    if meta is None or not has_fields(meta, _MANIFEST_FIELDS) or meta["file"] != path.name:
+        why = "has no valid manifest"
+    elif sha256_file(path) != meta["sha256"]:
+        why = "fails its sha256 checksum (altered or replaced)"
+    else:
+        try:
+            tok = Tokenizer.load(path)
+        except ConfigError:
+            why = "cannot be loaded"
+        else:
+            if tok.vocab_size != meta["vocab_size"] or list(tok.langs) != meta["langs"]:
+                why = "does not match its manifest (vocabulary or languages)"
+            elif not set(tok.langs) >= set(corpus.langs):
+                why = f"lacks language tags for {sorted(set(corpus.langs) - set(tok.langs))}"
+            else:
+                return tok
+    log.warning("tokenizer cache %s %s; retraining", path, why)
+    return None

@@ -26,17 +26,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from coolmix.errors import ConfigError
-from coolmix.integrations.torch import (
-    DOMAIN_KEY,
-    DOMAIN_NAME_KEY,
-    INDEX_KEY,
-    TAG_KEYS,
-    MixtureDataset,
-    _check_matches,
-    _check_world_size,
-    _rank_and_world_size,
-    state_at,
-)
+from coolmix.integrations.collate import DOMAIN_KEY, DOMAIN_NAME_KEY, INDEX_KEY, TAG_KEYS
+from coolmix.integrations.ranks import DP_MESH_DIM, DataParallel, data_parallel
+from coolmix.integrations.torch import MixtureDataset, _check_matches, _checked_dp, _dp_slice, state_at
 from coolmix.sampler import MixtureSampler
 
 __all__ = ["as_torch_dataset", "interleave", "state_at"]
@@ -69,12 +61,17 @@ def interleave(
     sampler: MixtureSampler,
     rank: int | None = None,
     world_size: int | None = None,
+    *,
+    group: Any = None,
+    mesh: Any = None,
+    mesh_dim: str = DP_MESH_DIM,
 ) -> Any:
     """A ``datasets.IterableDataset`` of this rank's tagged examples, from ``sampler.step`` on.
 
     All domains must share their features; the result has ``domain`` (int64), ``domain_name``
     (string) and ``index`` (int64) first, then the columns. Columns are read unformatted: call
-    ``.with_format("torch")`` on the result. ``rank``/``world_size`` as in the torch adapters.
+    ``.with_format("torch")`` on the result. The data-parallel coordinate (``rank``/``world_size``,
+    ``group`` or ``mesh``) is as in the torch adapters, read when iteration starts.
 
     >>> import datasets as hfds
     >>> s = MixtureSampler({"en": 4, "sw": 2}, 1.0, total_steps=2, batch_size=3)
@@ -86,8 +83,7 @@ def interleave(
     hf = _check_hf(datasets)
     mixture = MixtureDataset({n: ds.with_format(None) for n, ds in datasets.items()})
     _check_matches(mixture, sampler)
-    rank, world_size = _rank_and_world_size(rank, world_size)
-    _check_world_size(sampler, world_size)
+    dp = _checked_dp(sampler, data_parallel(rank, world_size, group=group, mesh=mesh, mesh_dim=mesh_dim))
     first_name, first = next(iter(datasets.items()))
     for name, ds in datasets.items():
         if ds.features != first.features:
@@ -105,16 +101,16 @@ def interleave(
         "steps": list(range(sampler.step, sampler.total_steps)),
         "mixture": mixture,
         "sampler": copy.deepcopy(sampler),
-        "rank": rank,
-        "world_size": world_size,
+        "dp": dp,
     }
     return hf.IterableDataset.from_generator(_generate, features=features, gen_kwargs=gen_kwargs)
 
 
 def _generate(
-    steps: list[int], mixture: MixtureDataset, sampler: MixtureSampler, rank: int, world_size: int
+    steps: list[int], mixture: MixtureDataset, sampler: MixtureSampler, dp: DataParallel
 ) -> Iterator[dict[str, Any]]:
     """The examples of ``steps`` (increasing, so the sampler copy only moves forward)."""
+    rank, world_size, _ = _dp_slice(sampler, dp)  # at iteration start
     for step in steps:
         yield from mixture.examples(*sampler.batch(step, rank, world_size))
 

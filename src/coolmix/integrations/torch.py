@@ -17,33 +17,47 @@ Tagging. A dict example ``ex`` of domain ``d`` at item ``i`` becomes
 `MixtureCollator` turns ``domain`` into a LongTensor, so
 ``coolmix.weighted_loss(loss_per_example, batch["domain"], weights)`` works as is.
 
-Ranks. ``rank``/``world_size`` are explicit, or read from an initialised ``torch.distributed``, or
-(0, 1). Each rank gets its contiguous slice of the global batch (`MixtureSampler.batch`), so a
-run resumed under another world size sees the same global stream.
+Ranks are *data-parallel* coordinates (`coolmix.integrations.ranks`): explicit ``rank``/``world_size``,
+a process ``group`` of the data-parallel peers, a device ``mesh`` with a ``"dp"`` dimension
+(``mesh_dim``), or the default process group. They are read when iteration starts, not at
+construction, so an adapter built before ``init_process_group`` is still right, and tensor- or
+pipeline-parallel peers (same dp coordinate) get identical rows. Each dp rank gets its contiguous
+slice of the global batch (`MixtureSampler.batch`), so a run resumed under another world size
+sees the same global stream.
 
 Resume. ``state_dict()`` is the core sampler's own state (a few counters, JSON-able, no rank) as of
 the last batch your loop *consumed*. A DataLoader with workers asks for batches ahead of the loop
-(``num_workers × prefetch_factor``), so "consumed" is counted where batches come out: iterate
-``for batch in X.track(loader)`` (the DataLoader delivers batches in sampler order), or pass your own
-count, ``X.state_dict(step=n)``. The batch sampler keeps the core state of each produced step not
-yet consumed, so rewinding to the consumed step is a lookup, never a replay.
+(``num_workers × prefetch_factor``), so "consumed" is counted where batches come out. Three ways,
+all exact: wrap the loader, ``loader = MixtureLoader(DataLoader(...))`` (`coolmix.integrations.loader`),
+whose ``state_dict()`` counts the batches it delivered; use torchdata's ``StatefulDataLoader``, which
+snapshots the batch sampler's state per delivered batch (``loader.state_dict()`` alone resumes);
+or iterate ``for batch in X.track(loader)`` / pass your own count, ``X.state_dict(step=n)``. The
+batch sampler keeps the core state of each produced step not yet consumed, so rewinding to the
+consumed step is a lookup, never a replay.
 """
 
 from __future__ import annotations
 
 import copy
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
-import torch
-import torch.distributed as dist
 from torch.utils.data import Dataset, IterableDataset, Sampler, get_worker_info
-from torch.utils.data._utils.collate import default_collate
 
 from coolmix.errors import ConfigError
+from coolmix.integrations.collate import (
+    DOMAIN_KEY,
+    DOMAIN_NAME_KEY,
+    INDEX_KEY,
+    TAG_KEYS,
+    MixtureCollator,
+    PadCollator,
+)
+from coolmix.integrations.ranks import DP_MESH_DIM, DataParallel, data_parallel
 from coolmix.sampler import EVENTS_KEY, STEP_KEY, MixtureSampler
+from coolmix.validate import check_int
 
 __all__ = [
     "DOMAIN_KEY",
@@ -53,30 +67,22 @@ __all__ = [
     "MixtureCollator",
     "MixtureDataset",
     "MixtureIterableDataset",
+    "PadCollator",
+    "data_parallel",
     "state_at",
 ]
-
-DOMAIN_KEY, DOMAIN_NAME_KEY, INDEX_KEY = "domain", "domain_name", "index"
-TAG_KEYS = frozenset((DOMAIN_KEY, DOMAIN_NAME_KEY, INDEX_KEY))
 
 
 # -- helpers shared with the HF adapter -------------------------------------------------------------
 
 
 def _rank_and_world_size(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    """Explicit (rank, world_size), else torch.distributed's if initialised, else (0, 1)."""
-    if rank is None and world_size is None:
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-        return 0, 1
-    if rank is None or world_size is None:
-        missing = "rank" if rank is None else "world_size"
-        raise ConfigError(missing, None, "give both rank and world_size, or neither")
-    if isinstance(world_size, bool) or not isinstance(world_size, (int, np.integer)) or world_size <= 0:
-        raise ConfigError("world_size", world_size, "must be an integer > 0")
-    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 0 <= rank < world_size:
-        raise ConfigError("rank", rank, f"must be an integer in [0, {world_size})")
-    return int(rank), int(world_size)
+    """(dp rank, dp size) now: explicit, else the default process group's, else (0, 1).
+
+    Kept for callers that need the answer at once; adapters hold a `DataParallel` and resolve it
+    when iteration starts.
+    """
+    return data_parallel(rank, world_size).resolve()
 
 
 def _check_world_size(sampler: MixtureSampler, world_size: int) -> int:
@@ -87,7 +93,20 @@ def _check_world_size(sampler: MixtureSampler, world_size: int) -> int:
 
 
 def _sampler_sizes(sampler: MixtureSampler) -> list[tuple[str, int]]:
-    return [(n, int(s)) for n, s in zip(sampler.names, sampler.sizes)]
+    return [(n, int(s)) for n, s in zip(sampler.names, sampler.sizes, strict=True)]
+
+
+def _checked_dp(sampler: MixtureSampler, dp: DataParallel) -> DataParallel:
+    """An explicit coordinate is checked against the batch size at once; the others at iteration."""
+    if dp.explicit:
+        _check_world_size(sampler, dp.world_size)
+    return dp
+
+
+def _dp_slice(sampler: MixtureSampler, dp: DataParallel) -> tuple[int, int, int]:
+    """(dp rank, dp size, per-rank batch size), resolved now."""
+    rank, world = dp.resolve()
+    return rank, world, _check_world_size(sampler, world)
 
 
 def _check_matches(dataset: MixtureDataset, sampler: MixtureSampler) -> None:
@@ -101,9 +120,7 @@ def _check_matches(dataset: MixtureDataset, sampler: MixtureSampler) -> None:
 
 
 def _check_step(step: Any) -> int:
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-        raise ConfigError("step", step, "must be an integer >= 0 (steps consumed)")
-    return int(step)
+    return check_int("step", step, lo=0)
 
 
 def state_at(sampler: MixtureSampler, step: int) -> dict[str, Any]:
@@ -183,7 +200,8 @@ class MixtureDataset(Dataset):
     @property
     def sizes(self) -> dict[str, int]:
         """Items per domain, in domain-id order: pass it to `MixtureSampler`."""
-        return {n: int(b - a) for n, a, b in zip(self.names, self.offsets[:-1], self.offsets[1:])}
+        bounds = zip(self.names, self.offsets[:-1], self.offsets[1:], strict=True)
+        return {n: int(b - a) for n, a, b in bounds}
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -217,7 +235,7 @@ class MixtureDataset(Dataset):
             ds, name = self.datasets[d], self.names[d]
             fetch = getattr(ds, "__getitems__", None)
             got = fetch(items) if fetch else [ds[i] for i in items]
-            for pos, i, ex in zip(where, items, got):
+            for pos, i, ex in zip(where, items, got, strict=True):
                 out[pos] = _tag(ex, d, name, i)
         return out
 
@@ -229,32 +247,6 @@ def _tag(example: Any, domain: int, name: str, index: int) -> Any:
             raise ConfigError(f"datasets.{name}", clash, "examples already have these keys; rename them")
         return {DOMAIN_KEY: domain, DOMAIN_NAME_KEY: name, INDEX_KEY: index, **example}
     return (example, domain)
-
-
-class MixtureCollator:
-    """``collate_fn`` for tagged examples: ``domain`` and ``index`` become LongTensors (B,).
-
-    Dict examples: the tags are taken out, the other fields go through ``collate_fn`` (default:
-    torch's ``default_collate``; pass e.g. a padding collator), then ``domain``, ``index`` and
-    ``domain_name`` (a list of str) are added back. ``(example, domain)`` pairs give
-    ``(collate_fn(examples), domains)``.
-    """
-
-    def __init__(self, collate_fn: Callable[[list[Any]], Any] | None = None) -> None:
-        self.collate_fn = collate_fn or default_collate
-
-    def __call__(self, examples: list[Any]) -> Any:
-        if examples and isinstance(examples[0], Mapping):
-            rest = [{k: v for k, v in ex.items() if k not in TAG_KEYS} for ex in examples]
-            out = self.collate_fn(rest)
-            if not isinstance(out, MutableMapping):
-                out = dict(out)
-            out[DOMAIN_KEY] = torch.tensor([ex[DOMAIN_KEY] for ex in examples], dtype=torch.long)
-            out[INDEX_KEY] = torch.tensor([ex[INDEX_KEY] for ex in examples], dtype=torch.long)
-            out[DOMAIN_NAME_KEY] = [ex[DOMAIN_NAME_KEY] for ex in examples]
-            return out
-        domains = torch.tensor([d for _, d in examples], dtype=torch.long)
-        return self.collate_fn([ex for ex, _ in examples]), domains
 
 
 # -- map-style: the main process samples, workers fetch ---------------------------------------------
@@ -282,35 +274,53 @@ class MixtureBatchSampler(Sampler[list[int]]):
         rank: int | None = None,
         world_size: int | None = None,
         *,
+        group: Any = None,
+        mesh: Any = None,
+        mesh_dim: str = DP_MESH_DIM,
         dataset: MixtureDataset | None = None,
         window: int = 256,
     ) -> None:
         if not isinstance(sampler, MixtureSampler):
             raise ConfigError("sampler", type(sampler).__name__, "must be a coolmix.MixtureSampler")
         self.sampler = sampler
-        self.rank, self.world_size = _rank_and_world_size(rank, world_size)
-        self.batch_size = _check_world_size(sampler, self.world_size)  # per rank
+        dp = data_parallel(rank, world_size, group=group, mesh=mesh, mesh_dim=mesh_dim)
+        self.dp = _checked_dp(sampler, dp)
         if dataset is not None:
             _check_matches(dataset, sampler)
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise ConfigError("window", window, "must be an integer >= 1")
+        window = check_int("window", window, lo=1)
         self._offsets = np.concatenate([[0], np.cumsum([n for _, n in _sampler_sizes(sampler)])])
         self._snapshots: deque[dict[str, Any]] = deque(maxlen=window)
         self._position = sampler.step  # steps consumed
         self._iter_start = sampler.step
         self._tracking = False
 
+    @property
+    def rank(self) -> int:
+        """This process's data-parallel rank, resolved now (see `coolmix.integrations.ranks`)."""
+        return self.dp.resolve()[0]
+
+    @property
+    def world_size(self) -> int:
+        """The data-parallel size, resolved now."""
+        return self.dp.resolve()[1]
+
+    @property
+    def batch_size(self) -> int:
+        """Examples per step on this rank: the sampler's batch_size / dp size."""
+        return _dp_slice(self.sampler, self.dp)[2]
+
     def __len__(self) -> int:
         return max(self.sampler.total_steps - self._position, 0)
 
     def __iter__(self) -> Iterator[list[int]]:
+        rank, world, _ = _dp_slice(self.sampler, self.dp)  # at iteration start, not at construction
         start = self._position
         if self.sampler.step != start:  # a previous pass ran ahead of what was consumed
             self.sampler.load_state_dict(self._state_at(start))
         self._iter_start, self._tracking = start, False
         for step in range(start, self.sampler.total_steps):
             self._snapshot()
-            d, i = self.sampler.batch(step, self.rank, self.world_size)
+            d, i = self.sampler.batch(step, rank, world)
             if not self._tracking:
                 self._position = step + 1
             yield (self._offsets[d] + i).tolist()
@@ -374,26 +384,47 @@ class MixtureIterableDataset(IterableDataset):
         sampler: MixtureSampler,
         rank: int | None = None,
         world_size: int | None = None,
+        *,
+        group: Any = None,
+        mesh: Any = None,
+        mesh_dim: str = DP_MESH_DIM,
     ) -> None:
         if not isinstance(sampler, MixtureSampler):
             raise ConfigError("sampler", type(sampler).__name__, "must be a coolmix.MixtureSampler")
         self.dataset = datasets if isinstance(datasets, MixtureDataset) else MixtureDataset(datasets)
         _check_matches(self.dataset, sampler)
         self.sampler = sampler
-        self.rank, self.world_size = _rank_and_world_size(rank, world_size)
-        self.batch_size = _check_world_size(sampler, self.world_size)  # per rank
+        dp = data_parallel(rank, world_size, group=group, mesh=mesh, mesh_dim=mesh_dim)
+        self.dp = _checked_dp(sampler, dp)
         self._position = sampler.step
+
+    @property
+    def rank(self) -> int:
+        """This process's data-parallel rank, resolved now (see `coolmix.integrations.ranks`)."""
+        return self.dp.resolve()[0]
+
+    @property
+    def world_size(self) -> int:
+        """The data-parallel size, resolved now."""
+        return self.dp.resolve()[1]
+
+    @property
+    def batch_size(self) -> int:
+        """Examples per step on this rank (``DataLoader(ds, batch_size=ds.batch_size)``), resolved now."""
+        return _dp_slice(self.sampler, self.dp)[2]
 
     def __len__(self) -> int:
         """Examples this rank yields from the consumed position on."""
         return max(self.sampler.total_steps - self._position, 0) * self.batch_size
 
     def __iter__(self) -> Iterator[Any]:
+        # resolved in the worker: a spawned worker got the parent's answer pickled (DataParallel)
+        rank, world, _ = _dp_slice(self.sampler, self.dp)
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         core = copy.deepcopy(self.sampler)  # never move the position marker while iterating
         for step in range(self._position + worker, core.total_steps, workers):
-            yield from self.dataset.examples(*core.batch(step, self.rank, self.world_size))
+            yield from self.dataset.examples(*core.batch(step, rank, world))
 
     def track(self, batches: Iterable[Any]) -> Iterator[Any]:
         """Yield the DataLoader's batches, counting each as one consumed step.

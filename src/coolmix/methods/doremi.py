@@ -1,13 +1,18 @@
 """DoReMi's domain-weight update (Xie et al. 2023): Group-DRO with exponentiated gradients.
 
 The update is pure numpy so it can be tested against closed forms; the proxy training that
-feeds it per-domain excess losses lives in the reproduction runner. Per step:
+feeds it per-domain excess losses is `coolmix.train.extensions.DoReMiProxy`. Per step, with
+P the domains present in the batch:
 
-    excess_i = max(ℓ_proxy,i − ℓ_ref,i, 0)             (per-domain mean over the batch)
-    log α ← log α + η · excess;   α ← softmax(log α)
-    α ← (1 − ε) α + ε / K                               (smoothing; η = 1, ε = 1e-3 in the paper)
+    λ_i = Σ_{tokens t of domain i} max(ℓ_proxy(t) − ℓ_ref(t), 0) / #tokens of domain i   (i ∈ P)
+    α_P ← α(P) · softmax_P(log α_P + η λ_P)          (absent domains keep their weight)
+    α ← (1 − ε) α + ε / K                            (smoothing; η = 1, ε = 1e-3 in the paper)
 
-The main model trains on the time average of α (a static distribution).
+The clip is per *token* (Xie et al., Alg. 1), not on per-domain means, so a domain whose proxy
+is better than the reference on some tokens and worse on others still counts the worse ones.
+A domain absent from a batch is left out of the softmax instead of being given λ = 0: with
+λ = 0 the present domains' positive excess would push it down for not being sampled. The main
+model trains on the time average of α (a static distribution, `DoReMiWeights.average`).
 """
 
 from __future__ import annotations
@@ -19,23 +24,40 @@ import numpy as np
 
 from coolmix.distributions import Explicit
 from coolmix.errors import ConfigError
+from coolmix.validate import check_float
 
 __all__ = ["DoReMiWeights", "doremi_step"]
 
 
 def doremi_step(
-    alpha: np.ndarray, excess: np.ndarray, eta: float = 1.0, smoothing: float = 1e-3
+    alpha: np.ndarray,
+    excess: np.ndarray,
+    eta: float = 1.0,
+    smoothing: float = 1e-3,
+    present: np.ndarray | None = None,
 ) -> np.ndarray:
     """One exponentiated-gradient step on the domain weights; returns the new (smoothed) α.
 
+    ``excess`` is the per-domain excess λ (negative values are clipped to 0); ``present`` (bool,
+    default all) marks the domains that were in the batch: only they are re-weighted, within the
+    mass they already held, so an absent domain keeps its α (up to the smoothing).
+
     >>> doremi_step(np.array([0.5, 0.5]), np.array([0.0, 0.0])).tolist()
     [0.5, 0.5]
+    >>> doremi_step(np.array([0.2, 0.8]), np.array([0.0, 3.0]), smoothing=0.0,
+    ...             present=np.array([True, False])).tolist()
+    [0.2, 0.8]
     """
-    logits = np.log(alpha) + eta * np.maximum(excess, 0.0)
-    logits -= logits.max()
-    a = np.exp(logits)
-    a /= a.sum()
-    return (1.0 - smoothing) * a + smoothing / len(a)
+    alpha = np.asarray(alpha, dtype=float)
+    mask = np.ones(len(alpha), dtype=bool) if present is None else np.asarray(present, dtype=bool)
+    new = alpha.copy()
+    if mask.any():
+        logits = np.log(alpha[mask]) + eta * np.maximum(np.asarray(excess, dtype=float)[mask], 0.0)
+        logits -= logits.max()
+        a = np.exp(logits)
+        new[mask] = alpha[mask].sum() * a / a.sum()
+    new /= new.sum()
+    return (1.0 - smoothing) * new + smoothing / len(new)
 
 
 class DoReMiWeights:
@@ -50,10 +72,8 @@ class DoReMiWeights:
     ) -> None:
         if not names:
             raise ConfigError("domains", list(names), "need at least one domain")
-        if not (eta > 0):
-            raise ConfigError("eta", eta, "must be > 0")
-        if not (0 <= smoothing < 1):
-            raise ConfigError("smoothing", smoothing, "must be in [0, 1)")
+        check_float("eta", eta, lo=0.0, lo_open=True)
+        check_float("smoothing", smoothing, lo=0.0, hi=1.0, hi_open=True)
         self.names = tuple(names)
         a = (
             np.full(len(names), 1.0 / len(names))
@@ -65,26 +85,23 @@ class DoReMiWeights:
         self._sum = np.zeros(len(names))
         self.updates = 0
 
-    def update(self, proxy_loss: Mapping[str, float], ref_loss: Mapping[str, float]) -> dict[str, float]:
-        """Step with per-domain losses of this batch; domains absent from the batch get excess 0."""
-        excess = np.array(
-            [
-                max(proxy_loss[n] - ref_loss[n], 0.0) if n in proxy_loss and n in ref_loss else 0.0
-                for n in self.names
-            ]
-        )
-        self.alpha = doremi_step(self.alpha, excess, self.eta, self.smoothing)
+    def update(self, excess: Mapping[str, float]) -> dict[str, float]:
+        """Step with this batch's per-domain excess λ_i; domains missing from ``excess`` were
+        absent from the batch and keep their weight (see `doremi_step`)."""
+        lam = np.array([float(excess.get(n, 0.0)) for n in self.names])
+        present = np.array([n in excess for n in self.names])
+        self.alpha = doremi_step(self.alpha, lam, self.eta, self.smoothing, present)
         self._sum += self.alpha
         self.updates += 1
         return self.current()
 
     def current(self) -> dict[str, float]:
-        return dict(zip(self.names, self.alpha.tolist()))
+        return dict(zip(self.names, self.alpha.tolist(), strict=True))
 
     def average(self) -> dict[str, float]:
-        """The time-averaged weights (what trains the main model)."""
+        """The time-averaged weights ᾱ = (1/T) Σ_t α_t (what trains the main model)."""
         avg = self._sum / self.updates if self.updates else self.alpha
-        return dict(zip(self.names, (avg / avg.sum()).tolist()))
+        return dict(zip(self.names, (avg / avg.sum()).tolist(), strict=True))
 
     def as_distribution(self) -> Explicit:
         return Explicit(self.average())

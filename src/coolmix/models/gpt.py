@@ -8,6 +8,7 @@ LayerNorm and an LM head tied to the token embedding (nanoGPT's recipe). `Attent
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from coolmix.errors import ConfigError
+from coolmix.validate import check_int
 
 __all__ = [
     "GPT",
@@ -24,6 +26,7 @@ __all__ = [
     "GPTConfig",
     "check_dims",
     "init_weights",
+    "param_estimate",
     "scale_residual_init",
 ]
 
@@ -31,20 +34,62 @@ INIT_STD = 0.02
 """Std of every Linear/Embedding weight at init (GPT-2); residual projections get a scaled-down std."""
 
 
-def _check_int(value: object, name: str, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(name, value, f"must be an integer >= {minimum}")
+MAX_DIMS: dict[str, int] = {
+    "vocab_size": 1 << 20,
+    "d_model": 1 << 15,
+    "n_head": 1 << 10,
+    "d_ff": 1 << 17,
+    "max_len": 1 << 16,
+    "n_layer": 1 << 10,
+    "n_enc": 1 << 10,
+    "n_dec": 1 << 10,
+}
+"""Upper bound of each shape field: far beyond what this trainer is for, small enough to check
+the memory estimate before anything (even a meta-device model) is built."""
+
+BYTES_PER_PARAM = 16
+"""fp32 weight + gradient + AdamW's two moments: what one parameter costs while training."""
 
 
-def check_dims(cfg: object, layer_fields: tuple[str, ...]) -> None:
-    """Validate the fields every model config shares; raises `ConfigError` naming the field."""
+def param_estimate(cfg: object, layer_fields: tuple[str, ...], cross_layers: int = 0) -> int:
+    """Parameters of a model of this shape, to leading order (biases and norms left out):
+    2·V·d (embedding and head) + T·d (positions) + L·(4d² + 2d·d_ff) + L_cross·4d²."""
+    d, v = cfg.d_model, cfg.vocab_size
+    layers = sum(getattr(cfg, f) for f in layer_fields)
+    return 2 * v * d + cfg.max_len * d + layers * (4 * d * d + 2 * d * cfg.d_ff) + cross_layers * 4 * d * d
+
+
+def memory_bytes() -> int | None:
+    """Physical memory of this machine (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_dims(cfg: object, layer_fields: tuple[str, ...], cross_layers: int = 0) -> None:
+    """Validate the fields every model config shares; raises `ConfigError` naming the field.
+
+    Each shape field is bounded (`MAX_DIMS`), and the whole shape must fit in this machine's
+    memory while training (`BYTES_PER_PARAM` × `param_estimate`), so an absurd size is one
+    line here rather than an allocation failure inside torch.
+    """
     for name in ("vocab_size", "d_model", "n_head", "d_ff", "max_len", *layer_fields):
-        _check_int(getattr(cfg, name), name)
+        check_int(name, getattr(cfg, name), lo=1, hi=MAX_DIMS[name])
     if cfg.d_model % cfg.n_head:
         raise ConfigError("d_model", cfg.d_model, f"must be divisible by n_head={cfg.n_head}")
     dropout = cfg.dropout
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ConfigError("dropout", dropout, "must be a number in [0, 1)")
+    n = param_estimate(cfg, layer_fields, cross_layers)
+    have = memory_bytes()
+    if have is not None and n * BYTES_PER_PARAM > have:
+        raise ConfigError(
+            "d_model",
+            cfg.d_model,
+            f"this shape has ~{n:.3g} parameters, needing ~{n * BYTES_PER_PARAM / 2**30:.0f} GiB to "
+            f"train (weights, gradients, AdamW); this machine has {have / 2**30:.0f} GiB",
+        )
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ class Seq2SeqConfig:
     """Applied to embeddings, attention probabilities and residual branches while training."""
 
     def __post_init__(self) -> None:
-        check_dims(self, ("n_enc", "n_dec"))
+        check_dims(self, ("n_enc", "n_dec"), cross_layers=self.n_dec if isinstance(self.n_dec, int) else 0)
 
 
 def key_mask(src_pad_mask: Tensor | None) -> Tensor | None:

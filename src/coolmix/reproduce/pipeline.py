@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from coolmix.reproduce import theory as th
-from coolmix.reproduce.report import write_report
+from coolmix.reproduce.report import git_commit, write_report
 from coolmix.reproduce.results import record_sizes
 from coolmix.reproduce.runner import Progress, RunResult, run_preset
 from coolmix.reproduce.specs import PAPER_MIXTURES, Preset, preset
 
 __all__ = ["reproduce"]
 
-THEORY_VERSION = 5  # bump when the layout of theory.json changes
+THEORY_VERSION = 6  # bump when the layout of theory.json changes
 
 
 def reproduce(
@@ -48,7 +48,8 @@ def reproduce(
         "preset": p.name,
         "experiments": [e.key for e in p.experiments],
         "overrides": list(overrides),
-        "seeds": sorted({s for e in p.experiments for s in e.seeds}),
+        "git_commit": git_commit(Path(__file__).parent),
+        "seeds": sorted({s for e in p.experiments for s in e.all_seeds}),
         "machine": f"{platform.machine()}, {_cores()} cores, Python {platform.python_version()}",
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "runs_trained": sum(not r.cached for r in results.values()),
@@ -75,25 +76,27 @@ def compute_theory(
     from coolmix.train import DataCache
 
     cached = out / "theory.json"
-    ref = next((r for r in results.values() if r.spec.experiment == "lm" and r.spec.method == "tau1"), None)
-    ref = ref or next(
-        (r for r in results.values() if r.spec.method == "tau1" and r.spec.role == "main"), None
-    )
+    ref = _checkpoint(results, p, "tau1")
+    hot = _checkpoint(results, p, "tau5")
     key = str(ref.dir) if ref else None
+    key5 = str(hot.dir) if hot else None
     if cached.is_file() and not force:
         old = json.loads(cached.read_text())
         if (
             old.get("version") == THEORY_VERSION
             and old.get("source") == key
+            and old.get("source_tau5") == key5
             and old.get("variance_examples") == p.variance_examples
         ):
             return old
     mixtures: dict[str, Any] = dict(PAPER_MIXTURES)
     for r in results.values():
-        if r.spec.role == "main" and r.spec.seed == p.experiments[0].seeds[0]:
+        if r.spec.role == "main" and r.spec.seed == p.experiments[0].all_seeds[0]:
             mixtures.setdefault(f"{r.spec.experiment} (ours)", record_sizes(r.record))
     theory: dict[str, Any] = {
+        "version": THEORY_VERSION,
         "source": key,
+        "source_tau5": key5,
         "variance_examples": p.variance_examples,
         "fig2": th.fig2_table(),
         "inflation": th.inflation_checks(mixtures),
@@ -104,7 +107,17 @@ def compute_theory(
         try:
             cache = DataCache()
             theory["theorem1"] = th.theorem1_real(ref.dir, cache, steps=p.theorem1_steps)
+            # E3/T3 at both ends of the comparison: the τ=1 and the τ=5 checkpoints
             theory["variance"] = th.gradient_variance(ref.dir, cache, p.variance_examples)
+            if hot is not None:
+                theory["variance_tau5"] = th.gradient_variance(hot.dir, cache, p.variance_examples)
         finally:
             torch.set_num_threads(threads)
     return theory
+
+
+def _checkpoint(results: dict[str, RunResult], p: Preset, method: str) -> RunResult | None:
+    """The first seed's ``method`` run of the LM experiment (else of any experiment)."""
+    mains = [r for r in results.values() if r.spec.method == method and r.spec.role == "main"]
+    mains.sort(key=lambda r: (r.spec.experiment != "lm", r.spec.seed))
+    return mains[0] if mains else None

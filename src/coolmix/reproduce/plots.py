@@ -8,9 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from coolmix.reproduce.claims import buckets
-from coolmix.reproduce.methods import METHODS
-from coolmix.reproduce.results import Runs
+from coolmix.reproduce.results import Runs, buckets
 
 __all__ = ["fig_ablation", "fig_convergence", "fig_curves", "fig_inflation", "fig_mt", "fig_variance"]
 
@@ -31,7 +29,15 @@ COLORS = {
     "increasing": "#8c564b",
     "dense1": "#9467bd",
     "dense2": "#17becf",
+    "late_upsample": "#393b79",
+    "tau_warmup": "#843c39",
 }
+
+
+def _label(method: str) -> str:
+    from coolmix.reproduce.claims import label
+
+    return label(method)
 
 
 def _plt():
@@ -65,18 +71,18 @@ def _shade_hot(ax: Any, runs: Runs, exp: str, method: str) -> None:
 
 def fig_curves(runs: Runs, exp: str, methods: Sequence[str], path: Path, title: str) -> Path | None:
     """Per-language dev loss curves (paper Figs. 1, 4); Cooldown's τ=5 phase shaded."""
-    present = [m for m in methods if runs.get(exp, m)]
+    present = [m for m in methods if runs.get(exp, m) and any(r.curve for r in runs.get(exp, m))]
     if not present:
         return None
     sizes = runs.get(exp, present[0])[0].sizes()
     plt = _plt()
     fig, axes = plt.subplots(1, len(sizes), figsize=(3.4 * len(sizes), 3.0), squeeze=False)
-    for ax, lang in zip(axes[0], sizes):
+    for ax, lang in zip(axes[0], sizes, strict=True):
         _shade_hot(ax, runs, exp, "cooldown")
         for m in present:
             s, v = _mean_curve(runs, exp, m, lang)
-            ax.plot(s, v, label=METHODS[m].label, color=COLORS.get(m), lw=1.4)
-        ax.set_title(f"{lang} ({sizes[lang]:,} train)")
+            ax.plot(s, v, label=_label(m), color=COLORS.get(m), lw=1.4)
+        ax.set_title(f"{lang} ({sizes[lang]:,.0f} train)")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("dev loss (nats/token)")
@@ -91,12 +97,12 @@ def fig_curves(runs: Runs, exp: str, methods: Sequence[str], path: Path, title: 
 def fig_convergence(runs: Runs, path: Path) -> Path | None:
     """Fig. 4 analogue: sampling (dashed) vs scalarization (solid) at τ = 2, 3, 5, per language."""
     exp = "convergence"
-    if not runs.get(exp, "tau5"):
-        return None
+    if not runs.get(exp, "tau5") or not any(r.curve for r in runs.get(exp, "tau5")):
+        return None  # no curves (an older metrics.json)
     sizes = runs.get(exp, "tau5")[0].sizes()
     plt = _plt()
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 3.2), squeeze=False)
-    for ax, lang in zip(axes[0], sizes):
+    for ax, lang in zip(axes[0], sizes, strict=True):
         for t in ("2", "3", "5"):
             for m, ls in ((f"tau{t}", "--"), (f"scal{t}", "-")):
                 s, v = _mean_curve(runs, exp, m, lang)
@@ -106,7 +112,7 @@ def fig_convergence(runs: Runs, path: Path) -> Path | None:
         s, v = _mean_curve(runs, exp, "tau1", lang)
         if len(s):
             ax.plot(s, v, ":", color=COLORS["tau1"], label="τ=1", lw=1.2)
-        ax.set_title(f"{lang} ({sizes[lang]:,} train, {buckets(sizes)[lang]} resource)")
+        ax.set_title(f"{lang} ({sizes[lang]:,.0f} train, {buckets(sizes)[lang]} resource)")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("dev loss")
@@ -122,7 +128,7 @@ def fig_inflation(fig2: Mapping[str, Any], mixtures: Mapping[str, Mapping[str, A
     """Fig. 2 analogue: F(τ) for Zipf sizes (left) and for our experiments' mixtures (right)."""
     plt = _plt()
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.3))
-    for alpha, row in zip(fig2["alphas"], fig2["F"]):
+    for alpha, row in zip(fig2["alphas"], fig2["F"], strict=True):
         a.plot(fig2["taus"], row, marker="o", ms=3, label=f"α={alpha:g}")
     a.set_xscale("log")
     a.set_xlabel("τ")
@@ -145,12 +151,15 @@ def fig_inflation(fig2: Mapping[str, Any], mixtures: Mapping[str, Mapping[str, A
     return path
 
 
-def fig_variance(variance: Mapping[str, Any], path: Path) -> Path:
-    """Fig. 3 analogue: distribution of mini-batch gradient norms, sampling vs scalarization."""
-    plt = _plt()
+def fig_variance(variance: Mapping[str, Any], path: Path) -> Path | None:
+    """Fig. 3 analogue: distribution of mini-batch gradient norms, sampling vs scalarization
+    (None when the stored measurement has no norm samples)."""
     taus = list(variance["norms"])
+    if not all("ts_sample" in variance["norms"][t] and "s_sample" in variance["norms"][t] for t in taus):
+        return None
+    plt = _plt()
     fig, axes = plt.subplots(1, len(taus), figsize=(3.6 * len(taus), 3.0), squeeze=False)
-    for ax, t in zip(axes[0], taus):
+    for ax, t in zip(axes[0], taus, strict=True):
         n = variance["norms"][t]
         bins = np.linspace(0, max(max(n["ts_sample"]), max(n["s_sample"])), 50)
         ax.hist(n["ts_sample"], bins=bins, alpha=0.6, label=f"sampling (var {n['ts_var']:.3g})")
@@ -166,7 +175,9 @@ def fig_variance(variance: Mapping[str, Any], path: Path) -> Path:
 
 def fig_ablation(runs: Runs, path: Path) -> Path | None:
     """Figs. 5–7 analogue: τ(t) of each schedule (top) and the LRL-mean dev loss (bottom)."""
-    methods = [m for m in ("cooldown", "increasing", "dense1", "dense2") if runs.get("lm", m)]
+    methods = [
+        m for m in ("cooldown", "increasing", "dense1", "dense2") if any(r.curve for r in runs.get("lm", m))
+    ]
     if len(methods) < 2:
         return None
     sizes = runs.get("lm", methods[0])[0].sizes()
@@ -178,7 +189,7 @@ def fig_ablation(runs: Runs, path: Path) -> Path | None:
         r = runs.get("lm", m)[0]
         steps = [rec["step"] for rec in r.curve]
         axes[0].step(
-            steps, [rec.get("tau") for rec in r.curve], where="post", color=COLORS[m], label=METHODS[m].label
+            steps, [rec.get("tau") for rec in r.curve], where="post", color=COLORS[m], label=_label(m)
         )
         for ax, langs in ((axes[1], low), (axes[2], high)):
             curves = [_mean_curve(runs, "lm", m, x) for x in langs]
@@ -187,7 +198,7 @@ def fig_ablation(runs: Runs, path: Path) -> Path | None:
                     curves[0][0],
                     np.mean([c[1] for c in curves], axis=0),
                     color=COLORS[m],
-                    label=METHODS[m].label,
+                    label=_label(m),
                 )
     axes[0].set_title("τ in force")
     axes[1].set_title(f"LRL mean dev loss ({', '.join(low)})")
@@ -213,9 +224,12 @@ def fig_mt(runs: Runs, methods: Sequence[str], path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(11, 3.4))
     width = 0.8 / len(present)
     for i, m in enumerate(present):
-        vals = [np.mean([r.test(x, "chrf") for r in runs.get("mt", m)]) for x in langs]
-        ax.bar(np.arange(len(langs)) + i * width, vals, width, color=COLORS.get(m), label=METHODS[m].label)
-    ax.set_xticks(np.arange(len(langs)) + 0.4 - width / 2, [f"{x}\n{sizes[x]:,}" for x in langs])
+        vals = [
+            np.mean([r.final.get("test", {}).get("chrf", {}).get(x, np.nan) for r in runs.get("mt", m)])
+            for x in langs
+        ]
+        ax.bar(np.arange(len(langs)) + i * width, vals, width, color=COLORS.get(m), label=_label(m))
+    ax.set_xticks(np.arange(len(langs)) + 0.4 - width / 2, [f"{x}\n{sizes[x]:,.0f}" for x in langs])
     ax.set_ylabel("test chrF")
     ax.legend(fontsize=7, ncol=4)
     ax.grid(alpha=0.3, axis="y")

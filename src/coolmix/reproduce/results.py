@@ -1,4 +1,10 @@
-"""Read finished runs back: final records and metric curves, grouped by experiment and method."""
+"""Read finished runs back: final records and metric curves, grouped by experiment and method.
+
+Runs come from a reproduction folder's ``runs/`` (while it exists) or, in a committed report
+folder, from ``metrics.json``, which stores the same data: every run's final record and its
+curve trimmed to `CURVE_KEYS`. Both paths go through `normalise`, so a report rebuilt from the
+committed file is the report built from the runs.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +17,55 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Runs", "load_runs", "mean_std", "record_sizes"]
+from coolmix.train.evaluate import resource_buckets
+from coolmix.validate import decode_inf, encode_inf
+
+__all__ = [
+    "CURVE_KEYS",
+    "MissingSplit",
+    "Run",
+    "Runs",
+    "buckets",
+    "encode_json",
+    "hrl_lrl",
+    "load_runs",
+    "mean_std",
+    "normalise",
+    "record_sizes",
+    "run_relpath",
+    "runs_from_json",
+    "runs_to_json",
+]
+
+CURVE_KEYS = (
+    "step",
+    "time",
+    "lr",
+    "tau",
+    "epochs",
+    "train",
+    "dev",
+    "test",
+    "grad_norm",
+    "clipped",
+    "n_steps",
+    "final",
+)
+"""Keys of a metrics record kept in a run's curve (the rest, e.g. the ledger, is in the final
+record). The trainer's per-step lists ``grad_norm``/``clipped`` are summarised per record:
+``grad_norm`` = mean ‖g‖ before clipping, ``clipped`` = clipped steps, ``n_steps`` = steps."""
+
+
+class MissingSplit(KeyError):
+    """A run has no scores for the split a table or claim needs (e.g. no test split)."""
 
 
 @dataclass(frozen=True)
 class Run:
-    """One finished run: its ids, final record and eval curve (one metrics record per eval)."""
+    """One finished run: its ids, final record and eval curve (one metrics record per eval).
+
+    ``dir`` is relative to the reproduction folder (``runs/<experiment>/<tag>``).
+    """
 
     experiment: str
     method: str
@@ -26,12 +75,23 @@ class Run:
     final: Mapping[str, Any]
     curve: tuple[Mapping[str, Any], ...]
 
+    def score(self, lang: str, split: str = "test", metric: str = "loss") -> float:
+        """Final ``metric`` of ``lang`` on ``split``; `MissingSplit` if the run has none."""
+        try:
+            return float(self.final[split][metric][lang])
+        except (KeyError, TypeError) as e:
+            raise MissingSplit(f"{self.dir}: no final {split} {metric} for {lang}") from e
+
     def dev(self, lang: str, metric: str = "loss") -> float:
-        return float(self.final["dev"][metric][lang])
+        return self.score(lang, "dev", metric)
 
     def test(self, lang: str, metric: str = "loss") -> float:
-        split = self.final.get("test") or self.final["dev"]
-        return float(split[metric][lang])
+        """Final test-split score: what the tables report (dev is for selection only)."""
+        return self.score(lang, "test", metric)
+
+    def mean_score(self, langs: Sequence[str], split: str = "test", metric: str = "loss") -> float:
+        """Unweighted mean of `score` over ``langs`` (a group such as the LRLs)."""
+        return float(np.mean([self.score(x, split, metric) for x in langs]))
 
     def series(self, lang: str, split: str = "dev", metric: str = "loss") -> tuple[np.ndarray, np.ndarray]:
         pts = [
@@ -41,7 +101,7 @@ class Run:
         ]
         if not pts:
             return np.zeros(0), np.zeros(0)
-        s, v = zip(*pts)
+        s, v = zip(*pts, strict=True)
         return np.array(s, dtype=float), np.array(v, dtype=float)
 
     def sizes(self) -> dict[str, float]:
@@ -50,6 +110,8 @@ class Run:
     def best(self, lang: str) -> tuple[float, float]:
         """(best dev loss, its step)."""
         s, v = self.series(lang)
+        if not len(v):
+            raise MissingSplit(f"{self.dir}: no dev curve for {lang}")
         i = int(np.argmin(v))
         return float(v[i]), float(s[i])
 
@@ -76,12 +138,21 @@ class Runs:
     def experiments(self) -> list[str]:
         return sorted({r.experiment for r in self.runs})
 
+    def seeds(self) -> list[int]:
+        return sorted({r.seed for r in self.runs})
+
     def __len__(self) -> int:
         return len(self.runs)
 
 
 def load_runs(out: Path) -> Runs:
-    """The finished runs under ``out/runs`` (those listed in ``runs.json`` when it exists)."""
+    """The finished runs of a reproduction folder: ``out/runs`` (those listed in ``runs.json``
+    when it exists) or, without ``runs/``, the runs stored in ``out/metrics.json``."""
+    if not (out / "runs").is_dir():
+        metrics = out / "metrics.json"
+        if metrics.is_file():
+            return runs_from_json(json.loads(metrics.read_text()).get("runs", []))
+        return Runs([])
     runs = []
     listed = out / "runs.json"
     results = sorted((out / "runs").glob("*/*/result.json"))
@@ -90,14 +161,99 @@ def load_runs(out: Path) -> Runs:
         results = [r for r in results if str(r.parent.relative_to(out)) in keep]
     for res in results:
         d = res.parent
-        experiment = d.parent.name
         parts = d.name.split("-")
         role = "proxy" if "proxy" in parts else "main"
-        method = parts[0]
         seed = int(next(p[1:] for p in parts if p.startswith("s") and p[1:].isdigit()))
-        curve = tuple(_read_jsonl(d / "metrics.jsonl"))
-        runs.append(Run(experiment, method, role, seed, d, json.loads(res.read_text()), curve))
+        runs.append(
+            Run(
+                d.parent.name,
+                parts[0],
+                role,
+                seed,
+                d.relative_to(out),
+                normalise(json.loads(res.read_text())),
+                _trim(_read_jsonl(d / "metrics.jsonl")),
+            )
+        )
     return Runs(runs)
+
+
+def runs_to_json(runs: Runs) -> list[dict[str, Any]]:
+    """Every run as JSON-able data (what ``metrics.json`` stores; `runs_from_json` reads it back)."""
+    return [
+        {
+            "experiment": r.experiment,
+            "method": r.method,
+            "role": r.role,
+            "seed": r.seed,
+            "dir": r.dir.as_posix(),
+            "final": _encode(r.final),
+            "curve": _encode(list(r.curve)),
+        }
+        for r in runs.runs
+    ]
+
+
+def runs_from_json(rows: Sequence[Mapping[str, Any]]) -> Runs:
+    """Inverse of `runs_to_json` (older files without curves give runs with empty curves)."""
+    return Runs(
+        [
+            Run(
+                row["experiment"],
+                row["method"],
+                row["role"],
+                int(row["seed"]),
+                Path(run_relpath(row["dir"])),
+                normalise(row["final"]),
+                _trim(row.get("curve", [])),
+            )
+            for row in rows
+        ]
+    )
+
+
+def normalise(x: Any) -> Any:
+    """JSON data as the report reads it: ``"inf"``/``"-inf"``/``"nan"`` decoded to floats; idempotent."""
+    if isinstance(x, Mapping):
+        return {k: normalise(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [normalise(v) for v in x]
+    if isinstance(x, str) and x.strip().lower() in ("nan", "-inf"):
+        return math.nan if x.strip().lower() == "nan" else -math.inf
+    return decode_inf(x)
+
+
+def _encode(x: Any) -> Any:
+    """Non-finite floats as strings for strict JSON (`encode_inf` for +inf, "-inf", "nan")."""
+    if isinstance(x, Mapping):
+        return {k: _encode(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_encode(v) for v in x]
+    if isinstance(x, float) and math.isnan(x):
+        return "nan"
+    if isinstance(x, float) and x == -math.inf:
+        return "-inf"
+    return encode_inf(x)
+
+
+def encode_json(x: Any) -> Any:
+    """`_encode` for other modules (the report's ``metrics.json``)."""
+    return _encode(x)
+
+
+def _trim(records: Sequence[Mapping[str, Any]]) -> tuple[Mapping[str, Any], ...]:
+    out = []
+    for rec in normalise(list(records)):
+        kept = {k: rec[k] for k in CURVE_KEYS if k in rec}
+        if "clipped" in kept and "n_steps" not in kept:  # raw trainer record: summarise its steps
+            c = kept["clipped"] if isinstance(kept["clipped"], list) else [kept["clipped"]]
+            kept["clipped"], kept["n_steps"] = sum(bool(x) for x in c), len(c)
+        if isinstance(kept.get("grad_norm"), list):
+            g = kept["grad_norm"]
+            kept["grad_norm"] = float(np.mean(g)) if g else math.nan
+        if len(kept) > 1:
+            out.append(kept)
+    return tuple(out)
 
 
 def record_sizes(record: Mapping[str, Any]) -> dict[str, float]:
@@ -106,6 +262,27 @@ def record_sizes(record: Mapping[str, Any]) -> dict[str, float]:
         return dict(record["sizes"])
     ex, ep = record["examples"], record["epochs"]
     return {k: round(ex[k] / ep[k]) if ep[k] else math.inf for k in ex}
+
+
+def buckets(sizes: Mapping[str, float]) -> dict[str, str]:
+    """high / mid / low resource by training size (`resource_buckets`: ≥ 90% / ≥ 40% of the largest)."""
+    return dict(resource_buckets({k: int(v) for k, v in sizes.items()}))
+
+
+def hrl_lrl(sizes: Mapping[str, float]) -> tuple[list[str], list[str]]:
+    """(HRLs, LRLs) of a mixture by `buckets`, in mixture order."""
+    b = buckets(sizes)
+    return [k for k in sizes if b[k] == "high"], [k for k in sizes if b[k] == "low"]
+
+
+def run_relpath(path: str) -> str:
+    """``.../runs/<experiment>/<tag>`` as ``runs/<experiment>/<tag>`` (paths relative to the output
+    folder, whatever machine or working directory wrote them); other strings unchanged."""
+    parts = Path(path).parts
+    if "runs" not in parts:
+        return path
+    i = len(parts) - 1 - parts[::-1].index("runs")
+    return "/".join(parts[i:])
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

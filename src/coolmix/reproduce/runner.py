@@ -5,7 +5,8 @@ and leaves ``result.json`` (its final metrics record) when it finishes; a rerun 
 runs and resumes unfinished ones from their last checkpoint (``force=True`` retrains).
 Runs go to a pool of worker processes (one torch thread each: on 2 cores, two 1-thread runs
 beat one 2-thread run); corpora and tokenizers are built once, before the pool starts.
-DoReMi is three runs: the τ=1 reference, a Group-DRO proxy, and the main run on its weights.
+DoReMi is three runs: a proxy-sized τ=3.33 reference, a Group-DRO proxy of the same size, and
+the main run on the proxy's time-averaged weights (``doremi_weights`` in both records).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coolmix.reproduce.methods import balance_for, high_resource
+from coolmix.reproduce.methods import high_resource, method_sections
 from coolmix.reproduce.specs import Experiment, Preset
 
 __all__ = ["RunSpec", "expand", "run_preset"]
@@ -55,48 +56,52 @@ def _sizes(exp: Experiment) -> dict[str, int]:
 
 
 def expand(exp: Experiment, sizes: Mapping[str, int]) -> list[RunSpec]:
-    """The runs of one experiment (DoReMi adds a proxy run and depends on the τ=1 reference)."""
+    """The runs of one experiment: one per (method, seed), DoReMi as three (see `_doremi`)."""
     run = exp.base["run"]
     steps, batch = int(run["total_steps"]), int(run["batch_size"])
     high = high_resource(sizes)
-    low = tuple(k for k in sizes if k not in high)
     specs: list[RunSpec] = []
-    for seed in exp.seeds:
-        for method in exp.methods:
-            cfg = _with(exp.base, seed)
+    for method in exp.methods:
+        for seed in exp.seeds_for(method):
             if method == "doremi":
-                ref = _with(exp.base, seed, balance=balance_for("tau1", sizes, steps, batch, high))
-                ref_id = RunSpec(exp.key, "tau1", seed, ref).id
-                if "tau1" not in exp.methods:
-                    specs.append(RunSpec(exp.key, "tau1", seed, ref))
-                proxy_cfg = _with(
-                    exp.base,
-                    seed,
-                    balance={"sample": 1.0},
-                    doremi={"reference": ref_id, "eta": 1.0, "smoothing": 1e-3},
-                )
-                proxy = RunSpec(exp.key, "doremi", seed, proxy_cfg, role="proxy", needs=(ref_id,))
-                specs.append(proxy)
-                specs.append(RunSpec(exp.key, "doremi", seed, cfg, needs=(proxy.id,)))
+                specs.extend(_doremi(exp, sizes, seed, high))
                 continue
-            cfg["balance"] = balance_for(method, sizes, steps, batch, high)
-            if method == "adaptive":
-                cfg["adaptive"] = {
-                    "domains": list(low),
-                    "mode": "any",
-                    "margin": 0.005,
-                    "patience": 2,
-                    "min_evals": 3,
-                    "smoothing": 0.3,
-                }
-            specs.append(RunSpec(exp.key, method, seed, cfg))
+            sections = method_sections(method, sizes, steps, batch, high)
+            specs.append(RunSpec(exp.key, method, seed, _with(exp.base, seed, **sections)))
     return specs
 
 
+def _doremi(exp: Experiment, sizes: Mapping[str, int], seed: int, high: tuple[str, ...]) -> list[RunSpec]:
+    """DoReMi's three runs: a proxy-sized reference at τ = 3.33, the Group-DRO proxy (same size,
+    uniform sampling so every domain is in every batch), and the main model on the proxy's
+    time-averaged weights. All three count as DoReMi's compute."""
+    run = exp.base["run"]
+    steps, batch = int(run["total_steps"]), int(run["batch_size"])
+    small = {"model": exp.proxy()}
+    ref_sections = method_sections("doremi_ref", sizes, steps, batch, high)
+    ref = RunSpec(exp.key, "doremi_ref", seed, _with(exp.base, seed, **ref_sections, **small))
+    proxy_cfg = _with(
+        exp.base,
+        seed,
+        balance={"sample": "inf"},
+        doremi={"reference": ref.id, "eta": 1.0, "smoothing": 1e-3},
+        **small,
+    )
+    proxy = RunSpec(exp.key, "doremi", seed, proxy_cfg, role="proxy", needs=(ref.id,))
+    main = RunSpec(exp.key, "doremi", seed, _with(exp.base, seed), needs=(proxy.id,))
+    return [ref, proxy, main]
+
+
 def _with(base: Mapping[str, Any], seed: int, **sections: Any) -> dict[str, Any]:
+    """A copy of ``base`` with the seed set and each given section merged key by key (``model``
+    is replaced whole: a proxy's architecture is not a patch of the main one)."""
     cfg = json.loads(json.dumps(base))
     cfg["run"]["seed"] = seed
-    cfg.update(json.loads(json.dumps(sections)))
+    for name, table in json.loads(json.dumps(sections)).items():
+        if name == "model" or not isinstance(cfg.get(name), dict):
+            cfg[name] = table
+        else:
+            cfg[name].update(table)
     return cfg
 
 
@@ -143,7 +148,7 @@ def run_preset(
     progress.start(len(specs))
     results: dict[str, RunResult] = {}
     pending = list(specs)
-    running: dict[Future, tuple[RunSpec, Path]] = {}
+    running: dict[Future, tuple[RunSpec, Path, dict[str, Any]]] = {}
     n_workers = preset.workers if workers is None else workers
     pool = (
         ProcessPoolExecutor(max_workers=n_workers, mp_context=_mp_context())
@@ -164,7 +169,7 @@ def run_preset(
                     continue
                 if force and d.exists():
                     shutil.rmtree(d)  # the trainer refuses to overwrite a run it was not asked to resume
-                running[pool.submit(_train_one, cfg_dict, str(d))] = (spec, d)
+                running[pool.submit(_train_one, cfg_dict, str(d))] = (spec, d, cfg_dict)
             if not running:
                 if any(all(n in results for n in s.needs) for s in pending):
                     continue  # cached runs just satisfied these; submit them
@@ -173,8 +178,10 @@ def run_preset(
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in finished:
-                spec, d = running.pop(fut)
+                spec, d, cfg_dict = running.pop(fut)
                 record = fut.result()
+                if spec.method == "doremi" and spec.role == "main":
+                    record["doremi_weights"] = cfg_dict["balance"]["sample"]["weights"]
                 (d / RESULT_FILE).write_text(json.dumps(record, indent=1, default=str))
                 results[spec.id] = RunResult(spec, d, record, float(record.get("time", 0.0)), False)
                 progress.done(results[spec.id])
@@ -187,7 +194,8 @@ def _resolve(spec: RunSpec, results: Mapping[str, RunResult]) -> dict[str, Any]:
     if spec.role == "proxy":
         cfg["doremi"]["reference"] = str(results[spec.needs[0]].dir)
     elif spec.method == "doremi":
-        weights = results[spec.needs[0]].record["doremi"]["average"]
+        rec = results[spec.needs[0]].record
+        weights = rec.get("doremi_weights") or rec["doremi"]["average"]
         cfg["balance"] = {"sample": {"kind": "explicit", "weights": weights}}
     return cfg
 

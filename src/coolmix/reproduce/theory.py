@@ -1,5 +1,6 @@
 """The paper's theory on our data: Theorem 1 (GD equivalence), F(τ) (Lemma 2.1, Theorem 3, Fig. 2),
-and gradient variance of sampling vs scalarization at a trained checkpoint (Theorem 2, Fig. 3).
+and gradient variance of sampling vs scalarization at trained checkpoints (Theorem 2, Fig. 3),
+measured in the batch composition training uses and with bootstrap intervals.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ import numpy as np
 from coolmix.distributions import temperature_array
 from coolmix.weighting import variance_inflation
 
-__all__ = ["fig2_table", "gradient_variance", "inflation_checks", "theorem1_real"]
+__all__ = [
+    "batch_norms",
+    "exact_slots",
+    "fig2_table",
+    "gradient_variance",
+    "inflation_checks",
+    "theorem1_real",
+]
 
 FIG2_TAUS = (1.0, 2.0, 3.33, 5.0, 10.0, 100.0)
 FIG2_ALPHAS = (0.0, 0.5, 1.0, 1.5, 2.0)
@@ -112,6 +120,38 @@ def _example_loss(data: Any, split: str):
     return fn
 
 
+def exact_slots(
+    sizes: Mapping[str, float], tau: float, batch: int, n_batches: int, seed: int = 0
+) -> np.ndarray:
+    """Domain id of every slot of ``n_batches`` global batches, as training draws them.
+
+    The trainer's sampler with ``composition="exact"`` (largest remainder with carried
+    residuals): each batch holds ⌊p_i B⌋ or ⌈p_i B⌉ examples of domain i, never an i.i.d. count.
+    """
+    from coolmix.sampler import MixtureSampler
+
+    sampler = MixtureSampler(dict(sizes), float(tau), n_batches, batch, seed, "exact")
+    return np.stack([sampler.batch(t)[0] for t in range(n_batches)])
+
+
+def batch_norms(
+    gram: np.ndarray, pools: Sequence[np.ndarray], slots: np.ndarray, weights: np.ndarray, seed: int
+) -> np.ndarray:
+    """‖(1/B) Σ_b w_{d_b} ∇L(x_b)‖ for each row of ``slots``, items drawn from the domain pools.
+
+    Every norm is the quadratic form coefᵀ G coef over the Gram matrix of per-example gradients,
+    so no backward pass is needed per simulated batch.
+    """
+    rng = np.random.default_rng(seed)
+    idx = np.empty_like(slots)
+    for d, pool in enumerate(pools):
+        m = slots == d
+        idx[m] = pool[rng.integers(len(pool), size=int(m.sum()))]
+    coef = weights[slots] / slots.shape[1]
+    g = gram[idx[:, :, None], idx[:, None, :]]
+    return np.sqrt(np.maximum(np.einsum("bi,bij,bj->b", coef, g, coef), 0.0))
+
+
 def gradient_variance(
     run_dir: Path,
     cache: Any,
@@ -119,16 +159,20 @@ def gradient_variance(
     taus: Sequence[float] = (2.0, 3.0, 5.0),
     batch: int = 32,
     seed: int = 0,
+    n_batches: int = 2000,
+    n_boot: int = 200,
 ) -> dict[str, Any]:
     """Theorem 2 / Fig. 3 at a trained checkpoint, on training examples of every domain.
 
     Returns per-domain s_i, the single-sample moments at each τ (measured gap vs the equal-s
-    prediction), the variance of simulated mini-batch gradient norms under TS and S at τ = 5,
-    and a Monte-Carlo unbiasedness check (T2): the distance between the two estimators' means.
+    prediction), the variance of mini-batch gradient norms under TS and S at each τ with the
+    batch composition training uses (exact counts per batch: `exact_slots`), a 95% bootstrap
+    interval (resampling the measured examples within each domain) for the variance ratio S/TS
+    and the gap, and a Monte-Carlo unbiasedness check (T2).
     """
-    from coolmix.diagnostics.variance import estimator_moments, gradient_stats, minibatch_norms
+    from coolmix.diagnostics.variance import GradientStats, estimator_moments, gradient_stats
 
-    _, data, model = _load_run(run_dir, cache)
+    cfg, data, model = _load_run(run_dir, cache)
     arrays = data.splits["train"]
     rng = np.random.default_rng(seed)
     examples = {}
@@ -141,23 +185,44 @@ def gradient_variance(
     moments = {str(t): estimator_moments(stats, sizes, t) for t in taus}
     n_arr = np.array([float(sizes[x]) for x in arrays.names])
     p1 = n_arr / n_arr.sum()
+    pools = [np.flatnonzero(stats.domains == k) for k in range(len(n_arr))]
     out: dict[str, Any] = {
         "run": str(run_dir),
+        "checkpoint_tau": cfg.balance.sample if isinstance(cfg.balance.sample, (int, float)) else None,
         "n_per_domain": n_per_domain,
         "batch": batch,
+        "composition": "exact",
+        "bootstrap": n_boot,
         "s": stats.second_moments(),
         "mean_grad_norm": stats.mean_gradient_norms(),
         "moments": moments,
         "norms": {},
     }
+    slots_1 = exact_slots(sizes, 1.0, batch, n_batches, seed)
     for t in taus:
         pt = temperature_array(n_arr, t)
         w = pt / p1
-        ts = minibatch_norms(stats, pt, np.ones_like(pt), batch, n_batches=3000, seed=seed)
-        sc = minibatch_norms(stats, p1, w, batch, n_batches=3000, seed=seed + 1)
+        slots_t = exact_slots(sizes, t, batch, n_batches, seed)
+        ts = batch_norms(stats.gram, pools, slots_t, np.ones_like(pt), seed)
+        sc = batch_norms(stats.gram, pools, slots_1, w, seed + 1)
+        ratios, gaps = [], []
+        for b in range(n_boot):  # resample the measured examples of each domain
+            r = np.random.default_rng((seed, b))
+            bp = [r.choice(pool, size=len(pool)) for pool in pools]
+            keep = np.concatenate(bp)
+            sub = GradientStats(stats.names, stats.gram[np.ix_(keep, keep)], stats.domains[keep])
+            gaps.append(estimator_moments(sub, sizes, t)["gap"])
+            sub_pools = [np.flatnonzero(sub.domains == k) for k in range(len(n_arr))]
+            m = n_batches // 4
+            v_ts = batch_norms(sub.gram, sub_pools, slots_t[:m], np.ones_like(pt), seed + 2 + b).var()
+            v_s = batch_norms(sub.gram, sub_pools, slots_1[:m], w, seed + 3 + b).var()
+            ratios.append(v_s / max(v_ts, 1e-300))
         out["norms"][str(t)] = {
             "ts_var": float(ts.var()),
             "s_var": float(sc.var()),
+            "ratio": float(sc.var() / max(ts.var(), 1e-300)),
+            "ratio_ci": [float(x) for x in np.percentile(ratios, [2.5, 97.5])],
+            "gap_ci": [float(x) for x in np.percentile(gaps, [2.5, 97.5])],
             "ts_mean": float(ts.mean()),
             "s_mean": float(sc.mean()),
             "ts_sample": ts[:1000].round(5).tolist(),

@@ -2,9 +2,15 @@
 
 File format (``ckpt-00001200.pt``): a 14-byte magic line, the SHA-256 of the payload as 64 hex
 digits and a newline, then the ``torch.save`` payload. One file per checkpoint, so the checksum
-can never disagree with a half-written sidecar. Writes go to a temp file in the same directory,
-are fsynced, then ``os.replace``d into place (and the directory fsynced): a crash at any moment
-leaves either the old set of checkpoints or the new one, never a torn file.
+can never disagree with a half-written sidecar. Writes go through `coolmix.fileio.write_atomic`
+(temp file, fsync, rename, fsync of the directory): a crash at any moment leaves either the old
+set of checkpoints or the new one, never a torn file; a killed writer's temp file is removed by
+`coolmix.fileio.remove_stale_temps` when the next run starts.
+
+Pruning to ``run.keep`` counts only checkpoints that are this run's: written by it, or read and
+verified (header, checksum, config hash, and a step equal to the one in the file name) when it
+resumed. A stray file named like a checkpoint, or a copy from another run, is never counted and
+never deleted, and the checkpoint just written is never deleted.
 
 The payload holds the model, optimizer, LR scheduler, `MixtureSampler.state_dict()`, RNG
 states, running metric sums, the metrics file offset, the step and the config hash. Payloads
@@ -15,10 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
+import logging
+import os  # noqa: F401  (tests patch checkpoint.os.replace to simulate a failed write)
 import random
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,9 @@ from typing import Any
 import torch
 
 from coolmix.errors import ConfigError
+from coolmix.fileio import write_atomic
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -37,39 +46,11 @@ __all__ = [
     "save",
     "set_rng_state",
     "snapshot",
-    "write_atomic",
 ]
 
 CHECKPOINT_VERSION = 1
 MAGIC = b"COOLMIX-CKPT1\n"
 _NAME = re.compile(r"^ckpt-(\d{8})\.pt$")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable (POSIX; a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
@@ -80,8 +61,20 @@ def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def save(directory: Path, step: int, payload: dict[str, Any], keep: int) -> Path:
-    """Write ``payload`` as ``ckpt-<step>.pt`` atomically, then delete all but the newest ``keep``."""
+def save(
+    directory: Path,
+    step: int,
+    payload: dict[str, Any],
+    keep: int,
+    owned: list[tuple[int, Path]] | None = None,
+) -> Path:
+    """Write ``payload`` as ``ckpt-<step>.pt`` atomically, then delete this run's older ones
+    beyond the newest ``keep``.
+
+    ``owned`` lists (step, path) of the checkpoints this run may prune, the new one is added to
+    it. Without it, the directory's checkpoints that verify under ``payload["config_hash"]``
+    count (each is read once). Files that fail to verify are never counted or deleted.
+    """
     buf = io.BytesIO()
     torch.save(payload, buf)
     body = buf.getvalue()
@@ -89,10 +82,23 @@ def save(directory: Path, step: int, payload: dict[str, Any], keep: int) -> Path
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"ckpt-{step:08d}.pt"
     write_atomic(path, MAGIC + digest + b"\n" + body)
-    # only after the new checkpoint is durable may old ones go
-    for _, old in list_checkpoints(directory)[:-keep]:
+    if owned is None:
+        owned = [(s, p) for s, p in list_checkpoints(directory) if p != path and _verifies(p, payload)]
+    # only after the new checkpoint is durable may old ones go; never the one just written
+    others = sorted((s, p) for s, p in owned if p != path)
+    drop = others[: max(0, len(others) - (keep - 1))]
+    for _, old in drop:
         old.unlink(missing_ok=True)
+    owned[:] = [*others[len(drop) :], (step, path)]
     return path
+
+
+def _verifies(path: Path, payload: dict[str, Any]) -> bool:
+    try:
+        read(path, payload.get("config_hash"))
+    except ConfigError:
+        return False
+    return True
 
 
 def read(path: Path, config_hash: str | None = None, map_location: Any = "cpu") -> dict[str, Any]:
@@ -113,6 +119,13 @@ def read(path: Path, config_hash: str | None = None, map_location: Any = "cpu") 
         raise ConfigError("checkpoint", path.name, f"corrupt: cannot unpickle ({type(e).__name__})") from None
     if not isinstance(payload, dict) or payload.get("version") != CHECKPOINT_VERSION:
         raise ConfigError("checkpoint", path.name, f"unsupported version (want {CHECKPOINT_VERSION})")
+    named = _NAME.match(path.name)
+    if named and payload.get("step") != int(named.group(1)):
+        raise ConfigError(
+            "checkpoint",
+            path.name,
+            f"corrupt: holds step {payload.get('step')!r}, not the step its name says (a renamed copy?)",
+        )
     if config_hash is not None and payload.get("config_hash") != config_hash:
         raise ConfigError(
             "checkpoint",
@@ -128,26 +141,39 @@ def load_latest(
     config_hash: str,
     map_location: Any = "cpu",
     warn: Callable[[str], None] | None = None,
+    owned: list[tuple[int, Path]] | None = None,
 ) -> dict[str, Any] | None:
     """The newest good checkpoint in ``directory`` (None if there is none at all).
 
-    A corrupt checkpoint is reported through ``warn`` and skipped in favour of the previous one;
-    if every checkpoint is corrupt the newest error is raised. A config-hash mismatch is raised
-    at once: the directory belongs to another run, and falling back would hide that.
+    A corrupt checkpoint is reported through ``warn`` (default: the ``coolmix`` logger) and
+    skipped in favour of the previous one; if every checkpoint is corrupt the newest error is
+    raised. A config-hash mismatch is raised at once: the directory belongs to another run, and
+    falling back would hide that. With ``owned``, the older checkpoints are verified too and
+    every good one is appended to it (the set `save` may prune).
     """
-    warn = warn or (lambda msg: print(msg, file=sys.stderr))
+    warn = warn or log.warning
     first_error: ConfigError | None = None
-    for _, path in reversed(list_checkpoints(directory)):
+    found: dict[str, Any] | None = None
+    for step, path in reversed(list_checkpoints(directory)):
         try:
-            return read(path, config_hash, map_location)
+            payload = read(path, config_hash, map_location if found is None else "cpu")
         except ConfigError as e:
             if not e.why.startswith("corrupt"):
-                raise
-            warn(f"skipping {e}; trying the previous checkpoint")
-            first_error = first_error or e
-    if first_error is not None:
+                if found is None:
+                    raise
+                continue  # an older file of another run: not ours, leave it alone
+            if found is None:
+                warn(f"skipping {e}; trying the previous checkpoint")
+                first_error = first_error or e
+            continue
+        if found is None:
+            found = payload
+        if owned is None:
+            break
+        owned.insert(0, (step, path))
+    if found is None and first_error is not None:
         raise first_error
-    return None
+    return found
 
 
 def snapshot(

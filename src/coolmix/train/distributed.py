@@ -15,7 +15,18 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["Env", "all_gather_objects", "all_reduce_sum", "barrier", "setup", "teardown", "wrap"]
+from coolmix.errors import ConfigError
+
+__all__ = [
+    "Env",
+    "all_gather_objects",
+    "all_reduce_sum",
+    "barrier",
+    "env_int",
+    "setup",
+    "teardown",
+    "wrap",
+]
 
 
 @dataclass(frozen=True)
@@ -42,12 +53,21 @@ def setup(device: str = "auto") -> Env:
 
     ``device="auto"`` uses CUDA when available (one GPU per local rank), else CPU. An already
     initialised group (a caller running us inside its own torchrun job) is reused, not owned.
+    ``device="cuda"`` without a usable GPU, or ``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` that are
+    not integers, raise a one-line `ConfigError` before anything is built.
     """
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("run.device", device, "no CUDA GPU is available here; use 'auto' or 'cpu'")
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = env_int("WORLD_SIZE", 1, lo=1)
+    rank = env_int("RANK", 0, lo=0)
+    if world > 1 and rank >= world:
+        raise ConfigError("RANK", rank, f"must be < WORLD_SIZE = {world}")
     if world <= 1 and not dist.is_initialized():
         return Env(device=_device(use_cuda, 0))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_rank = env_int("LOCAL_RANK", 0, lo=0)
+    if use_cuda and local_rank >= torch.cuda.device_count():
+        raise ConfigError("LOCAL_RANK", local_rank, f"only {torch.cuda.device_count()} CUDA devices here")
     owns = False
     if not dist.is_initialized():
         if use_cuda:
@@ -55,6 +75,21 @@ def setup(device: str = "auto") -> Env:
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
         owns = True
     return Env(dist.get_rank(), dist.get_world_size(), _device(use_cuda, local_rank), owns)
+
+
+def env_int(name: str, default: int, lo: int = 0) -> int:
+    """An integer environment variable (torchrun's ``WORLD_SIZE``, ``RANK``...), or ``default``
+    when unset; ConfigError naming the variable when it is not an integer >= ``lo``."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(name, raw, f"environment variable must be an integer >= {lo}") from None
+    if value < lo:
+        raise ConfigError(name, raw, f"environment variable must be an integer >= {lo}")
+    return value
 
 
 def _device(use_cuda: bool, local_rank: int) -> torch.device:

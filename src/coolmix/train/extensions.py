@@ -2,13 +2,17 @@
 
 - `AdaptiveSwitch` (after each eval): adaptive Cooldown. Watches held-out losses with the
   overfitting detector and, when the watched low-resource domains overfit (or pass an epoch
-  budget), records the schedule's event in the sampler. The event is part of the sampler state,
-  so it is in every checkpoint and a resumed run replays it exactly; the stream neither
-  replays nor skips data because per-domain cursors carry over.
+  budget), records the schedule's event in the sampler. It reads the ``dev`` split
+  (`HELDOUT_SPLIT`): selection happens there, so end-of-training tables must score ``test``.
+  The event is part of the sampler state, so it is in every checkpoint and a resumed run
+  replays it exactly; the stream neither replays nor skips data because per-domain cursors
+  carry over.
 - `OverfitLog` (after each eval): the same detector over every domain, logged as events.
-- `DoReMiProxy` (after each forward): DoReMi's Group-DRO proxy training. Per step, excess loss
-  over a frozen reference model updates the domain weights α by exponentiated gradient; the
-  proxy's loss is importance-weighted by α / p_sample and self-normalised over the batch.
+- `DoReMiProxy` (after each forward): DoReMi's Group-DRO proxy training. Per step, the
+  per-token excess loss over a frozen reference model (clipped at 0 per token) updates the
+  weights α of the domains in the batch by exponentiated gradient; the proxy's loss is
+  importance-weighted by α / p_sample and self-normalised over the batch. The eval record
+  carries the time-averaged α under ``doremi_weights``.
 - `VarianceMonitor` (every N steps): per-domain gradient second moments s_i from a few
   per-example gradients, and Theorem 2's predicted single-sample variance gap at the current τ.
 - `Ledger` (every step): the exposure ledger of the global batch (identical on every rank).
@@ -32,7 +36,19 @@ from coolmix.sampler import MixtureSampler
 from coolmix.train.distributed import Env, all_reduce_sum
 from coolmix.train.evaluate import resource_buckets
 
-__all__ = ["AdaptiveSwitch", "DoReMiProxy", "Extras", "Ledger", "OverfitLog", "VarianceMonitor"]
+__all__ = [
+    "AdaptiveSwitch",
+    "DoReMiProxy",
+    "Extras",
+    "Ledger",
+    "OverfitLog",
+    "VarianceMonitor",
+    "domain_excess",
+]
+
+
+HELDOUT_SPLIT = "dev"
+"""The split adaptive decisions read (disjoint from ``test``, which the reports score)."""
 
 
 def low_resource(sizes: Mapping[str, float]) -> tuple[str, ...]:
@@ -67,7 +83,7 @@ class AdaptiveSwitch:
         """Feed one eval record; returns the event (as a dict) if the switch fired now."""
         if self.switched:
             return None
-        self.detector.update(done, record["dev"]["loss"], record.get("epochs"))
+        self.detector.update(done, record[HELDOUT_SPLIT]["loss"], record.get("epochs"))
         reason, domain = None, None
         if self.detector.is_flagged(self.watched, self.cfg.mode):
             flagged = [d for d in self.watched if d in self.detector.flagged]
@@ -115,57 +131,102 @@ class OverfitLog:
         self.detector.load_state_dict(state)
 
 
+def domain_excess(
+    proxy_logits: torch.Tensor,
+    ref_logits: torch.Tensor,
+    targets: torch.Tensor,
+    domains: torch.Tensor,
+    k: int,
+    pad_id: int,
+) -> torch.Tensor:
+    """Per-domain sums of the per-token clipped excess loss and token counts, float64 [2, k].
+
+    Row 0: Σ_t max(ℓ_proxy(t) − ℓ_ref(t), 0) over the non-pad target tokens of each domain's
+    examples; row 1: the number of those tokens. Plain cross-entropy (no label smoothing): the
+    excess measures how far the proxy is from the reference, not the training objective.
+    """
+    b, t, v = proxy_logits.shape
+    flat_t = targets.reshape(b * t)
+
+    def tok_loss(logits: torch.Tensor) -> torch.Tensor:
+        ce = torch.nn.functional.cross_entropy(
+            logits.detach().float().reshape(b * t, v), flat_t, ignore_index=pad_id, reduction="none"
+        )
+        return ce.view(b, t)
+
+    mask = (targets != pad_id).double()
+    excess = (tok_loss(proxy_logits) - tok_loss(ref_logits)).clamp(min=0.0).double() * mask
+    out = torch.zeros(2, k, dtype=torch.float64, device=proxy_logits.device)
+    out[0].index_add_(0, domains, excess.sum(dim=1))
+    out[1].index_add_(0, domains, mask.sum(dim=1))
+    return out
+
+
 class DoReMiProxy:
-    """Group-DRO proxy weights (DoReMi) from a frozen reference model's per-example losses."""
+    """Group-DRO proxy weights (DoReMi) against a frozen reference model, per-token excess.
+
+    Each step: λ_i from `domain_excess` over the global batch (summed over ranks), α updated by
+    `DoReMiWeights.update` with only the domains present in the batch, and the proxy's loss
+    importance-weighted by α_i / q_i (q: the proxy's own sampling distribution, which should
+    put every domain in every batch: uniform or the reference weights) and self-normalised
+    over the global batch, as in the author's fork (loss = Σ ℓ·w / Σ w).
+    """
 
     def __init__(
         self,
-        cfg: Any,
+        weights: DoReMiWeights,
+        reference: torch.nn.Module,
         sampler: MixtureSampler,
-        model_cfg: Mapping[str, Any],
-        task: str,
-        vocab: int,
-        loss_fn: Any,
+        pad_id: int,
         env: Env,
     ) -> None:
+        self.weights, self.reference, self.sampler = weights, reference, sampler
+        self.pad_id, self.env = pad_id, env
+        self.reference.eval().requires_grad_(False)
+        self.k = len(sampler.names)
+
+    @classmethod
+    def from_config(
+        cls, cfg: Any, sampler: MixtureSampler, task: str, vocab: int, pad_id: int, env: Env
+    ) -> DoReMiProxy:
+        """Load the reference model from ``cfg.doremi.reference`` (a finished run directory)."""
         from coolmix.models import build_model
         from coolmix.train import checkpoint
         from coolmix.train.config import config_hash, load_config
 
-        ref_dir = Path(cfg.reference)
+        ref_dir = Path(cfg.doremi.reference)
         ref_cfg = load_config(ref_dir / "config.toml")
+        if ref_cfg.data != cfg.data or ref_cfg.tokenizer != cfg.tokenizer:
+            raise ConfigError(
+                "doremi.reference", str(ref_dir), "was trained on other data or another tokenizer"
+            )
         state = checkpoint.load_latest(ref_dir, config_hash(ref_cfg), map_location=env.device)
         if state is None:
             raise ConfigError(
                 "doremi.reference", str(ref_dir), "no checkpoint there (train the reference first)"
             )
-        self.reference = build_model(task, ref_cfg.model, vocab).to(env.device)
-        self.reference.load_state_dict(state["model"])
-        self.reference.eval().requires_grad_(False)
-        self.sampler, self.loss_fn, self.env = sampler, loss_fn, env
-        self.weights = DoReMiWeights(sampler.names, eta=cfg.eta, smoothing=cfg.smoothing)
-        self.k = len(sampler.names)
+        reference = build_model(task, ref_cfg.model, vocab).to(env.device)
+        reference.load_state_dict(state["model"])
+        weights = DoReMiWeights(sampler.names, eta=cfg.doremi.eta, smoothing=cfg.doremi.smoothing)
+        return cls(weights, reference, sampler, pad_id, env)
 
-    def step(self, step: int, batch: Any, proxy_loss: torch.Tensor) -> tuple[torch.Tensor, float]:
+    def step(self, step: int, batch: Any, logits: torch.Tensor) -> tuple[torch.Tensor, float]:
         """Update α with this batch's excess losses; return (per-domain weights, global normaliser)."""
         with torch.no_grad():
-            ref_loss, _ = self.loss_fn(self.reference(*batch.inputs), batch.targets)
-            sums = torch.zeros(3, self.k, dtype=torch.float64, device=proxy_loss.device)
-            d = batch.domains
-            sums[0].index_add_(0, d, proxy_loss.detach().double())
-            sums[1].index_add_(0, d, ref_loss.double())
-            sums[2].index_add_(0, d, torch.ones_like(ref_loss, dtype=torch.float64))
+            ref_logits = self.reference(*batch.inputs)
+            sums = domain_excess(logits, ref_logits, batch.targets, batch.domains, self.k, self.pad_id)
             all_reduce_sum(sums, self.env)
-        present = (sums[2] > 0).cpu().numpy()
-        means = (sums[:2] / sums[2].clamp(min=1)).cpu().numpy()
-        names = self.sampler.names
-        proxy = {n: float(means[0, i]) for i, n in enumerate(names) if present[i]}
-        ref = {n: float(means[1, i]) for i, n in enumerate(names) if present[i]}
-        alpha = np.array(list(self.weights.update(proxy, ref).values()))
-        p_sample = self.sampler.probs_array(step)
-        w = np.divide(alpha, p_sample, out=np.zeros_like(alpha), where=p_sample > 0)
+        sums_np = sums.cpu().numpy()
+        excess = {
+            n: float(sums_np[0, i] / sums_np[1, i])
+            for i, n in enumerate(self.sampler.names)
+            if sums_np[1, i] > 0
+        }
+        alpha = np.array(list(self.weights.update(excess).values()))
+        q = self.sampler.probs_array(step)
+        w = np.divide(alpha, q, out=np.zeros_like(alpha), where=q > 0)
         norm = float(w[self.sampler.global_batch(step)[0]].sum())
-        return torch.tensor(w, dtype=torch.float32, device=proxy_loss.device), norm
+        return torch.tensor(w, dtype=torch.float32, device=logits.device), norm
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -271,8 +332,8 @@ class Extras:
         )
         self.doremi = None
         if cfg.doremi.reference:
-            self.doremi = DoReMiProxy(
-                cfg.doremi, sampler, cfg.model, data.task.kind, data.tok.vocab_size, loss_fn, env
+            self.doremi = DoReMiProxy.from_config(
+                cfg, sampler, data.task.kind, data.tok.vocab_size, data.tok.pad_id, env
             )
         self.variance = None
         if cfg.diagnostics.variance_examples > 0 and env.is_main:
@@ -283,8 +344,9 @@ class Extras:
     def after_step(self, step: int) -> None:
         self.ledger.record(step)
 
-    def loss_weights(self, step: int, batch: Any, loss_b: torch.Tensor) -> tuple[torch.Tensor, float] | None:
-        return None if self.doremi is None else self.doremi.step(step, batch, loss_b)
+    def loss_weights(self, step: int, batch: Any, logits: torch.Tensor) -> tuple[torch.Tensor, float] | None:
+        """DoReMi's proxy weights for this step from the proxy's logits (None: not a proxy run)."""
+        return None if self.doremi is None else self.doremi.step(step, batch, logits)
 
     def after_eval(self, done: int, record: dict[str, Any], model: torch.nn.Module) -> None:
         record["ledger"] = self.ledger.summary()
@@ -297,6 +359,7 @@ class Extras:
         record["events"] = [e.to_dict() for e in self.sampler.events]
         if self.doremi is not None:
             record["doremi"] = self.doremi.summary()
+            record["doremi_weights"] = record["doremi"]["average"]  # what the main run trains on
         every = self.cfg.diagnostics.variance_every
         if self.variance is not None and (every == 0 or done % every == 0):
             record["variance"] = self.variance.measure(model, self.sampler, done)

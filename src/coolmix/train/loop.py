@@ -14,6 +14,8 @@ in ``[balance]``.
 from __future__ import annotations
 
 import ctypes
+import json
+import logging
 import math
 import time
 from collections.abc import Mapping
@@ -23,11 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from coolmix.distributions import Distribution
+from coolmix.distributions import Distribution, Explicit
 from coolmix.errors import ConfigError
+from coolmix.fileio import write_atomic_text
 from coolmix.permutation import derive_key
 from coolmix.sampler import MixtureSampler
-from coolmix.train import checkpoint, distributed, tasks
+from coolmix.schedules import Adaptive, Context, Schedule
+from coolmix.train import checkpoint, distributed, rundir, tasks
 from coolmix.train.config import OptimConfig, TrainConfig, config_hash
 from coolmix.train.distributed import Env
 from coolmix.train.extensions import Extras
@@ -35,17 +39,27 @@ from coolmix.train.metrics import (
     METRICS_FILE,
     ConsoleSink,
     DomainStats,
+    GradLog,
     JsonlSink,
     MetricSink,
     TensorBoardSink,
     jsonable,
-    read_records,
 )
-from coolmix.weighting import weighted_loss
+from coolmix.weighting import loss_weights, weighted_loss
 
-__all__ = ["CONFIG_FILE", "LossWeights", "lr_factor", "make_optimizer", "train", "tune_malloc"]
+__all__ = [
+    "CONFIG_FILE",
+    "LossWeights",
+    "check_target_reachable",
+    "lr_factor",
+    "make_optimizer",
+    "train",
+    "tune_malloc",
+]
 
 CONFIG_FILE = "config.toml"
+
+log = logging.getLogger(__name__)
 
 
 def train(
@@ -65,20 +79,47 @@ def train(
     progress bar; ``sinks`` receive every record too (rank 0 only, like all output). Torch's
     thread count and RNG state are restored on return; under torchrun (``WORLD_SIZE`` > 1) the
     process group is joined and left here.
+
+    Rank 0 holds a lock on ``out_dir`` for the whole run: a second run into it is refused with
+    a `ConfigError`. Warnings (a skipped corrupt checkpoint, a repaired metrics file, a resume
+    that is no longer bit-exact) go to the ``coolmix`` logger. An `OSError` on ``out_dir`` (full
+    disk, read-only, a name too long) becomes a one-line `ConfigError`; checkpoints and metrics
+    on disk stay as they were (every write is atomic or a whole line).
     """
+    out = Path(out_dir)
     env = distributed.setup(cfg.run.device)
+    tasks.check_config(cfg)  # fail on a bad [model] before the directory is touched or data built
     if cfg.run.tune_malloc and env.device.type == "cpu":
         tune_malloc()
     threads = torch.get_num_threads()
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     cuda = [env.device.index or 0] if env.device.type == "cuda" else []
+    lock = rundir.RunLock(out) if env.is_main else None
     try:
+        if lock is not None:
+            lock.acquire()
+            rundir.clean_temps(out)
         with torch.random.fork_rng(devices=cuda):
-            return _train(cfg, Path(out_dir), resume, cache, console, sinks, env)
+            return _train(cfg, out, resume, cache, console, sinks, env)
+    except OSError as e:
+        raise _os_error(e, out) from None
     finally:
+        if lock is not None:
+            lock.release()
         torch.set_num_threads(threads)
         distributed.teardown(env)
+
+
+def _os_error(e: OSError, out: Path) -> ConfigError:
+    """An OSError as one line naming the path: ``out`` when it is in the run directory."""
+    name = e.filename if e.filename is not None else out
+    try:
+        inside = Path(name).resolve().is_relative_to(out.resolve())
+    except (OSError, ValueError):
+        inside = True
+    why = e.strerror or type(e).__name__
+    return ConfigError("out" if inside else "path", str(name), f"cannot write: {why}")
 
 
 def _train(
@@ -93,13 +134,17 @@ def _train(
     from coolmix.models import build_model, per_example_loss
 
     run, optim = cfg.run, cfg.optim
-    tasks.check_config(cfg)  # fail on a bad [model] before any data is built
+    owned: list[tuple[int, Path]] = []  # the checkpoints this run may prune
+    state = _load_state(out, cfg, resume, env, owned)
+    if state is not None and state["step"] >= run.total_steps:
+        return _finished(out, state, env)
     data = tasks.prepare(cfg, cache, ("train", "dev", "test") if run.test else ("train", "dev"))
     train_split, pad = data.splits["train"], data.tok.pad_id
+    vocab = _check_vocab(cfg, data.tok)
 
     # Same seed on every rank, so the replicas start equal (DDP would broadcast rank 0's anyway).
     torch.manual_seed(run.seed)
-    model = build_model(data.task.kind, cfg.model, data.tok.vocab_size).to(env.device)
+    model = build_model(data.task.kind, cfg.model, vocab).to(env.device)
     ddp_model = distributed.wrap(model, env)
     optimizer = make_optimizer(model, optim)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(optim, run.total_steps, s))
@@ -111,20 +156,23 @@ def _train(
         run.seed,
         cfg.balance.composition,
     )
-    weights = LossWeights(sampler, cfg.balance.target_dist(), cfg.balance.reduction, env.device)
+    target = cfg.balance.target_dist()
+    check_target_reachable(sampler.schedule, target, train_split.sizes(), run.total_steps)
+    weights = LossWeights(sampler, target, cfg.balance.reduction, env.device)
     stats = DomainStats(data.names, env.device)
+    grads = GradLog(optim.clip)
+    params = list(model.parameters())
     extras = Extras(cfg, sampler, data, lambda lg, t: per_example_loss(lg, t, pad_id=pad), env)
 
     def amp() -> torch.autocast:
         return torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=run.bf16)
 
-    state = _load_state(out, cfg, resume, env)
     if state is not None:
         checkpoint.restore(state, model, optimizer, scheduler, sampler, stats, env)
         extras.load_state_dict(state.get("extras"))
+        grads.load_state_dict(state.get("grads"))
+        _warn_if_not_exact(state, env)
     start = state["step"] if state is not None else 0
-    if start >= run.total_steps:
-        return read_records(out / METRICS_FILE)[-1]
     jsonl, sinks = _open_sinks(out, cfg, state, console, extra_sinks, start, env)
     clock = _Clock(state["elapsed"] if state is not None else 0.0, stats)
     record: dict[str, Any] = {}
@@ -141,17 +189,21 @@ def _train(
                 loss_b, n_tok = per_example_loss(
                     logits, batch.targets, pad_id=pad, label_smoothing=optim.label_smoothing
                 )
+            # DoReMi's proxy weights (per-token excess needs the logits)
+            w, norm = extras.loss_weights(step, batch, logits) or (w, norm)
             # Free the B·T·V logits now (autograd keeps what backward needs): held until the next
             # forward, they made glibc map fresh pages for its largest buffers, ~10% of a CPU step.
             del logits
-            w, norm = extras.loss_weights(step, batch, loss_b) or (w, norm)  # DoReMi's proxy weights
             # Σ_b w_b ℓ_b over this rank's slice, over the global batch's normaliser per rank: DDP
             # averages gradients over ranks, so the update is the single-process one for the batch.
             loss = weighted_loss(loss_b, batch.domains, w, reduction="sum") / (norm / env.world_size)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            # the pre-clip global norm, logged (no sync here) so clipping is measured, not guessed
             if optim.clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), optim.clip)
+                grads.add(torch.nn.utils.clip_grad_norm_(model.parameters(), optim.clip))
+            else:
+                grads.add(torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
             optimizer.step()
             scheduler.step()
             stats.update(batch.domains, loss_b, n_tok)
@@ -166,12 +218,26 @@ def _train(
             last = done == run.total_steps
             if done % run.eval_every == 0 or last:
                 record = _evaluate(cfg, data, model, sampler, weights, stats, clock, step, env, amp, last)
+                record.update(grads.pop())
                 extras.after_eval(done, record, model)  # ledger, overfit flags, adaptive switch, ...
                 for s in sinks:
                     s.write(record)
             if done % run.checkpoint_interval == 0 or last:
                 _save_checkpoint(
-                    out, cfg, done, model, optimizer, scheduler, sampler, stats, clock, jsonl, env, extras
+                    out,
+                    cfg,
+                    done,
+                    model,
+                    optimizer,
+                    scheduler,
+                    sampler,
+                    stats,
+                    clock,
+                    jsonl,
+                    env,
+                    extras,
+                    grads,
+                    owned,
                 )
     finally:
         for s in sinks:
@@ -248,6 +314,52 @@ class LossWeights:
         return self._w_t, norm
 
 
+_PROBES = 4096
+"""Most steps at which a continuous schedule is probed by `check_target_reachable`."""
+
+
+def check_target_reachable(
+    schedule: Schedule, target: Distribution | None, sizes: Mapping[str, int], total_steps: int
+) -> None:
+    """Refuse a loss target the sampler can never serve: a domain with p_target > 0 that the
+    schedule gives p = 0 at every step would train at weight 0 without a word.
+
+    The union of the schedule's supports (each phase of a piecewise schedule, both sides of an
+    adaptive switch, up to `_PROBES` steps of a continuous one) goes through the core's own
+    check, `coolmix.loss_weights`, so the trainer and the library refuse the same inputs. A
+    domain sampled only in some phases is reachable: its weight there is p_target / p_sample.
+    """
+    if target is None:
+        return
+    ctx = Context.of(sizes, total_steps)
+    seen = np.zeros(len(ctx.names))
+    for piece in _pieces(schedule):
+        points = piece.breakpoints(ctx)
+        if points is None:
+            steps = np.unique(np.linspace(0, total_steps - 1, min(total_steps, _PROBES)).astype(np.int64))
+        else:
+            steps = [0, *(b for b in points if 0 < b < total_steps)]
+        for step in steps:
+            seen = np.maximum(seen, piece.probs(int(step), ctx))
+    try:
+        loss_weights(sizes, target=target, sample=Explicit(dict(zip(ctx.names, seen.tolist(), strict=True))))
+    except ConfigError as e:
+        if e.field != "sample":
+            raise ConfigError(f"balance.target.{e.field}", e.value, e.why) from None
+        raise ConfigError(
+            "balance.target",
+            target.to_dict(),
+            f"needs domain {e.value!r}, which balance.sample never samples (p = 0 at every step)",
+        ) from None
+
+
+def _pieces(schedule: Schedule) -> list[Schedule]:
+    """The schedules that may be in force: both sides of an `Adaptive` switch, else itself."""
+    if isinstance(schedule, Adaptive):
+        return [*_pieces(schedule.hot), *_pieces(schedule.cold)]
+    return [schedule]
+
+
 def tune_malloc(keep_bytes: int = 1 << 30) -> bool:
     """glibc only: serve allocations up to ``keep_bytes`` from the heap and keep freed memory there.
 
@@ -288,14 +400,66 @@ class _Clock:
         return rate
 
 
-def _load_state(out: Path, cfg: TrainConfig, resume: bool, env: Env) -> dict[str, Any] | None:
-    """The checkpoint to continue from; refuses to overwrite a run that was not asked to resume."""
+def _load_state(
+    out: Path, cfg: TrainConfig, resume: bool, env: Env, owned: list[tuple[int, Path]]
+) -> dict[str, Any] | None:
+    """The checkpoint to continue from; refuses to overwrite a run that was not asked to resume.
+
+    Fills ``owned`` with the checkpoints that verify under this config (the ones pruning counts).
+    """
     if not resume:
         if checkpoint.list_checkpoints(out):
             raise ConfigError("out", str(out), "has checkpoints already: pass --resume or use another --out")
         return None
-    warn = (lambda msg: print(f"warning: {msg}", flush=True)) if env.is_main else (lambda msg: None)
-    return checkpoint.load_latest(out, config_hash(cfg), map_location=env.device, warn=warn)
+    warn = log.warning if env.is_main else (lambda msg: None)
+    return checkpoint.load_latest(out, config_hash(cfg), map_location=env.device, warn=warn, owned=owned)
+
+
+def _finished(out: Path, state: Mapping[str, Any], env: Env) -> dict[str, Any]:
+    """A finished run's final record, from the checkpoint (the metrics file is repaired too)."""
+    if not env.is_main:
+        text = (state.get("metrics") or {}).get("text") or ""
+        lines = [ln for ln in text.split("\n") if ln.strip()]
+        return json.loads(lines[-1]) if lines else {"step": state["step"], "final": True}
+    jsonl = JsonlSink.resume(out / METRICS_FILE, state.get("metrics"), state["step"], log.warning)
+    records = jsonl.records()
+    jsonl.close()
+    if not records:
+        log.warning("no metrics record survives for the finished run in %s; returning its step only", out)
+        return {"step": state["step"], "final": True}
+    return records[-1]
+
+
+def _check_vocab(cfg: TrainConfig, tok: Any) -> int:
+    """The model's vocabulary: the config's, which the tokenizer's ids must fit.
+
+    BPE may stop short of ``tokenizer.vocab_size`` on a small corpus (the extra rows are never
+    a target); a tokenizer with more ids than the config (a foreign file in the cache) is an
+    error, so one config hash always builds one model shape.
+    """
+    want = cfg.tokenizer.vocab_size
+    if tok.vocab_size > want:
+        raise ConfigError(
+            "tokenizer.vocab_size",
+            want,
+            f"the cached tokenizer has {tok.vocab_size} tokens; delete it from the cache to retrain",
+        )
+    return want
+
+
+def _warn_if_not_exact(state: Mapping[str, Any], env: Env) -> None:
+    """One warning line when the resumed run executes differently from the one that wrote the
+    checkpoint (thread count, world size, device): it continues, but not bit-exactly."""
+    now = {"threads": torch.get_num_threads(), "world_size": env.world_size, "device": env.device.type}
+    was = {k: state.get(k) for k in now}
+    diff = [f"{k} {was[k]} -> {now[k]}" for k in now if was[k] is not None and was[k] != now[k]]
+    if diff and env.is_main:
+        log.warning(
+            "resuming at step %d with %s: the run continues, but bit-exactness with an "
+            "uninterrupted run is lost (float sums run in another order)",
+            state["step"],
+            ", ".join(diff),
+        )
 
 
 def _open_sinks(
@@ -307,14 +471,16 @@ def _open_sinks(
     start: int,
     env: Env,
 ) -> tuple[JsonlSink | None, list[MetricSink]]:
-    """Rank 0 writes ``config.toml`` and ``metrics.jsonl`` (cut back to the checkpoint on resume)."""
+    """Rank 0 writes ``config.toml`` and ``metrics.jsonl`` (put back to the checkpoint on resume)."""
     if not env.is_main:
         return None, []
     out.mkdir(parents=True, exist_ok=True)
     header = f"# resolved config; config_hash = {config_hash(cfg)}\n"
-    checkpoint.write_atomic(out / CONFIG_FILE, (header + cfg.to_toml()).encode())
-    m = state["metrics"] if state is not None else None
-    jsonl = JsonlSink(out / METRICS_FILE, m["offset"] if m else None, m["lines"] if m else 0)
+    write_atomic_text(out / CONFIG_FILE, header + cfg.to_toml())
+    if state is None:
+        jsonl = JsonlSink(out / METRICS_FILE)
+    else:
+        jsonl = JsonlSink.resume(out / METRICS_FILE, state.get("metrics"), start, log.warning)
     sinks: list[MetricSink] = [jsonl, *extra]
     if cfg.run.tensorboard:
         try:
@@ -408,9 +574,12 @@ def _save_checkpoint(
     jsonl: JsonlSink | None,
     env: Env,
     extras: Extras,
+    grads: GradLog,
+    owned: list[tuple[int, Path]],
 ) -> None:
     """Everything needed to continue exactly; rank 0 writes (after the metrics are on disk)."""
     stats.reduce(env)  # collective: every rank, so rank 0 holds the totals it saves
+    grads_state = grads.state_dict()  # every rank: it moves the pending norms off the device
     if jsonl is None:
         return
     jsonl.sync()
@@ -419,5 +588,7 @@ def _save_checkpoint(
     )
     payload["elapsed"] = clock.elapsed()
     payload["extras"] = extras.state_dict()
-    payload["metrics"] = {"offset": jsonl.offset, "lines": jsonl.lines}
-    checkpoint.save(out, done, payload, cfg.run.keep)
+    payload["metrics"] = jsonl.state()  # with its text: the checkpoint can rebuild the file
+    payload["grads"] = grads_state
+    payload["threads"], payload["device"] = torch.get_num_threads(), env.device.type
+    checkpoint.save(out, done, payload, cfg.run.keep, owned)

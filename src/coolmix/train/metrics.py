@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,6 +28,7 @@ __all__ = [
     "METRICS_FILE",
     "ConsoleSink",
     "DomainStats",
+    "GradLog",
     "JsonlSink",
     "MetricSink",
     "TensorBoardSink",
@@ -49,45 +50,157 @@ class MetricSink(Protocol):
 
 
 class JsonlSink:
-    """Appends one JSON line per record to ``metrics.jsonl``; truncatable back to a checkpoint.
+    """Appends one JSON line per record to ``metrics.jsonl``, each with a single ``write()``.
 
-    ``offset`` (bytes) and ``lines`` are what a checkpoint stores; reopening with them cuts off
-    records written after that checkpoint, so a resumed run never duplicates a record.
+    An append is one ``os.write`` of one whole line on an ``O_APPEND`` descriptor, so a crash
+    leaves at most a half last line, never interleaved or buffered fragments. The sink also
+    keeps the text it wrote: a checkpoint stores it (`state`), which makes the checkpoint, not
+    the file, the source of truth on resume (see `resume`).
     """
 
-    def __init__(self, path: Path, offset: int | None = None, lines: int = 0) -> None:
+    def __init__(self, path: Path, text: str = "") -> None:
         self.path = path
-        # the file stays open for the whole run (closed by `close`), hence no `with`
-        if offset is None:
-            self._f = open(path, "w", encoding="utf-8")  # noqa: SIM115
-            self.lines = 0
+        self._lines = _lines(text)
+        data = text.encode("utf-8")
+        # the file stays open for the whole run (closed by `close`)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        self.offset = 0
+        if data:
+            self._append(data)
+
+    @classmethod
+    def resume(
+        cls, path: Path, saved: Mapping[str, Any] | None, step: int, warn: Callable[[str], None]
+    ) -> JsonlSink:
+        """Reopen ``path`` as it was at the checkpoint of ``step``, whatever the file looks like now.
+
+        ``saved`` is the checkpoint's `state`. The usual case (the file holds the checkpoint's
+        text, maybe followed by records written after it) only cuts the tail off. A file that
+        is missing, shorter, truncated mid-line, zeroed or otherwise different is rewritten
+        from the checkpoint's copy, with one ``warn`` line. Checkpoints without a copy (older
+        ones) keep the valid records of the file with ``step`` <= the checkpoint's.
+        """
+        try:
+            have = path.read_bytes()
+        except FileNotFoundError:
+            have = None
+        if saved is not None and isinstance(saved.get("text"), str):
+            want = saved["text"]
         else:
-            self._f = open(path, "a+", encoding="utf-8")  # noqa: SIM115
-            size = self._f.seek(0, os.SEEK_END)
-            if size < offset:
-                raise ValueError(f"{path} is shorter ({size} B) than the checkpoint's offset ({offset} B)")
-            self._f.truncate(offset)
-            self.lines = lines
+            want = _valid_prefix(have or b"", step)
+        data = want.encode("utf-8")
+        if have is not None and have.startswith(data):
+            sink = cls.__new__(cls)
+            sink.path, sink._lines = path, _lines(want)
+            sink._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            os.ftruncate(sink._fd, len(data))
+            sink.offset = len(data)
+            return sink
+        n = len(_lines(want))
+        what = "missing" if have is None else "damaged (does not match the checkpoint)"
+        warn(
+            f"{path.name} was {what}; rewrote its {n} record(s) up to step {step} from the "
+            "checkpoint and continuing"
+        )
+        return cls(path, want)
+
+    def _append(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:  # a regular file takes it in one write; the loop only guards short writes
+            view = view[os.write(self._fd, view) :]
+        self.offset += len(data)
 
     @property
-    def offset(self) -> int:
-        return self._f.tell()
+    def lines(self) -> int:
+        return len(self._lines)
+
+    @property
+    def text(self) -> str:
+        return "".join(self._lines)
+
+    def records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self._lines]
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps: the byte offset, the line count and the text itself."""
+        return {"offset": self.offset, "lines": self.lines, "text": self.text}
 
     def progress(self, step: int, status: Mapping[str, Any]) -> None:
         pass
 
     def write(self, record: Mapping[str, Any]) -> None:
-        self._f.write(json.dumps(jsonable(record), ensure_ascii=False) + "\n")
-        self._f.flush()
-        self.lines += 1
+        line = json.dumps(jsonable(record), ensure_ascii=False) + "\n"
+        self._append(line.encode("utf-8"))
+        self._lines.append(line)
 
     def sync(self) -> None:
         """Flush to disk: a checkpoint's offset must never point past what survives a crash."""
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        os.fsync(self._fd)
 
     def close(self) -> None:
-        self._f.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _lines(text: str) -> list[str]:
+    """``text`` cut after each newline (not `str.splitlines`: JSON may hold U+2028 unescaped)."""
+    parts = text.split("\n")
+    return [p + "\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
+
+def _valid_prefix(data: bytes, step: int) -> str:
+    """The lines of ``data`` that are whole JSON records with increasing ``step`` <= ``step``."""
+    kept: list[str] = []
+    last = 0
+    for raw in data.split(b"\n")[:-1]:  # the part after the last newline is a torn write
+        try:
+            rec = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            continue
+        s = rec.get("step") if isinstance(rec, dict) else None
+        if isinstance(s, int) and not isinstance(s, bool) and last < s <= step:
+            kept.append(raw.decode("utf-8") + "\n")
+            last = s
+    return "".join(kept)
+
+
+class GradLog:
+    """Pre-clip global gradient norms since the last record, kept on device (no sync per step).
+
+    ``clip_grad_norm_`` returns ‖g‖₂ before clipping; the step was clipped iff
+    clip / (‖g‖ + 1e-6) < 1, torch's own rule. A record gets the per-step lists ``grad_norm``
+    and ``clipped`` and their summary ``clipped_fraction``; `state_dict` keeps the steps since
+    the last record, so a resumed run writes the same records.
+    """
+
+    def __init__(self, clip: float) -> None:
+        self.clip = clip
+        self._done: list[float] = []
+        self._pending: list[torch.Tensor] = []
+
+    def add(self, norm: torch.Tensor) -> None:
+        self._pending.append(norm.detach())
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._done += torch.stack(self._pending).double().tolist()
+            self._pending = []
+
+    def pop(self) -> dict[str, Any]:
+        self._flush()
+        norms, self._done = self._done, []
+        clipped = [self.clip > 0 and self.clip / (n + 1e-6) < 1 for n in norms]
+        frac = sum(clipped) / len(clipped) if clipped else None
+        return {"grad_norm": norms, "clipped": clipped, "clipped_fraction": frac}
+
+    def state_dict(self) -> dict[str, Any]:
+        self._flush()
+        return {"norms": list(self._done)}
+
+    def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
+        self._pending = []
+        self._done = [float(x) for x in (state or {}).get("norms", [])]
 
 
 def jsonable(x: Any) -> Any:

@@ -1,0 +1,110 @@
+"""Checkpoint side of the HF Trainer integration: `CoolmixCallback` and the sampler-state file.
+
+Each Trainer checkpoint folder gets `STATE_FILE` (``coolmix_sampler.json``): the core sampler's
+state after ``global_step`` steps and the `ExposureLedger`, written atomically by
+`CoolmixCallback.on_save`; `load_state` reads it back when training resumes. The callback also
+keeps ``state.epoch`` equal to ``global_step / max_steps`` (the Trainer plans one epoch of
+``max_steps`` updates), which the Trainer alone gets wrong after a resume that skips no batches.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+try:
+    import transformers
+except ImportError:
+    from coolmix.errors import ConfigError
+
+    raise ConfigError(
+        "transformers", "not installed", "pip install coolmix[hf] (transformers, accelerate, datasets)"
+    ) from None
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from coolmix.diagnostics.ledger import ExposureLedger
+from coolmix.errors import ConfigError
+from coolmix.fileio import write_atomic_text
+from coolmix.integrations.hf_batches import STATE_FILE, STATE_FORMAT, MicroBatchSampler
+
+__all__ = ["CoolmixCallback", "load_state", "save_state"]
+
+
+def save_state(folder: str | Path, step: int, batches: MicroBatchSampler, ledger: ExposureLedger) -> Path:
+    """Write `STATE_FILE` into ``folder``: the sampler state after ``step`` steps and the ledger."""
+    data = {
+        "format": STATE_FORMAT,
+        "step": int(step),
+        "sampler": batches.state_dict(step=int(step)),
+        "ledger": ledger.state_dict(),
+    }
+    path = Path(folder) / STATE_FILE
+    write_atomic_text(path, json.dumps(data, indent=1, sort_keys=True))
+    return path
+
+
+def load_state(folder: Path, batches: MicroBatchSampler, ledger: ExposureLedger) -> None:
+    """Restore ``batches`` and ``ledger`` from a checkpoint folder (replayed from the seed if no file).
+
+    A checkpoint without `STATE_FILE` (e.g. from a plain Trainer) is replayed up to its
+    ``global_step``, with a warning: events recorded during the original run are lost.
+    """
+    trainer_state = folder / "trainer_state.json"
+    step = json.loads(trainer_state.read_text())["global_step"] if trainer_state.is_file() else None
+    path = folder / STATE_FILE
+    if path.is_file():
+        data = json.loads(path.read_text())
+        if data.get("format") != STATE_FORMAT:
+            raise ConfigError(f"{path}.format", data.get("format"), f"expected {STATE_FORMAT}")
+        if step is not None and data.get("step") != step:
+            raise ConfigError(str(path), data.get("step"), f"sampler state is not at global_step={step}")
+        batches.load_state_dict(data["sampler"])
+        ledger.load_state_dict(data["ledger"])
+        return
+    if step is None:
+        raise ConfigError(
+            str(folder), "no trainer_state.json", f"neither {STATE_FILE} nor a step to replay to"
+        )
+    warnings.warn(
+        f"coolmix: {path} not found; replaying the sampler from its seed to step {step} "
+        "(events recorded during the original run are lost; ledger tokens start at 0)",
+        stacklevel=3,
+    )
+    sampler = batches.sampler
+    for t in range(min(step, sampler.total_steps)):
+        d, _ = sampler.global_batch(t)
+        ledger.record(t, d, probs=list(sampler.probs_at(t).values()))
+    batches.load_state_dict(sampler.state_dict())
+
+
+class CoolmixCallback(transformers.TrainerCallback):
+    """Saves the sampler and ledger in every checkpoint, keeps the epoch right; added by `MixtureTrainer`.
+
+    ``on_save`` writes `STATE_FILE` into ``<output_dir>/checkpoint-<global_step>`` (main process
+    only, atomically). ``on_step_end`` sets ``state.epoch = global_step / max_steps``: one Trainer
+    epoch is the whole run here, and a resumed run (which skips no batches: the sampler state
+    resumes the stream) would otherwise count its epoch from the resume point. The log entries
+    (`MixtureTrainer.coolmix_metrics`) are merged into the Trainer's own records by
+    `MixtureTrainer.log`: a callback's ``on_log`` runs after ``log_history`` is written and after
+    the reporting integrations, so keys it added would reach neither.
+    """
+
+    def __init__(self, trainer: Any = None) -> None:
+        self.trainer = trainer
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.max_steps:
+            state.epoch = state.global_step / state.max_steps  # the uninterrupted run's exact value
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.trainer is None or not args.should_save:
+            return
+        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        if not folder.is_dir():
+            warnings.warn(
+                f"coolmix: checkpoint folder {folder} not found; sampler state not saved", stacklevel=2
+            )
+            return
+        self.trainer.save_coolmix_state(folder)

@@ -1,0 +1,121 @@
+"""`MixtureLoader`: a DataLoader whose ``state_dict()`` counts the batches it *delivered*, not prefetched.
+
+A DataLoader with workers asks its batch sampler for ``num_workers × prefetch_factor`` batches
+ahead of the training loop, so the sampler's own position runs ahead of what the loop consumed; a
+checkpoint taken from it would skip the prefetched batches on resume. `MixtureLoader` wraps the
+loader and counts each batch as it hands it to the loop (the adapters' ``track``), so
+
+    loader = MixtureLoader.from_datasets({"en": en, "sw": sw}, sampler, num_workers=2)
+    for batch in loader: ...
+    ckpt["data"] = loader.state_dict()        # the core sampler state after the batches delivered
+    loader.load_state_dict(ckpt["data"])       # the next ``iter`` continues with the next batch
+
+is exact with any ``num_workers`` and ``prefetch_factor``. The state is the core sampler's (a few
+counters, JSON-able, no rank), so it also resumes under another world size.
+
+torchdata's ``StatefulDataLoader`` is the other exact way: it snapshots the batch sampler's
+``state_dict()`` with every batch a worker returns and restores it from ``loader.state_dict()`` alone
+(tested with 2 workers in ``tests/integrations/test_loader.py``). Use it if your stack already
+checkpoints a ``StatefulDataLoader``; `MixtureLoader` needs nothing beyond torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from torch.utils.data import DataLoader
+
+from coolmix.errors import ConfigError
+from coolmix.integrations.collate import MixtureCollator
+from coolmix.integrations.ranks import DP_MESH_DIM
+from coolmix.integrations.torch import MixtureBatchSampler, MixtureDataset, MixtureIterableDataset
+from coolmix.sampler import MixtureSampler
+
+__all__ = ["MixtureLoader"]
+
+
+def _adapter_of(loader: Any) -> MixtureBatchSampler | MixtureIterableDataset:
+    """The coolmix adapter driving ``loader``: its batch sampler, or its iterable dataset."""
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    if isinstance(batch_sampler, MixtureBatchSampler):
+        return batch_sampler
+    dataset = getattr(loader, "dataset", None)
+    if isinstance(dataset, MixtureIterableDataset):
+        return dataset
+    raise ConfigError(
+        "loader",
+        type(loader).__name__,
+        "needs batch_sampler=MixtureBatchSampler(...) or dataset=MixtureIterableDataset(...)",
+    )
+
+
+class MixtureLoader:
+    """Iterate a DataLoader over a coolmix adapter; ``state_dict()`` is the state after the batches yielded.
+
+    ``loader`` is a ``torch.utils.data.DataLoader`` (or compatible) whose ``batch_sampler`` is a
+    `MixtureBatchSampler` or whose ``dataset`` is a `MixtureIterableDataset` (then with
+    ``batch_size=ds.batch_size``). Other attributes (``batch_size``, ``dataset``, …) are the loader's.
+    A pass left early (``break``) resumes at the first batch not delivered, whatever was prefetched.
+    """
+
+    def __init__(self, loader: Any) -> None:
+        self.adapter = _adapter_of(loader)
+        self.loader = loader
+
+    @classmethod
+    def from_datasets(
+        cls,
+        datasets: Mapping[str, Any] | MixtureDataset,
+        sampler: MixtureSampler,
+        *,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+        group: Any = None,
+        mesh: Any = None,
+        mesh_dim: str = DP_MESH_DIM,
+        **loader_kwargs: Any,
+    ) -> MixtureLoader:
+        """Per-domain map-style datasets → `MixtureDataset` + `MixtureBatchSampler` + DataLoader, wrapped.
+
+        ``collate_fn`` collates the untagged fields (e.g. `PadCollator`); the batches also carry
+        ``domain``, ``index`` and ``domain_name`` (`MixtureCollator`). ``loader_kwargs`` go to the
+        DataLoader (``num_workers``, ``pin_memory``, …).
+        """
+        for banned in ("batch_size", "batch_sampler", "sampler", "shuffle", "drop_last"):
+            if banned in loader_kwargs:
+                raise ConfigError(banned, loader_kwargs[banned], "the coolmix sampler decides the batches")
+        dataset = datasets if isinstance(datasets, MixtureDataset) else MixtureDataset(datasets)
+        batches = MixtureBatchSampler(
+            sampler, rank, world_size, group=group, mesh=mesh, mesh_dim=mesh_dim, dataset=dataset
+        )
+        loader = DataLoader(
+            dataset, batch_sampler=batches, collate_fn=MixtureCollator(collate_fn), **loader_kwargs
+        )
+        return cls(loader)
+
+    @property
+    def sampler(self) -> MixtureSampler:
+        """The core sampler (the producer; it runs ahead of the loop by the prefetch)."""
+        return self.adapter.sampler
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.adapter.track(self.loader))
+
+    def __len__(self) -> int:
+        """Batches left from the delivered position (one per step)."""
+        return len(self.loader)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("adapter", "loader"):  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The core sampler's state after the batches this loader delivered (JSON-able)."""
+        return self.adapter.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a core state (from any world size); the next ``iter`` starts at its step."""
+        self.adapter.load_state_dict(state)

@@ -1,0 +1,541 @@
+"""Streaming per-domain sources under any coolmix schedule: example slots or packed token rows.
+
+A *source* is one domain's items in order: a re-iterable (list, custom iterable), a zero-argument
+factory returning an iterator (a generator function), an HF ``datasets.IterableDataset``, a
+``torchdata.nodes`` node, or a directory of ``*.jsonl`` / ``*.txt`` shards (one item per line). When
+a source runs out, a new *pass* restarts it, calling ``set_epoch(pass)`` where it has one.
+
+Lanes. Every (data-parallel rank, DataLoader worker) pair is one *lane*; lane ℓ = rank·W + worker
+of L = world_size·W lanes reads its own sub-stream of every domain, so no item is read by two
+lanes and, within a pass, each lane reads its sub-stream without gaps:
+
+- HF ``IterableDataset``: ``datasets.distributed.split_dataset_by_node(ds, ℓ, L)`` (whole shards
+  when L divides ``num_shards``, else every L-th example);
+- a shard directory: whole files round-robin when L divides the file count, else every L-th line;
+- a source with its own ``shard(num_shards, index)`` (HF-style): that, with ``(L, ℓ)``;
+- anything else: every L-th item (round-robin by item index; the others are read and dropped).
+
+Each lane runs the schedule on its own: `StreamMixture` gives each of its batches exact
+per-domain counts (largest remainder with carried residuals, `coolmix.sampler.exact_counts`);
+`PackedStreams` packs (rows/world_size, seq_len) batches with a `coolmix.packing.TokenPacker`.
+Worker w of a rank makes that rank's batches at steps w, w + W, … (the order a DataLoader
+collects them in), and the schedule is evaluated at that global step. Global counts are the sum
+of the lanes': within L items per domain (examples), within L·(one document per domain) (tokens).
+
+State. Per lane and domain: pass number, items consumed in the pass, plus the source's own
+``state_dict()`` where it has one (HF, torchdata nodes), so restoring is a load. A source without
+state is *skipped forward*: re-iterated from the start of its pass and ``consumed·L`` items dropped
+(cost proportional to the items read in the current pass; a ``transform`` given here runs only on
+kept items, so prefer passing raw items and tokenising through ``transform``). The lane layout is
+part of the state: resume needs the same world size and worker count (lanes are independent, so
+this stream is not world-size-elastic like `MixtureSampler`). With DataLoader workers, use
+``torchdata.stateful_dataloader.StatefulDataLoader(ds.as_torch(), batch_size=None, ...)``: it calls
+`state_dict` / `load_state_dict` inside each worker, which is the protocol implemented here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from coolmix.errors import ConfigError
+from coolmix.mixture import Mixture
+from coolmix.packing import LongDocs, TokenPacker, as_tokens, resolve_schedule
+from coolmix.permutation import derive_key, permute, splitmix64
+from coolmix.sampler import exact_counts
+from coolmix.schedule import Context, Schedule
+from coolmix.validate import check_int
+
+__all__ = [
+    "STATE_VERSION",
+    "DomainStream",
+    "PackedStreams",
+    "StreamMixture",
+    "realised_from_state",
+]
+
+STATE_VERSION = 1
+PASS_KEY, CONSUMED_KEY, SOURCE_KEY, TOTAL_KEY = "pass", "consumed", "source", "total"
+LANES_KEY, LAYOUT_KEY, REALISED_KEY = "lanes", "layout", "realised"
+SHARD_SUFFIXES = (".jsonl", ".txt")
+
+
+# -- one domain's stream in one lane --------------------------------------------------------------
+
+
+def _kind(source: Any) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return "dir"
+    if type(source).__module__.startswith("datasets") and hasattr(source, "iter"):
+        return "hf"
+    if hasattr(source, "reset") and hasattr(source, "get_state"):
+        return "node"  # torchdata.nodes.BaseNode
+    if callable(source) and not hasattr(source, "__iter__"):
+        return "factory"
+    if isinstance(source, Iterable):
+        return "iterable"
+    raise ConfigError(
+        "sources", type(source).__name__, "must be an iterable, a factory, an HF/torchdata source or a dir"
+    )
+
+
+class DomainStream:
+    """One domain's items for one lane, in order; a new pass restarts the source; resumable.
+
+    ``state_dict()`` is ``{"pass", "consumed", "total", "source"}``: the pass number, items this
+    lane took in the pass and overall, and the source's own state (HF / torchdata) or None.
+
+    >>> s = DomainStream(lambda: iter("abc"), "letters", lane=1, lanes=2)
+    >>> [next(s) for _ in range(3)], s.state_dict()["pass"]
+    (['b', 'b', 'b'], 2)
+    """
+
+    def __init__(self, source: Any, name: str, lane: int = 0, lanes: int = 1) -> None:
+        self.name, self.kind = name, _kind(source)
+        self.source, self.lane, self.lanes = source, lane, lanes
+        self._pass, self._consumed, self._total = 0, 0, 0
+        self._view: Any = None  # the lane's view of the source (HF split or the node itself)
+        self._it: Iterator[Any] | None = None
+        if self.kind == "dir":
+            self._files = _shard_files(Path(source))
+
+    # state -----------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        src = None
+        if self._it is not None and self.kind in ("hf", "node"):
+            src = self._view.state_dict()
+        return {PASS_KEY: self._pass, CONSUMED_KEY: self._consumed, TOTAL_KEY: self._total, SOURCE_KEY: src}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        try:
+            self._pass, self._consumed = int(state[PASS_KEY]), int(state[CONSUMED_KEY])
+            self._total = int(state[TOTAL_KEY])
+            src = state[SOURCE_KEY]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"stream_state.{self.name}", type(e).__name__, f"corrupt state: {e}") from None
+        self._it = self._open(src if self._consumed else None, skip=0 if src else self._consumed)
+
+    # iteration -------------------------------------------------------------------------------
+
+    def __iter__(self) -> DomainStream:
+        return self
+
+    def __next__(self) -> Any:
+        if self._it is None:
+            self._it = self._open(None, 0)
+        try:
+            item = next(self._it)
+        except StopIteration:
+            if self._consumed == 0:
+                raise self._empty() from None
+            self._pass, self._consumed = self._pass + 1, 0
+            self._it = self._open(None, 0)
+            try:
+                item = next(self._it)
+            except StopIteration:
+                raise self._empty() from None
+        self._consumed += 1
+        self._total += 1
+        return item
+
+    def _empty(self) -> ConfigError:
+        return ConfigError(
+            f"sources.{self.name}", self.kind, f"no items for lane {self.lane} of {self.lanes}"
+        )
+
+    def _open(self, state: Any, skip: int) -> Iterator[Any]:
+        """An iterator over this lane's items of the current pass, resumed from ``state`` or ``skip``."""
+        src, lane, lanes, p = self.source, self.lane, self.lanes, self._pass
+        if self.kind == "hf":
+            from datasets.distributed import split_dataset_by_node
+
+            view = split_dataset_by_node(src, rank=lane, world_size=lanes) if lanes > 1 else src
+            view.set_epoch(p)
+            if state is not None:
+                view.load_state_dict(state)
+            self._view = view
+            # .iter() instead of iter(): HF would shard again by DataLoader worker inside a worker
+            return islice(_unbatch(view.iter(batch_size=1)), skip, None)
+        if self.kind == "node":
+            self._view = src
+            src.reset(state)
+            if state is not None:  # the saved state sits right after this lane's last item
+                return islice(src, lanes - 1, None, lanes)
+            return islice(src, lane + skip * lanes, None, lanes)
+        if hasattr(src, "set_epoch"):
+            src.set_epoch(p)
+        if lanes > 1 and self.kind in ("factory", "iterable") and hasattr(src, "shard"):
+            view = src.shard(num_shards=lanes, index=lane)  # the source's own sharding
+            return islice(
+                view() if callable(view) and not hasattr(view, "__iter__") else iter(view), skip, None
+            )
+        if self.kind == "dir":
+            files = self._files
+            if len(files) % lanes == 0:  # whole files per lane: nothing read twice
+                return islice(_read_lines(files[lane::lanes]), skip, None)
+            return islice(_read_lines(files), lane + skip * lanes, None, lanes)
+        it = src() if self.kind == "factory" else iter(src)
+        if it is src and p > 0:
+            raise ConfigError(
+                f"sources.{self.name}", type(src).__name__, "a one-shot iterator cannot restart"
+            )
+        return islice(it, lane + skip * lanes, None, lanes)
+
+
+def _unbatch(batches: Iterable[Mapping[str, list[Any]]]) -> Iterator[dict[str, Any]]:
+    for b in batches:
+        yield {k: v[0] for k, v in b.items()}
+
+
+def _shard_files(root: Path) -> list[Path]:
+    if not root.is_dir():
+        raise ConfigError("sources", str(root), "a path source must be a directory of shards")
+    files = sorted(f for f in root.iterdir() if f.suffix in SHARD_SUFFIXES)
+    if not files:
+        raise ConfigError("sources", str(root), f"no {' / '.join(SHARD_SUFFIXES)} shards in this directory")
+    return files
+
+
+def _read_lines(files: list[Path]) -> Iterator[Any]:
+    """Items of shard files in order: a JSON value per ``.jsonl`` line, a string per ``.txt`` line."""
+    for f in files:
+        with open(f, encoding="utf-8") as fh:
+            for line in fh:
+                yield json.loads(line) if f.suffix == ".jsonl" else line.rstrip("\n")
+
+
+# -- lanes ----------------------------------------------------------------------------------------
+
+
+def _layout(rank: int | None, world_size: int | None) -> tuple[int, int, int, int]:
+    """(rank, world_size, worker, workers), resolved at iteration time (explicit, else torch's)."""
+    if (rank is None) != (world_size is None):
+        raise ConfigError(
+            "rank" if rank is None else "world_size", None, "give both rank and world_size, or neither"
+        )
+    worker, workers = 0, 1
+    if "torch" in sys.modules:
+        import torch.distributed as dist
+        from torch.utils.data import get_worker_info
+
+        info = get_worker_info()
+        if info is not None:
+            worker, workers = info.id, info.num_workers
+        if rank is None and dist.is_available() and dist.is_initialized():
+            rank, world_size = dist.get_rank(), dist.get_world_size()
+    return (rank or 0), (world_size or 1), worker, workers
+
+
+class _Lanes:
+    """Shared machinery: sources, the schedule, per-lane state, the torch / StatefulDataLoader protocol."""
+
+    def __init__(
+        self,
+        sources: Mapping[str, Any],
+        sizes: Mapping[str, float] | Mixture,
+        schedule: Schedule | float | Mapping[str, Any],
+        total_steps: int,
+        rank: int | None,
+        world_size: int | None,
+        transform: Callable[[Any], Any] | None,
+    ) -> None:
+        self.names, self.sizes, self.schedule, self.total_steps = resolve_schedule(
+            sizes, schedule, total_steps
+        )
+        if not isinstance(sources, Mapping) or set(sources) != set(self.names):
+            got = sorted(sources) if isinstance(sources, Mapping) else sources
+            raise ConfigError("sources", got, f"need exactly the domains {list(self.names)}")
+        for n in self.names:
+            _kind(sources[n])
+        self.sources = {n: sources[n] for n in self.names}
+        if world_size is not None:
+            world_size = check_int("world_size", world_size, lo=1)
+            rank = check_int("rank", rank, lo=0, hi=world_size - 1)
+        self.rank, self.world_size = rank, world_size
+        self.transform = transform
+        self._lane: dict[str, Any] | None = None
+        self._loaded: Mapping[str, Any] | None = None
+
+    # lane construction -------------------------------------------------------------------------
+
+    def lane(self, rank: int = 0, world_size: int = 1, worker: int = 0, workers: int = 1) -> Iterator[Any]:
+        """Batches of one lane, from its current state (in-process simulation of ranks and workers)."""
+        lane_id = rank * workers + worker
+        self._lane = self._new_lane(lane_id, world_size, workers)
+        self._lane[LAYOUT_KEY] = [world_size, workers]
+        if self._loaded is not None:
+            self._restore(self._loaded, lane_id, [world_size, workers])
+            self._loaded = None
+        return self._run(self._lane, worker, workers)
+
+    def __iter__(self) -> Iterator[Any]:
+        rank, world_size, worker, workers = _layout(self.rank, self.world_size)
+        return self.lane(rank, world_size, worker, workers)
+
+    def _streams(self, lane_id: int, lanes: int) -> list[DomainStream]:
+        return [DomainStream(self.sources[n], n, lane_id, lanes) for n in self.names]
+
+    def _item(self, streams: list[DomainStream], d: int) -> Any:
+        x = next(streams[d])
+        return self.transform(x) if self.transform is not None else x
+
+    # state -------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """This lane's state (JSON-able); {} before iteration starts. Save one per (rank, worker)."""
+        if self._lane is None:
+            return dict(self._loaded or {})
+        lane = self._lane
+        return {
+            "version": STATE_VERSION,
+            "lane": lane["id"],
+            LAYOUT_KEY: lane[LAYOUT_KEY],
+            "streams": {n: s.state_dict() for n, s in zip(self.names, lane["streams"], strict=True)},
+            **self._extra_state(lane),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume: the next iteration (or `lane` call) continues that lane exactly."""
+        if not isinstance(state, Mapping):
+            raise ConfigError("stream_state", state, "must be a mapping from state_dict()")
+        if state and state.get("version") != STATE_VERSION:
+            raise ConfigError("stream_state.version", state.get("version"), f"expected {STATE_VERSION}")
+        self._loaded = state or None
+        self._lane = None
+
+    def _restore(self, state: Mapping[str, Any], lane_id: int, layout: list[int]) -> None:
+        if list(state.get(LAYOUT_KEY, [])) != layout or state.get("lane") != lane_id:
+            got = {"lane": state.get("lane"), LAYOUT_KEY: state.get(LAYOUT_KEY)}
+            raise ConfigError(
+                "stream_state", got, f"saved by another lane; this is lane {lane_id} of {layout}"
+            )
+        assert self._lane is not None
+        for n, s in zip(self.names, self._lane["streams"], strict=True):
+            s.load_state_dict(state["streams"][n])
+        self._load_extra(self._lane, state)
+
+    def realised(self) -> dict[str, dict[str, int]]:
+        """This lane's realised documents (and tokens, where counted) per domain."""
+        return self._lane[REALISED_KEY]() if self._lane is not None else {}
+
+    def as_torch(self) -> Any:
+        """A ``torch.utils.data.IterableDataset`` view (for ``DataLoader(..., batch_size=None)``)."""
+        return _torch_class()(self)
+
+    # subclass hooks
+    def _new_lane(self, lane_id: int, world_size: int, workers: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _run(self, lane: dict[str, Any], worker: int, workers: int) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def _extra_state(self, lane: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _load_extra(self, lane: dict[str, Any], state: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class StreamMixture(_Lanes):
+    """Example-level mixing of streams: each lane batch has exact per-domain counts from p(step).
+
+    ``batch_size`` is global; each rank's batches hold batch_size / world_size items, as a list of
+    ``{"domain": d, "domain_name": name, **item}`` (mapping items) or ``(item, d)`` pairs, in a
+    keyed-shuffled order. ``tokens(item)`` (optional) counts tokens for `realised`.
+
+    >>> mix = StreamMixture({"a": lambda: iter(range(100)), "b": lambda: iter(range(100, 110))},
+    ...                     {"a": 100, "b": 10}, 1.0, total_steps=4, batch_size=11)
+    >>> [sum(d == 1 for _, d in batch) for batch in mix]
+    [1, 1, 1, 1]
+    """
+
+    def __init__(
+        self,
+        sources: Mapping[str, Any],
+        sizes: Mapping[str, float] | Mixture,
+        schedule: Schedule | float | Mapping[str, Any],
+        total_steps: int,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+        transform: Callable[[Any], Any] | None = None,
+        tokens: Callable[[Any], int] | None = None,
+    ) -> None:
+        super().__init__(sources, sizes, schedule, total_steps, rank, world_size, transform)
+        self.batch_size = check_int("batch_size", batch_size, lo=1, hi=2**26)
+        self.seed = check_int("seed", seed, lo=0)
+        self.tokens = tokens
+
+    def _new_lane(self, lane_id: int, world_size: int, workers: int) -> dict[str, Any]:
+        if self.batch_size % world_size:
+            raise ConfigError("batch_size", self.batch_size, f"not divisible by world_size={world_size}")
+        k = len(self.names)
+        lane: dict[str, Any] = {
+            "id": lane_id,
+            "streams": self._streams(lane_id, world_size * workers),
+            "k": 0,  # batches this lane produced
+            "residuals": np.zeros(k),
+            "docs": np.zeros(k, dtype=np.int64),
+            "toks": np.zeros(k, dtype=np.int64),
+            "local": self.batch_size // world_size,
+        }
+        lane[REALISED_KEY] = lambda: {
+            n: {"documents": int(d), "tokens": int(t)}
+            for n, d, t in zip(self.names, lane["docs"], lane["toks"], strict=True)
+        }
+        return lane
+
+    def _run(self, lane: dict[str, Any], worker: int, workers: int) -> Iterator[list[Any]]:
+        b = lane["local"]
+        order_key = derive_key(self.seed, "stream-order", lane["id"])
+        ctx = Context(self.names, self.sizes, self.total_steps, (), lane["docs"])
+        while (step := lane["k"] * workers + worker) < self.total_steps:
+            counts, lane["residuals"] = exact_counts(self.schedule.probs(step, ctx), b, lane["residuals"])
+            domains = np.repeat(np.arange(len(self.names)), counts)
+            key = order_key ^ int(splitmix64(np.array([step], dtype=np.uint64))[0])
+            domains = domains[permute(np.arange(b, dtype=np.uint64), b, key).astype(np.int64)]
+            batch = []
+            for d in domains.tolist():
+                x = self._item(lane["streams"], d)
+                lane["docs"][d] += 1
+                if self.tokens is not None:
+                    lane["toks"][d] += int(self.tokens(x))
+                tag = {"domain": d, "domain_name": self.names[d]}
+                batch.append({**tag, **x} if isinstance(x, Mapping) else (x, d))
+            lane["k"] += 1
+            yield batch
+
+    def _extra_state(self, lane: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "batches": lane["k"],
+            "residuals": dict(zip(self.names, lane["residuals"].tolist(), strict=True)),
+            REALISED_KEY: lane[REALISED_KEY](),
+        }
+
+    def _load_extra(self, lane: dict[str, Any], state: Mapping[str, Any]) -> None:
+        lane["k"] = int(state["batches"])
+        lane["residuals"] = np.array([float(state["residuals"][n]) for n in self.names])
+        lane["docs"][:] = [state[REALISED_KEY][n]["documents"] for n in self.names]
+        lane["toks"][:] = [state[REALISED_KEY][n]["tokens"] for n in self.names]
+
+
+class PackedStreams(_Lanes):
+    """Token-level mixing of streams: each lane packs (rows / world_size, seq_len) batches by deficit.
+
+    Documents come from ``tokens(transform(item))`` (default: the item is token ids or a mapping
+    with ``"input_ids"``); batches are `coolmix.packing.TokenPacker` dicts of (R, T) arrays. The
+    lane's packer state (with its partly placed document) is in `state_dict`.
+    """
+
+    def __init__(
+        self,
+        sources: Mapping[str, Any],
+        sizes: Mapping[str, float] | Mixture,
+        schedule: Schedule | float | Mapping[str, Any],
+        total_steps: int,
+        rows: int,
+        seq_len: int,
+        *,
+        rank: int | None = None,
+        world_size: int | None = None,
+        transform: Callable[[Any], Any] | None = None,
+        tokens: Callable[[Any], Any] = as_tokens,
+        pad_id: int = 0,
+        long_docs: LongDocs = "split",
+    ) -> None:
+        super().__init__(sources, sizes, schedule, total_steps, rank, world_size, transform)
+        self.rows = check_int("rows", rows, lo=1, hi=2**20)
+        self.seq_len = check_int("seq_len", seq_len, lo=1, hi=2**24)
+        self.tokens, self.pad_id, self.long_docs = tokens, pad_id, long_docs
+        TokenPacker(sizes, self.schedule, total_steps, 1, self.seq_len, pad_id=pad_id, long_docs=long_docs)
+
+    def _new_lane(self, lane_id: int, world_size: int, workers: int) -> dict[str, Any]:
+        if self.rows % world_size:
+            raise ConfigError("rows", self.rows, f"not divisible by world_size={world_size}")
+        sizes = dict(zip(self.names, self.sizes.tolist(), strict=True))
+        packer = TokenPacker(
+            sizes,
+            self.schedule,
+            self.total_steps,
+            self.rows // world_size,
+            self.seq_len,
+            pad_id=self.pad_id,
+            long_docs=self.long_docs,
+        )
+        return {
+            "id": lane_id,
+            "streams": self._streams(lane_id, world_size * workers),
+            "packer": packer,
+            REALISED_KEY: packer.realised,
+        }
+
+    def _run(self, lane: dict[str, Any], worker: int, workers: int) -> Iterator[dict[str, np.ndarray]]:
+        packer, streams = lane["packer"], lane["streams"]
+
+        def next_doc(d: int) -> Any:
+            return self.tokens(self._item(streams, d))
+
+        while (step := packer.step * workers + worker) < self.total_steps:
+            yield packer.pack(next_doc, step=step)
+
+    def _extra_state(self, lane: dict[str, Any]) -> dict[str, Any]:
+        return {"packer": lane["packer"].state_dict(), REALISED_KEY: lane["packer"].realised()}
+
+    def _load_extra(self, lane: dict[str, Any], state: Mapping[str, Any]) -> None:
+        lane["packer"].load_state_dict(state["packer"])
+
+
+_TORCH_CLASS: list[type] = []
+
+
+def _torch_class() -> type:
+    """The torch IterableDataset wrapper, defined on first use so importing this module needs no torch."""
+    if not _TORCH_CLASS:
+        from torch.utils.data import IterableDataset
+
+        class TorchStreams(IterableDataset):
+            """Delegates iteration and the StatefulDataLoader state protocol to a stream mixer."""
+
+            def __init__(self, inner: _Lanes) -> None:
+                self.inner = inner
+
+            def __iter__(self) -> Iterator[Any]:
+                return iter(self.inner)
+
+            def state_dict(self) -> dict[str, Any]:
+                return self.inner.state_dict()
+
+            def load_state_dict(self, state: Mapping[str, Any]) -> None:
+                self.inner.load_state_dict(state)
+
+        TorchStreams.__module__ = __name__
+        _TORCH_CLASS.append(TorchStreams)
+    return _TORCH_CLASS[0]
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: lets pickle find the lazily defined class
+    if name == "TorchStreams":
+        return _torch_class()
+    raise AttributeError(name)
+
+
+def realised_from_state(states: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """Sum per-lane realised documents and tokens (from each lane's `state_dict`) per domain."""
+    total: dict[str, dict[str, int]] = {}
+    for st in states:
+        lane = st[REALISED_KEY]
+        for n, c in lane.items():
+            acc = total.setdefault(n, {"documents": 0, "tokens": 0})
+            acc["documents"] += int(c["documents"])
+            acc["tokens"] += int(c["tokens"])
+    return total

@@ -1,0 +1,430 @@
+"""Token-level mixing: fill fixed-length rows with documents whose domain the schedule decides.
+
+A batch is a token budget of R rows × T tokens. The schedule gives p(t) per step; the packer keeps,
+per domain i, a cumulative target Z_i (every placed token at step t adds p_i(t) to every Z_i, so
+at the end of step t in ``"split"`` mode Z_i = Σ_{s≤t} R·T·p_i(s)) and the realised tokens Y_i.
+Whenever a row needs a new document it takes the next document of the domain with the largest
+deficit Z_i − Y_i (ties: domain order). Because Σ_i (Z_i − Y_i) = 0 at every placement, the chosen
+deficit is ≥ 0, so a domain is never ahead of its target by more than one of its documents:
+
+    −ℓ_i  ≤  Z_i − Y_i  ≤  Σ_{j≠i} ℓ_j       (ℓ_i: the longest document domain i has placed)
+
+at every token (the right bound follows from the left because the deficits sum to 0). The
+schedule decides *which domain* (through the deficit), the document source decides *which
+document*, and the packer only decides *where it lands*.
+
+The partially placed document is the only thing carried between steps, so it is part of the
+state (as its remaining token ids); resume is exact mid-document. Map-style domains read items
+through `MapDocuments` (keyed permutation passes, as the sampler does); streams through
+`coolmix.integrations.streams`. Numpy only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from coolmix.errors import ConfigError
+from coolmix.mixture import Mixture, check_sizes, to_mapping
+from coolmix.permutation import derive_key, permute, splitmix64
+from coolmix.schedule import Context, Event, Schedule, schedule_from_dict
+from coolmix.validate import check_int
+from coolmix.weighting import weights_array
+
+__all__ = [
+    "IGNORE_INDEX",
+    "PAD_DOMAIN",
+    "STATE_VERSION",
+    "LongDocs",
+    "MapDocuments",
+    "TokenPacker",
+    "as_tokens",
+    "resolve_schedule",
+    "token_weights",
+]
+
+STATE_VERSION = 1
+PAD_DOMAIN = -1
+"""Domain id (and document id) of padding tokens: never a valid domain index."""
+IGNORE_INDEX = -100
+"""Label of positions without a next-token target (torch ``cross_entropy``'s default ignore)."""
+LongDocs = Literal["split", "truncate"]
+MAX_EMPTY = 10_000  # consecutive empty documents from one domain before we call the source broken
+
+STEP_KEY, TARGET_KEY, REALISED_KEY, DOCS_KEY = "step", "target_tokens", "realised_tokens", "documents"
+PENDING_KEY, NEXT_DOC_KEY, TRUNCATED_KEY, EVENTS_KEY = "pending", "next_doc_id", "truncated_tokens", "events"
+_VERSION_KEY, _SHAPE_KEY = "version", "shape"
+
+
+def resolve_schedule(
+    sizes: Mapping[str, float] | Mixture, schedule: Schedule | float | Mapping[str, Any], total_steps: int
+) -> tuple[tuple[str, ...], np.ndarray, Schedule, int]:
+    """Validate (sizes, schedule, total_steps) as the sampler does; sizes may be approximate floats.
+
+    Sizes only feed the schedule's probabilities (p ∝ n^{1/τ}), so declared token counts from
+    metadata are fine; realised counts are reported separately.
+    """
+    if isinstance(sizes, Mixture):
+        sizes = sizes.sizes
+    names, arr = check_sizes(sizes)
+    sched = schedule if isinstance(schedule, Schedule) else schedule_from_dict(schedule)
+    sched.validate(names)
+    total = check_int("total_steps", total_steps, lo=1)
+    if hasattr(sched, "check_resolved"):
+        sched.check_resolved(total)
+    return names, arr, sched, total
+
+
+def as_tokens(doc: Any) -> np.ndarray:
+    """A document as a 1-D int64 array: an array/list of ids, or a mapping with ``"input_ids"``."""
+    if type(doc) is np.ndarray and doc.ndim == 1 and doc.dtype == np.int64:
+        return doc  # already in shape: the hot path when a source hands over token arrays
+    if isinstance(doc, Mapping):
+        if "input_ids" not in doc:
+            raise ConfigError("document", sorted(doc)[:5], "a mapping document needs an 'input_ids' entry")
+        doc = doc["input_ids"]
+    arr = np.asarray(doc)
+    if arr.ndim != 1 or not (arr.size == 0 or np.issubdtype(arr.dtype, np.integer)):
+        raise ConfigError("document", arr.shape, "must be a 1-D sequence of integer token ids")
+    return arr.astype(np.int64, copy=False)
+
+
+class TokenPacker:
+    """Packs documents into (rows, seq_len) batches, choosing each document's domain by token deficit.
+
+    ``pack(next_doc)`` builds the next batch; ``next_doc(i)`` must return domain i's next document
+    (token ids). Every batch is a dict of (R, T) arrays:
+
+    - ``input_ids`` (``pad_id`` at padding), ``labels`` (the next token of the same document in the
+      same row, else `IGNORE_INDEX`), ``loss_mask`` (``labels != IGNORE_INDEX``);
+    - ``domain_ids`` (`PAD_DOMAIN` = −1 at padding), ``doc_ids`` (a run-wide document serial number,
+      −1 at padding: equal ids in a row form one attention segment), ``position_ids`` (0, 1, …
+      restarting at each document and at each row, so always < T).
+
+    ``long_docs="split"`` (default) streams documents end to end: a document that does not fit
+    continues in the next row (and the next step); rows are never padded. ``"truncate"`` keeps each
+    document inside one row: documents longer than T are cut to T (the cut tokens are counted in
+    `truncated`) and a document that does not fit the rest of a row starts the next row.
+
+    >>> pk = TokenPacker({"en": 900, "sw": 100}, 1.0, total_steps=10, rows=2, seq_len=4)
+    >>> docs = {0: iter([[1, 2, 3]] * 9), 1: iter([[7, 8]] * 9)}
+    >>> b = pk.pack(lambda i: next(docs[i]))
+    >>> b["domain_ids"].tolist(), b["position_ids"].tolist()
+    ([[0, 0, 0, 1], [1, 0, 0, 0]], [[0, 1, 2, 0], [0, 0, 1, 2]])
+    """
+
+    def __init__(
+        self,
+        sizes: Mapping[str, float] | Mixture,
+        schedule: Schedule | float | Mapping[str, Any],
+        total_steps: int,
+        rows: int,
+        seq_len: int,
+        *,
+        pad_id: int = 0,
+        long_docs: LongDocs = "split",
+    ) -> None:
+        self.names, self.sizes, self.schedule, self.total_steps = resolve_schedule(
+            sizes, schedule, total_steps
+        )
+        self.rows = check_int("rows", rows, lo=1, hi=2**20)
+        self.seq_len = check_int("seq_len", seq_len, lo=1, hi=2**24)
+        self.pad_id = check_int("pad_id", pad_id, lo=-(2**62))
+        if long_docs not in ("split", "truncate"):
+            raise ConfigError("long_docs", long_docs, "must be 'split' or 'truncate'")
+        self.long_docs = long_docs
+        self._events: list[Event] = []
+        self._reset()
+
+    @property
+    def tokens_per_batch(self) -> int:
+        return self.rows * self.seq_len
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def _reset(self) -> None:
+        k = len(self.names)
+        self._step = 0
+        self._target = np.zeros(k)
+        self._realised = np.zeros(k)  # float array so UniMax-dynamic can read it as ctx.seen
+        self._docs = np.zeros(k, dtype=np.int64)
+        self._truncated = np.zeros(k, dtype=np.int64)
+        self._longest = np.zeros(k, dtype=np.int64)
+        self._next_doc_id = 0
+        self._pending: tuple[int, np.ndarray, int, int] | None = None  # (domain, tokens, offset, doc id)
+        self._ctx = Context(self.names, self.sizes, self.total_steps, self._events, self._realised)
+
+    @property
+    def step(self) -> int:
+        """The next step to pack."""
+        return self._step
+
+    def realised(self) -> dict[str, dict[str, int]]:
+        """Per domain: documents started and tokens placed so far (the realised exposure)."""
+        return {
+            n: {"documents": int(d), "tokens": int(y)}
+            for n, d, y in zip(self.names, self._docs, self._realised, strict=True)
+        }
+
+    def target(self) -> dict[str, float]:
+        """Z_i: the cumulative target tokens per domain that the deficit rule tracks."""
+        return to_mapping(self.names, self._target)
+
+    @property
+    def truncated(self) -> dict[str, int]:
+        """Tokens cut from over-long documents per domain (``long_docs="truncate"`` only)."""
+        return {n: int(c) for n, c in zip(self.names, self._truncated, strict=True)}
+
+    @property
+    def longest(self) -> dict[str, int]:
+        """ℓ_i: the longest document (as placed, after truncation) per domain: the bound's unit."""
+        return {n: int(c) for n, c in zip(self.names, self._longest, strict=True)}
+
+    def record_event(self, name: str, step: int | None = None, **info: Any) -> Event:
+        """Record a schedule event (e.g. an adaptive ``"cooldown"``) from ``step`` (default: next)."""
+        step = self._step if step is None else int(step)
+        if step < self._step:
+            raise ConfigError("event.step", step, f"batches up to {self._step - 1} were already packed")
+        event = Event(step, name, info)
+        self._events.append(event)
+        self._ctx = Context(self.names, self.sizes, self.total_steps, self._events, self._realised)
+        return event
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able: counters per domain, the targets, the events and the partly placed document."""
+        pending = None
+        if self._pending is not None:
+            d, toks, off, doc_id = self._pending
+            pending = {"domain": self.names[d], "tokens": toks[off:].tolist(), "doc_id": doc_id}
+        return {
+            _VERSION_KEY: STATE_VERSION,
+            _SHAPE_KEY: [self.rows, self.seq_len, self.long_docs],
+            STEP_KEY: self._step,
+            TARGET_KEY: to_mapping(self.names, self._target),
+            REALISED_KEY: {n: int(y) for n, y in zip(self.names, self._realised, strict=True)},
+            DOCS_KEY: {n: int(c) for n, c in zip(self.names, self._docs, strict=True)},
+            TRUNCATED_KEY: self.truncated,
+            "longest": self.longest,
+            NEXT_DOC_KEY: self._next_doc_id,
+            PENDING_KEY: pending,
+            EVENTS_KEY: [e.to_dict() for e in self._events],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore `state_dict` output; the next `pack` continues exactly where that packer stopped."""
+        if not isinstance(state, Mapping) or state.get(_VERSION_KEY) != STATE_VERSION:
+            got = state.get(_VERSION_KEY) if isinstance(state, Mapping) else state
+            raise ConfigError(
+                "packer_state.version", got, f"expected a TokenPacker state, version {STATE_VERSION}"
+            )
+        shape = [self.rows, self.seq_len, self.long_docs]
+        if list(state.get(_SHAPE_KEY, [])) != shape:
+            raise ConfigError("packer_state.shape", state.get(_SHAPE_KEY), f"this packer is {shape}")
+        try:
+            arrays = [
+                np.array([float(state[key][n]) for n in self.names])
+                for key in (TARGET_KEY, REALISED_KEY, DOCS_KEY, TRUNCATED_KEY, "longest")
+            ]
+            events = [Event.from_dict(e) for e in state[EVENTS_KEY]]
+            step, next_doc = int(state[STEP_KEY]), int(state[NEXT_DOC_KEY])
+            pending = state[PENDING_KEY]
+            if pending is not None:
+                pending = (
+                    self.names.index(pending["domain"]),
+                    np.asarray(pending["tokens"], dtype=np.int64),
+                    0,
+                    int(pending["doc_id"]),
+                )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError("packer_state", type(e).__name__, f"corrupt packer state: {e}") from None
+        self._events[:] = events
+        self._reset()
+        self._step, self._next_doc_id, self._pending = step, next_doc, pending
+        self._target[:], self._realised[:] = arrays[0], arrays[1]
+        self._docs[:], self._truncated[:], self._longest[:] = (a.astype(np.int64) for a in arrays[2:])
+
+    # -- packing -------------------------------------------------------------------------------
+
+    def probs_array(self, step: int) -> np.ndarray:
+        """p(step) aligned with ``names`` (exposure-driven schedules read the realised tokens)."""
+        return self.schedule.probs(int(step), self._ctx)
+
+    def _choose(self, p: np.ndarray) -> int:
+        """The active domain with the largest deficit Z − Y; inactive domains forfeit theirs.
+
+        A switched-off domain (p_i = 0) gets no document and its deficit (either sign) is spread
+        over the active domains by p, so Σ (Z − Y) stays 0 and no old debt is paid later.
+        """
+        deficit = self._target - self._realised
+        if p.min() > 0:
+            return int(np.argmax(deficit))
+        off = p <= 0
+        if off.any():
+            spill = deficit[off].sum()
+            self._target[off] = self._realised[off]
+            self._target += p * spill
+            deficit = self._target - self._realised
+        return int(np.argmax(np.where(off, -np.inf, deficit)))
+
+    def _next(self, p: np.ndarray, next_doc: Callable[[int], Any]) -> None:
+        empty = 0
+        while True:
+            d = self._choose(p)
+            toks = as_tokens(next_doc(d))
+            self._docs[d] += 1
+            if toks.size:
+                break
+            empty += 1
+            if empty >= MAX_EMPTY:
+                raise ConfigError(
+                    f"documents.{self.names[d]}", empty, "the source yields only empty documents"
+                )
+        if self.long_docs == "truncate" and toks.size > self.seq_len:
+            self._truncated[d] += toks.size - self.seq_len
+            toks = toks[: self.seq_len]
+        self._longest[d] = max(self._longest[d], toks.size)
+        self._pending = (d, toks, 0, self._next_doc_id)
+        self._next_doc_id += 1
+
+    def pack(self, next_doc: Callable[[int], Any], step: int | None = None) -> dict[str, np.ndarray]:
+        """The next batch; ``step`` is the schedule step it belongs to (default: `step`).
+
+        Lanes that interleave with others (DataLoader workers) pass their global step here.
+        """
+        sched_step = self._step if step is None else int(step)
+        p = self.probs_array(sched_step)
+        R, T = self.rows, self.seq_len
+        ids = np.full(R * T, self.pad_id, dtype=np.int64)
+        dom = np.full(R * T, PAD_DOMAIN, dtype=np.int64)
+        doc = np.full(R * T, PAD_DOMAIN, dtype=np.int64)
+        pos = np.zeros(R * T, dtype=np.int64)
+        c = 0
+        while c < R * T:
+            if self._pending is None:
+                self._next(p, next_doc)
+            d, toks, off, doc_id = self._pending  # type: ignore[misc]
+            room = T - c % T
+            if self.long_docs == "truncate" and toks.size - off > room:
+                c += room  # pad the rest of this row; the document starts the next one
+                continue
+            n = min(toks.size - off, room)
+            ids[c : c + n] = toks[off : off + n]
+            dom[c : c + n], doc[c : c + n] = d, doc_id
+            pos[c : c + n] = np.arange(n)
+            self._realised[d] += n
+            self._target += p * n
+            c += n
+            self._pending = None if off + n == toks.size else (d, toks, off + n, doc_id)
+        self._step += 1
+        return _finish(ids.reshape(R, T), dom.reshape(R, T), doc.reshape(R, T), pos.reshape(R, T))
+
+
+def _finish(ids: np.ndarray, dom: np.ndarray, doc: np.ndarray, pos: np.ndarray) -> dict[str, np.ndarray]:
+    """Add next-token ``labels`` (same document, same row) and the ``loss_mask`` they imply."""
+    labels = np.full_like(ids, IGNORE_INDEX)
+    same = (doc[:, 1:] == doc[:, :-1]) & (doc[:, :-1] >= 0)
+    labels[:, :-1] = np.where(same, ids[:, 1:], IGNORE_INDEX)
+    return {
+        "input_ids": ids,
+        "labels": labels,
+        "loss_mask": labels != IGNORE_INDEX,
+        "domain_ids": dom,
+        "doc_ids": doc,
+        "position_ids": pos,
+    }
+
+
+class MapDocuments:
+    """Map-style per-domain datasets as a packer's document source: ``docs(i)`` → domain i's next document.
+
+    Draw j of domain d reads item ``permute(j mod n_d, n_d, key(seed, d, pass = j div n_d))``: a fresh
+    keyed permutation per pass, the sampler's without-replacement scheme, so after k passes every
+    item has been read k times. State: one cursor per domain.
+
+    >>> md = MapDocuments({"a": [[1], [2], [3]], "b": [[9]]}, seed=0)
+    >>> sorted(int(md(0)[0]) for _ in range(3)), md.cursors
+    ([1, 2, 3], {'a': 3, 'b': 0})
+    """
+
+    def __init__(
+        self,
+        datasets: Mapping[str, Sequence[Any]],
+        seed: int = 0,
+        tokens: Callable[[Any], Any] = as_tokens,
+    ) -> None:
+        if not isinstance(datasets, Mapping) or not datasets:
+            raise ConfigError("datasets", datasets, "must be a non-empty mapping of domain name -> dataset")
+        self.names = tuple(datasets)
+        self.datasets = [datasets[n] for n in self.names]
+        self.lengths = [len(ds) for ds in self.datasets]
+        for n, size in zip(self.names, self.lengths, strict=True):
+            if size == 0:
+                raise ConfigError(f"datasets.{n}", 0, "empty dataset: nothing to read")
+        self.seed = check_int("seed", seed, lo=0)
+        self.tokens = tokens
+        self._keys = [derive_key(self.seed, "domain", n) for n in self.names]
+        self._cursors = [0] * len(self.names)
+
+    @property
+    def cursors(self) -> dict[str, int]:
+        return dict(zip(self.names, self._cursors, strict=True))
+
+    def item(self, domain: int, draw: int) -> int:
+        """Item index of draw number ``draw`` of ``domain`` (a pure function of seed and draw)."""
+        n = self.lengths[domain]
+        passes, off = divmod(draw, n)
+        key = self._keys[domain] ^ int(splitmix64(np.array([passes], dtype=np.uint64))[0])
+        return int(permute(np.array([off], dtype=np.uint64), n, key)[0])
+
+    def __call__(self, domain: int) -> np.ndarray:
+        j = self._cursors[domain]
+        self._cursors[domain] = j + 1
+        return self.tokens(self.datasets[domain][self.item(domain, j)])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"cursors": self.cursors, "seed": self.seed}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        seed = state.get("seed") if isinstance(state, Mapping) else state
+        if seed != self.seed:
+            raise ConfigError("documents_state.seed", seed, f"this source has seed {self.seed}")
+        try:
+            self._cursors = [int(state["cursors"][n]) for n in self.names]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError("documents_state", type(e).__name__, f"corrupt state: {e}") from None
+
+
+def token_weights(
+    domain_ids: Any,
+    weights: Mapping[str, float] | Sequence[float] | np.ndarray,
+    names: Sequence[str] | None = None,
+) -> Any:
+    """Per-token loss weights w[domain_ids], 0 where the id is `PAD_DOMAIN` (or any negative id).
+
+    ``weights`` is aligned with the domain ids, or a name → weight mapping with ``names`` giving
+    the order. Works on numpy arrays and torch tensors (the result follows ``domain_ids``' type and
+    device, as float64). The per-token scalarised loss is Σ w·ℓ·mask / Σ mask (unbiased, as
+    `weighted_loss`'s ``mean``).
+
+    >>> token_weights(np.array([[0, 1, -1]]), [2.0, 0.5]).tolist()
+    [[2.0, 0.5, 0.0]]
+    """
+    if isinstance(weights, Mapping):
+        if names is None:
+            raise ConfigError("names", None, "a name -> weight mapping needs the domain order (names=...)")
+        w = weights_array(weights, names)
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.ndim != 1:
+            raise ConfigError("weights", w.shape, "must be one weight per domain")
+    if hasattr(domain_ids, "new_tensor"):  # torch, without importing it
+        wt = domain_ids.double().new_tensor(w)
+        valid = domain_ids >= 0
+        return wt[domain_ids.clamp(min=0)] * valid
+    ids = np.asarray(domain_ids)
+    if ids.size and ids.max() >= len(w):
+        raise ConfigError("domain_ids", int(ids.max()), f"only {len(w)} weights given")
+    valid = ids >= 0
+    return np.where(valid, w[np.where(valid, ids, 0)], 0.0)

@@ -1,0 +1,68 @@
+"""`Anneal`: a smooth τ(t) from ``start`` to ``end`` (linear, cosine or exponential in τ)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from coolmix.errors import ConfigError
+from coolmix.schedules._base import Context, Schedule, register
+from coolmix.validate import check_float
+
+__all__ = ["Anneal"]
+
+SHAPES = ("linear", "cosine", "exponential")
+
+
+@register
+@dataclass(frozen=True)
+class Anneal(Schedule):
+    """Smooth τ(t) from ``start`` to ``end`` between fractions ``begin`` and ``finish`` of training.
+
+    With x = clip((t/T − begin) / (finish − begin), 0, 1):
+    ``linear`` τ = start + (end − start)·x; ``cosine`` τ = end + (start − end)·(1 + cos πx)/2;
+    ``exponential`` log τ = log start + (log end − log start)·x. Before ``begin`` τ = start,
+    after ``finish`` τ = end. Both ends must be finite temperatures > 0.
+
+    >>> Anneal(start=4, end=1, shape="exponential").tau_at(50, total_steps=100)
+    2.0
+    """
+
+    start: float = 5.0
+    end: float = 1.0
+    shape: str = "cosine"
+    begin: float = 0.0
+    finish: float = 1.0
+    kind: ClassVar[str] = "anneal"
+
+    def __post_init__(self) -> None:
+        for name in ("start", "end"):
+            v = check_float(name, getattr(self, name), lo=0.0, lo_open=True)  # finite: annealing needs it
+            object.__setattr__(self, name, v)
+        if self.shape not in SHAPES:
+            raise ConfigError("shape", self.shape, f"must be one of {', '.join(map(repr, SHAPES))}")
+        for name in ("begin", "finish"):
+            object.__setattr__(self, name, check_float(name, getattr(self, name), lo=0.0, hi=1.0))
+        if self.finish <= self.begin:
+            raise ConfigError("finish", self.finish, f"must be > begin={self.begin}")
+
+    def tau(self, step: int, ctx: Context) -> float:
+        x = (step / ctx.total_steps - self.begin) / (self.finish - self.begin)
+        x = min(max(x, 0.0), 1.0)
+        if self.shape == "linear":
+            t = self.start + (self.end - self.start) * x
+        elif self.shape == "cosine":
+            t = self.end + (self.start - self.end) * 0.5 * (1.0 + math.cos(math.pi * x))
+        else:
+            t = math.exp(math.log(self.start) + (math.log(self.end) - math.log(self.start)) * x)
+        # rounding can step just outside [min, max] of the ends (e.g. exp(log 1e-320) → 0): clamp
+        return min(max(t, min(self.start, self.end)), max(self.start, self.end))
+
+    def probs(self, step: int, ctx: Context) -> np.ndarray:
+        return ctx.temperature(self.tau(step, ctx))
+
+    def breakpoints(self, ctx: Context) -> tuple[int, ...] | None:
+        return None

@@ -1,0 +1,261 @@
+"""Streaming sources: passes, lanes (2 ranks × 2 workers) without duplicates or gaps, exact resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from coolmix import ConfigError, Cooldown
+from coolmix.integrations.streams import DomainStream, PackedStreams, StreamMixture, realised_from_state
+from coolmix.packing import token_weights
+
+datasets = pytest.importorskip("datasets")
+torch = pytest.importorskip("torch")
+
+SIZES = {"en": 23, "sw": 9}  # items per domain; values reveal the domain ("en-17")
+
+
+def gen_items(domain: str, n: int):
+    for i in range(n):
+        yield {"text": f"{domain}-{i}", "input_ids": [len(domain) + 1000 * i + j for j in range(1 + i % 5)]}
+
+
+def hf_source(domain: str, n: int, shards: int):
+    def gen(parts):
+        for part in parts:
+            for i in range(part, n, shards):
+                yield {"text": f"{domain}-{i}", "input_ids": [7] * (1 + i % 5)}
+
+    return datasets.IterableDataset.from_generator(gen, gen_kwargs={"parts": list(range(shards))})
+
+
+def dir_source(tmp_path, domain: str, n: int, files: int):
+    root = tmp_path / domain
+    root.mkdir()
+    for f in range(files):
+        lines = [
+            json.dumps({"text": f"{domain}-{i}", "input_ids": [3] * (1 + i % 4)}) for i in range(f, n, files)
+        ]
+        (root / f"part-{f:03d}.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+class OwnShards:
+    """A re-iterable with its own HF-style ``shard(num_shards, index)`` (contiguous blocks)."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def shard(self, num_shards, index):
+        n = len(self.items)
+        return OwnShards(self.items[index * n // num_shards : (index + 1) * n // num_shards])
+
+    def __iter__(self):
+        return iter(self.items)
+
+
+def make_sources(kind: str, tmp_path):
+    if kind == "factory":
+        return {d: (lambda d=d, n=n: gen_items(d, n)) for d, n in SIZES.items()}
+    if kind == "list":
+        return {d: list(gen_items(d, n)) for d, n in SIZES.items()}
+    if kind == "own-shard":
+        return {d: OwnShards(list(gen_items(d, n))) for d, n in SIZES.items()}
+    if kind == "hf-shards":  # 4 shards over 4 lanes: whole shards per lane
+        return {d: hf_source(d, n, 4) for d, n in SIZES.items()}
+    if kind == "hf-steps":  # 3 shards over 4 lanes: every 4th example
+        return {d: hf_source(d, n, 3) for d, n in SIZES.items()}
+    if kind == "dir":
+        return {d: dir_source(tmp_path, d, n, 4 if d == "en" else 3) for d, n in SIZES.items()}
+    if kind == "node":
+        from torchdata.nodes import IterableWrapper
+
+        return {d: IterableWrapper(list(gen_items(d, n))) for d, n in SIZES.items()}
+    raise AssertionError(kind)
+
+
+KINDS = ["factory", "list", "own-shard", "hf-shards", "hf-steps", "dir", "node"]
+
+
+def mixture(sources, **kw):
+    return StreamMixture(
+        sources, SIZES, Cooldown(hot=5.0, cold=1.0, at=0.5), total_steps=40, batch_size=8, **kw
+    )
+
+
+def lane_items(sources, rank, worker, steps=40):
+    """The texts each domain gave one lane of 2 ranks × 2 workers, in order."""
+    mix = mixture(sources)
+    got = {d: [] for d in SIZES}
+    for batch in mix.lane(rank=rank, world_size=2, worker=worker, workers=2):
+        for ex in batch:
+            got[ex["domain_name"]].append(ex["text"])
+    return got, mix.state_dict()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_four_lanes_partition_every_pass(kind, tmp_path):
+    """2 ranks × 2 workers = 4 lanes: within each pass, every item goes to exactly one lane."""
+    if kind == "node":
+        pytest.importorskip("torchdata")
+    sources = make_sources(kind, tmp_path)
+    for d, n in SIZES.items():
+        by_pass = {0: [], 1: [], 2: []}
+        for lane in range(4):
+            s = DomainStream(sources[d], d, lane, 4)
+            while True:
+                item = next(s)["text"]
+                if s.state_dict()["pass"] > 2:
+                    break
+                by_pass[s.state_dict()["pass"]].append(item)
+        for items in by_pass.values():  # no duplicates, no gaps
+            assert sorted(items) == sorted(f"{d}-{i}" for i in range(n))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_mixture_lanes_read_their_substreams_in_order(kind, tmp_path):
+    """What each of the 4 lanes' batches hold, per domain, is its sub-stream, in order, no skips."""
+    if kind == "node":
+        pytest.importorskip("torchdata")
+    sources = make_sources(kind, tmp_path)
+    for rank in range(2):
+        for worker in range(2):
+            got, state = lane_items(sources, rank, worker)
+            for d, seq in got.items():
+                assert state["streams"][d]["pass"] >= 1  # long enough to cover a restart
+                s = DomainStream(sources[d], d, 2 * rank + worker, 4)
+                assert seq == [next(s)["text"] for _ in seq]
+
+
+def test_lane_batches_have_exact_counts():
+    """Each lane's cumulative count per domain is within 1 of Σ b·p(step) over its steps."""
+    sources = make_sources("factory", None)
+    sched = Cooldown(hot=5.0, cold=1.0, at=0.5)
+    mix = StreamMixture(sources, SIZES, sched, total_steps=40, batch_size=8)
+    planned, counted = np.zeros(2), np.zeros(2)
+    for t, batch in enumerate(mix.lane(rank=1, world_size=2, worker=1, workers=2)):
+        step = 2 * t + 1
+        planned += 4 * np.array(list(sched.probs_at(step, SIZES, 40).values()))
+        counted += np.bincount([e["domain"] for e in batch], minlength=2)
+        assert np.abs(counted - planned).max() < 1 + 1e-9
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("stop", [3, 11])
+def test_stream_mixture_resumes_exactly(kind, stop, tmp_path):
+    if kind == "node":
+        pytest.importorskip("torchdata")
+    sources = make_sources(kind, tmp_path)
+    whole = list(mixture(sources).lane(0, 2, 1, 2))
+    mix = mixture(sources)
+    it = mix.lane(0, 2, 1, 2)
+    for _ in range(stop):
+        next(it)
+    state = json.loads(json.dumps(mix.state_dict()))
+    if kind.startswith("hf") or kind == "node":  # restored from the source's own state, not skipped
+        assert all(s["source"] is not None for s in state["streams"].values())
+    again = mixture(sources)
+    again.load_state_dict(state)
+    assert list(again.lane(0, 2, 1, 2)) == whole[stop:]
+
+
+def packed(sources, **kw):
+    return PackedStreams(
+        sources, {"en": 900.0, "sw": 60.0}, Cooldown(hot=5.0, cold=1.0, at=0.5), 30, 4, 8, **kw
+    )
+
+
+@pytest.mark.parametrize("kind", ["factory", "hf-steps", "dir"])
+def test_packed_streams_resume_exactly_mid_document(kind, tmp_path):
+    sources = make_sources(kind, tmp_path)
+    whole = list(packed(sources).lane(1, 2, 0, 2))
+    ps = packed(sources)
+    it = ps.lane(1, 2, 0, 2)
+    for _ in range(5):
+        next(it)
+    state = json.loads(json.dumps(ps.state_dict()))
+    again = packed(sources)
+    again.load_state_dict(state)
+    rest = list(again.lane(1, 2, 0, 2))
+    assert len(rest) == len(whole) - 5
+    for want, got in zip(whole[5:], rest, strict=True):
+        for key in want:
+            np.testing.assert_array_equal(want[key], got[key])
+    with pytest.raises(ConfigError, match="another lane"):
+        other = packed(sources)
+        other.load_state_dict(state)
+        next(other.lane(0, 2, 0, 2))
+
+
+def test_packed_lane_shapes_and_realised_counts():
+    ps = packed(make_sources("factory", None))
+    batches = list(ps.lane(0, 2, 0, 1))
+    assert len(batches) == 30 and batches[0]["input_ids"].shape == (2, 8)
+    dom = np.concatenate([b["domain_ids"] for b in batches])
+    total = realised_from_state([ps.state_dict()])
+    assert total["en"]["tokens"] == int((dom == 0).sum()) and total["sw"]["tokens"] == int((dom == 1).sum())
+
+
+def test_domain_stream_calls_set_epoch_with_the_pass_number():
+    class Epoched:
+        def __init__(self):
+            self.epochs = []
+
+        def set_epoch(self, e):
+            self.epochs.append(e)
+
+        def __iter__(self):
+            return iter([f"e{self.epochs[-1]}-0", f"e{self.epochs[-1]}-1"])
+
+    src = Epoched()
+    s = DomainStream(src, "x")
+    assert [next(s) for _ in range(5)] == ["e0-0", "e0-1", "e1-0", "e1-1", "e2-0"]
+    assert src.epochs == [0, 1, 2]
+
+
+def test_bad_sources_are_one_line_errors():
+    with pytest.raises(ConfigError, match="cannot restart"):
+        s = DomainStream(iter([1]), "x")
+        next(s), next(s)
+    with pytest.raises(ConfigError, match="no items"):
+        next(DomainStream(lambda: iter([1]), "x", lane=1, lanes=2))
+    with pytest.raises(ConfigError, match="domains"):
+        mixture({"en": [1]})
+
+
+def test_token_weights_on_tensors_follow_the_ids():
+    ids = torch.tensor([[0, 1, -1]])
+    tw = token_weights(ids, [2.0, 0.5])
+    assert tw.dtype == torch.float64 and tw.tolist() == [[2.0, 0.5, 0.0]]
+
+
+@pytest.mark.slow
+def test_dataloader_two_workers_matches_in_process_lanes_and_resumes():
+    """A StatefulDataLoader with 2 workers yields the lanes interleaved; its state resumes exactly."""
+    pytest.importorskip("torchdata")
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    sources = make_sources("factory", None)
+    lanes = [list(packed(sources).lane(0, 1, w, 2)) for w in range(2)]
+    want = [lanes[t % 2][t // 2] for t in range(30)]
+    loader = StatefulDataLoader(
+        packed(sources, rank=0, world_size=1).as_torch(), batch_size=None, num_workers=2
+    )
+    got = []
+    for i, b in enumerate(loader):
+        got.append(b)
+        if i == 6:
+            state = loader.state_dict()
+    assert len(got) == 30
+    for w, g in zip(want, got, strict=True):
+        np.testing.assert_array_equal(w["input_ids"], g["input_ids"].numpy())
+    loader = StatefulDataLoader(
+        packed(sources, rank=0, world_size=1).as_torch(), batch_size=None, num_workers=2
+    )
+    loader.load_state_dict(state)
+    rest = list(loader)
+    assert len(rest) == 23
+    for w, g in zip(want[7:], rest, strict=True):
+        np.testing.assert_array_equal(w["domain_ids"], g["domain_ids"].numpy())
