@@ -15,10 +15,11 @@ in a `Mixture` and keep it consistent with what the sampler draws.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Literal
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, cast
 
 import numpy as np
 
@@ -280,7 +281,7 @@ class Distribution:
     @classmethod
     def fields(cls) -> tuple[str, ...]:
         """The keys its config table may hold besides ``kind``."""
-        return tuple(f.name for f in fields(cls) if f.init)  # type: ignore[arg-type]
+        return tuple(f.name for f in dataclasses.fields(cast(Any, cls)) if f.init)  # dataclass subclasses
 
     def to_dict(self) -> dict[str, Any]:
         """``{"kind": ..., <field>: value}`` with τ = ∞ written as ``"inf"``."""

@@ -23,7 +23,7 @@ MAX_EXACT_FLOAT = 2**53
 """Largest float the package takes as an integer count (floats above it are not exact)."""
 
 
-def _names(sizes: Sizes, field: str) -> tuple[str, ...]:
+def _names(sizes: Sizes | Mixture, field: str) -> tuple[str, ...]:
     if isinstance(sizes, Mixture):
         sizes = sizes.sizes
     if not isinstance(sizes, Mapping):
@@ -37,7 +37,7 @@ def _names(sizes: Sizes, field: str) -> tuple[str, ...]:
     return names
 
 
-def check_sizes(sizes: Sizes, field: str = "sizes") -> tuple[tuple[str, ...], np.ndarray]:
+def check_sizes(sizes: Sizes | Mixture, field: str = "sizes") -> tuple[tuple[str, ...], np.ndarray]:
     """Validate a sizes mapping (or a `Mixture`); return (names, float64 sizes) in insertion order.
 
     Sizes must be finite and > 0; names must be non-empty strings. A domain of size 0 has
@@ -55,7 +55,7 @@ def _size(field: str, value: object) -> float:
         raise ConfigError(field, value, "size must be finite (below 1e308)") from None
 
 
-def check_items(sizes: Sizes, field: str = "sizes") -> tuple[tuple[str, ...], list[int]]:
+def check_items(sizes: Sizes | Mixture, field: str = "sizes") -> tuple[tuple[str, ...], list[int]]:
     """Validate exact item counts: ints in [1, 2**62], or integral floats <= 2**53 (exact ones).
 
     Returns (names, Python ints), so callers can build int64 arrays without rounding.

@@ -86,11 +86,10 @@ def _cycle_walk(
     out: np.ndarray, n: np.uint64 | np.ndarray, again: Callable[[np.ndarray, np.ndarray], np.ndarray]
 ) -> np.ndarray:
     """Re-encrypt (``again(indices, values)``) every value still >= its n until all land in [0, n)."""
-    over = out >= n
-    todo = np.flatnonzero(over)
+    todo = np.flatnonzero(out >= n)
     while todo.size:
         out[todo] = again(todo, out[todo])
-        limit = n if np.ndim(n) == 0 else n[todo]
+        limit = n[todo] if isinstance(n, np.ndarray) else n
         todo = todo[out[todo] >= limit]
     return out
 

@@ -28,7 +28,7 @@ Phases come from ``schedule.breakpoints``; a continuous schedule (breakpoints No
 reads realised counts) is reported in ``segments`` equal stretches. Expected counts are exact
 sums over steps for piecewise-constant schedules; for continuous ones they are summed exactly up
 to 20,000 schedule evaluations and on a stride beyond (the plan notes the stride). The realised
-counts replay the sampler's count step (O(K) per step, no items materialised) for at most
+counts come from the sampler's public counts API (its count step, O(K) per step, no items) for at most
 ``max_simulated_steps`` steps (noted when that cuts the run short).
 
 This module imports numpy only; `plot_plan` imports matplotlib lazily.
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import io
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -49,6 +50,7 @@ import numpy as np
 
 from coolmix.distributions import UniMax
 from coolmix.errors import ConfigError
+from coolmix.fileio import write_atomic_text
 from coolmix.mixture import check_sizes, to_mapping
 from coolmix.sampler import MAX_BATCH, MixtureSampler
 from coolmix.schedule import Constant, Context, Event, Schedule, Stages, as_schedule
@@ -678,13 +680,14 @@ def _jsonable(x: Any) -> Any:
 
 
 def write_csv(plan: Plan, path: str | Path) -> Path:
-    """Write `Plan.rows` as CSV (one row per phase × domain, plus whole-run ``all`` rows)."""
+    """Write `Plan.rows` as CSV (one row per phase × domain, plus whole-run ``all`` rows), atomically."""
     path = Path(path)
     rows = plan.rows()
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic_text(path, buf.getvalue())
     return path
 
 

@@ -199,8 +199,8 @@ def weights_array(
         if extra:
             raise ConfigError(field, extra[0], f"unknown domain; known: {', '.join(map(str, names))}")
         return np.array([check_float(f"{field}.{n}", weights[n], lo=0.0) for n in names])
-    if hasattr(weights, "detach"):  # a torch tensor: read its values on the host
-        weights = weights.detach().cpu().numpy()
+    if _is_tensor(weights):  # a torch tensor: read its values on the host
+        weights = _host(weights)
     try:
         arr = np.asarray(weights, dtype=np.float64)
     except (TypeError, ValueError):
@@ -218,7 +218,13 @@ def weights_array(
 
 
 def _is_tensor(x: Any) -> bool:
+    """A torch tensor, recognised by its attributes (the core never imports torch)."""
     return hasattr(x, "new_tensor") and hasattr(x, "device")
+
+
+def _host(x: Any) -> np.ndarray:
+    """A tensor's values as a numpy array on the host."""
+    return x.detach().cpu().numpy()
 
 
 def weighted_loss(
@@ -231,6 +237,7 @@ def weighted_loss(
     mask: Any = None,
     ignore_index: int | None = None,
     names: Sequence[str] | None = None,
+    check_ids: bool = True,
 ) -> Any:
     """Reduce losses ℓ with per-domain weights w[domain_ids]; numpy in → numpy out, tensor → tensor.
 
@@ -250,6 +257,8 @@ def weighted_loss(
     weights are all 0 (``self_normalized``) returns 0.0 of the loss's type, dtype and device —
     never NaN — and its gradient is 0. ``weights`` is aligned with domain ids (list, numpy,
     tensor) or a name → weight mapping aligned by ``names``. Tensors stay tensors, so gradients flow.
+    The id range check costs one device → host sync per call on an accelerator; ``check_ids=False``
+    skips it for ids that are valid by construction (the sampler's), at your own risk.
 
     >>> float(weighted_loss(np.array([1.0, 3.0]), np.array([0, 1]), np.array([2.0, 0.5])))
     1.75
@@ -275,8 +284,8 @@ def weighted_loss(
     counted = ids != ignore_index if ignore_index is not None else ids == ids
     if m is not None:
         counted = counted & (m.any(-1) if per_row else m)  # a fully masked row is padding
-    bad = counted & ((ids < 0) | (ids >= k))
-    if bool(bad.any()):
+    bad = counted & ((ids < 0) | (ids >= k)) if check_ids else None
+    if bad is not None and bool(bad.any()):
         why = f"ids must be in [0, {k})" + ("" if ignore_index is None else f" or equal {ignore_index}")
         first = int(ids[bad].reshape(-1)[0])
         raise ConfigError("domain_ids", first, why + " (ignore_index= skips padding ids)")
@@ -315,7 +324,7 @@ def _where(cond: Any, a: Any, b: Any) -> Any:
 
 def _np_float(x: Any, field: str) -> np.ndarray:
     if _is_tensor(x):
-        x = x.detach().cpu().numpy()
+        x = _host(x)
     try:
         return np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError):
@@ -331,7 +340,7 @@ def _ids(domain_ids: Any, loss: Any, torch_like: bool) -> Any:
         ids = domain_ids.to(loss.device).long()
     else:
         if _is_tensor(domain_ids):
-            domain_ids = domain_ids.detach().cpu().numpy()
+            domain_ids = _host(domain_ids)
         try:
             arr = np.asarray(domain_ids)
         except (TypeError, ValueError):
@@ -360,7 +369,7 @@ def _weights(weights: Any, names: Sequence[str] | None, loss: Any, torch_like: b
         return weights.to(device=loss.device, dtype=loss.dtype)
     else:
         if _is_tensor(weights):
-            weights = weights.detach().cpu().numpy()
+            weights = _host(weights)
         try:
             n = len(weights) if names is None else len(names)
         except TypeError:
@@ -381,7 +390,7 @@ def _mask(mask: Any, loss: Any, torch_like: bool) -> Any:
         m = m.to(loss.device) != 0
     else:
         try:
-            m = np.asarray(mask.detach().cpu().numpy() if _is_tensor(mask) else mask, dtype=np.float64) != 0
+            m = np.asarray(_host(mask) if _is_tensor(mask) else mask, dtype=np.float64) != 0
         except (TypeError, ValueError):
             raise ConfigError("mask", mask, "must be an array of bools or 0/1 shaped like the loss") from None
     if tuple(m.shape) != tuple(loss.shape):
@@ -461,7 +470,7 @@ def step_weights(
         check_finite("sample", w)
     if reduction == "sum" or domains is None:
         return StepWeights(w, 1.0)
-    d = np.asarray(domains.detach().cpu().numpy() if _is_tensor(domains) else domains).reshape(-1)
+    d = np.asarray(_host(domains) if _is_tensor(domains) else domains).reshape(-1)
     if d.size and (not np.issubdtype(d.dtype, np.integer) or d.min() < 0 or d.max() >= len(names)):
         why = f"global batch ids must be integers in [0, {len(names)})"
         raise ConfigError("domains", d.tolist()[:8], why)

@@ -20,7 +20,10 @@ def test_permute_is_a_bijection_of_range_n(n, key):
 def test_permute_and_permute_each_are_the_same_bijection(n, key):
     x = np.arange(n, dtype=np.uint64)
     each = permute_each(
-        x, np.full(n, n, dtype=np.uint64), np.full(n, width(n), dtype=np.uint64), np.full(n, key, dtype=np.uint64)
+        x,
+        np.full(n, n, dtype=np.uint64),
+        np.full(n, width(n), dtype=np.uint64),
+        np.full(n, key, dtype=np.uint64),
     )
     assert each.tolist() == permute(x, n, key).tolist()
 

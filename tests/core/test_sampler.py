@@ -311,3 +311,114 @@ def test_import_coolmix_does_not_import_torch():
     code = "import sys, coolmix, coolmix.config, coolmix.sampler; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- hardened state and sizes (issue 8) --------------------------------------------------------------
+
+
+def _state_after(steps=3):
+    s = cm.MixtureSampler(SIZES, 1.0, 10, 8, seed=0)
+    for t in range(steps):
+        s.batch(t)
+    return json.loads(json.dumps(s.state_dict()))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda st: st.update(step=float("inf")), "state_dict.step"),
+        (lambda st: st.update(step=2**64), "state_dict.step"),
+        (lambda st: st.update(step=2**63 - 1), "state_dict.step"),
+        (lambda st: st.update(step=3.0), "state_dict.step"),
+        (lambda st: st["cursors"].update(a=float("inf")), "state_dict.cursors.a"),
+        (lambda st: st["cursors"].update(a=2**64), "state_dict.cursors.a"),
+        (lambda st: st["cursors"].update(a=2**63 - 1), "state_dict.cursors.a"),
+        (lambda st: st["cursors"].update(a=st["cursors"]["a"] + 1), "state_dict.cursors"),
+        (lambda st: st["residuals"].update(a=float("inf")), "state_dict.residuals.a"),
+        (lambda st: st["residuals"].update(a=float("nan")), "state_dict.residuals.a"),
+        (lambda st: st["residuals"].update(a=1e300, b=-1e300), "state_dict.residuals.a"),
+        (lambda st: st["residuals"].update(a=0.5, b=0.5, c=0.5), "state_dict.residuals"),
+        (lambda st: st.update(events=[{"step": 2**64, "name": "cooldown"}]), "state_dict.events[0].step"),
+        (lambda st: st.update(events=[{"step": float("inf"), "name": "x"}]), "state_dict.events[0].step"),
+        (lambda st: st.update(events=[{"step": -1, "name": "x"}]), "state_dict.events[0].step"),
+        (lambda st: st.update(events="cooldown"), "state_dict.events"),
+        (lambda st: st.update(unit="tokens"), "state_dict.unit"),
+    ],
+)
+def test_hostile_state_is_one_line_config_error(mutate, field):
+    state = _state_after()
+    mutate(state)
+    fresh = cm.MixtureSampler(SIZES, 1.0, 10, 8, seed=0)
+    with pytest.raises(cm.ConfigError) as e:
+        fresh.load_state_dict(state)
+    assert e.value.field == field and "\n" not in str(e.value)
+    assert fresh.step == 0 and fresh.cursors == dict.fromkeys(SIZES, 0)
+
+
+def test_extreme_but_admissible_residuals_never_break_a_batch():
+    """Residuals at the edge of the accepted box (|r| <= K + 2, Σ r = 0): batches stay valid."""
+    state = _state_after()
+    state["residuals"] = {"a": 4.9, "b": -2.45, "c": -2.45}
+    s = cm.MixtureSampler(SIZES, 1.0, 60, 8, seed=0)
+    s.load_state_dict(state)
+    sizes = np.array(list(SIZES.values()))
+    for t in range(3, 60):
+        d, i = s.batch(t)
+        assert len(d) == 8 and d.min() >= 0 and np.all((i >= 0) & (i < sizes[d]))
+    assert sum(s.cursors.values()) == 60 * 8
+
+
+def test_sizes_are_exact_integers_up_to_2_62():
+    big = 2**60 + 1  # not representable as a float64
+    s = cm.MixtureSampler({"a": big, "b": 3}, 1.0, 4, 64, seed=0)
+    assert s.state_dict()["mixture"] == {"a": big, "b": 3}
+    d, i = s.batch(0)
+    assert np.all(i[d == 0] < big) and np.all(i[d == 1] < 3)
+
+
+@pytest.mark.parametrize("a", [2.0**60, 2**62 + 1, 10.5, float("inf")])
+def test_inexact_or_oversized_sizes_are_rejected(a):
+    with pytest.raises(cm.ConfigError) as e:
+        cm.MixtureSampler({"a": a, "b": 3}, 1.0, 4, 8)
+    assert e.value.field == "sizes.a"
+
+
+def test_integral_float_sizes_are_accepted():
+    s = cm.MixtureSampler({"a": 1000.0, "b": 10.0}, 1.0, 4, 8)
+    assert s.state_dict()["mixture"] == {"a": 1000, "b": 10}
+
+
+# -- units (issue 10 §2) ---------------------------------------------------------------------------------
+
+
+def test_mixture_with_unit_is_accepted_and_kept():
+    mix = cm.Mixture(MC4, unit="tokens")
+    s = cm.MixtureSampler(mix, 5.0, 10, 16, seed=0)
+    plain = cm.MixtureSampler(MC4, 5.0, 10, 16, seed=0)
+    assert s.unit == "tokens" and plain.unit == "examples"
+    assert stream(s, 10) == stream(plain, 10)  # the unit labels the sizes; the stream is the same
+    state = json.loads(json.dumps(s.state_dict()))
+    assert state["unit"] == "tokens"
+    with pytest.raises(cm.ConfigError) as e:
+        plain.load_state_dict(state)
+    assert e.value.field == "state_dict.unit"
+    with pytest.raises(cm.ConfigError) as e:
+        cm.MixtureSampler(mix, 5.0, 10, 16, unit="examples")
+    assert e.value.field == "unit"
+
+
+def test_token_sizes_with_item_counts():
+    """Probabilities from token sizes (any float), item indices from the item counts."""
+    mix = cm.Mixture({"en": 2.5e6, "sw": 1.2e4}, unit="tokens")
+    items = {"en": 900, "sw": 7}
+    s = cm.MixtureSampler(mix, 1.0, 20, 32, seed=0, items=items)
+    assert s.probs_at(0)["sw"] == pytest.approx(1.2e4 / (2.5e6 + 1.2e4))
+    for t in range(20):
+        d, i = s.batch(t)
+        assert np.all(i[d == 0] < 900) and np.all(i[d == 1] < 7)
+    with pytest.raises(cm.ConfigError) as e:
+        cm.MixtureSampler(cm.Mixture({"en": 2.5e6, "sw": 1.25e4 + 0.5}, unit="tokens"), 1.0, 20, 32)
+    assert e.value.field == "sizes.sw"
+    with pytest.raises(cm.ConfigError) as e:
+        cm.MixtureSampler(mix, 1.0, 20, 32, items={"en": 900})
+    assert e.value.field == "items"

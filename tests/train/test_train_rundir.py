@@ -21,7 +21,7 @@ import torch
 from train_helpers import REPO, TINY_LM, cli_command, final_params, run_cli, write_config
 
 from coolmix.errors import ConfigError
-from coolmix.train import load_config, read_records, train
+from coolmix.train import load_config, preflight, read_records, train
 from coolmix.train import loop as loopmod
 from coolmix.train.checkpoint import list_checkpoints, read
 from coolmix.train.metrics import METRICS_FILE
@@ -295,7 +295,7 @@ def test_unreachable_target_is_refused_at_start(tmp_path, cache_dir, data_cache)
     assert e.value.field == "balance.target" and "'sw'" in str(e.value) and "never samples" in str(e.value)
     assert core.value.value == "sw" and not list_checkpoints(tmp_path / "run")
     # a domain absent in one phase only is reachable (weights p_target / p_sample elsewhere)
-    loopmod.check_target_reachable(
+    preflight.check_target_reachable(
         cm.Stages(starts=(0, 6), dists=(cm.Explicit({"en": 1}), cm.Temperature(1.0))),
         cm.Temperature(5),
         {"en": 200, "sw": 8},
@@ -321,7 +321,7 @@ def test_a_tokenizer_larger_than_the_config_is_an_error(reference):
         vocab_size = cfg.tokenizer.vocab_size + 1
 
     with pytest.raises(ConfigError, match=r"^tokenizer\.vocab_size=300: the cached tokenizer has 301 tokens"):
-        loopmod._check_vocab(cfg, Big())
+        preflight.check_vocab(cfg, Big())
 
 
 def test_cuda_without_a_gpu_is_one_line_before_any_data(tmp_path, cache_dir, monkeypatch):
@@ -402,3 +402,23 @@ def test_records_carry_pre_clip_grad_norms_per_step(reference, tmp_path, cache_d
     assert loose["grad_norm"] == off["grad_norm"] and not any(loose["clipped"] + off["clipped"])
     # the first step's norm does not depend on the clip (it is measured before clipping)
     assert read_records(tmp_path / "off")[0]["grad_norm"][0] == records[0]["grad_norm"][0]
+
+
+@pytest.mark.slow
+def test_cli_shows_the_warning_lines(reference, tmp_path):
+    cfg, ref = reference
+    out = crashed_copy(reference, tmp_path)
+    (out / METRICS_FILE).unlink()
+    cfg_file = write_config(cfg, tmp_path / "config.toml")
+    p = subprocess.run(
+        cli_command(cfg_file, out, "--resume"),
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    said = [ln for ln in p.stderr.splitlines() if ln.startswith("coolmix: WARNING:")]
+    assert len(said) == 1 and "metrics.jsonl was missing" in said[0]
+    assert_same_run(ref, out)

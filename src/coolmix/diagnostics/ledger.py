@@ -55,6 +55,23 @@ class ExposureLedger:
         self.target = np.zeros(len(self.names))  # Σ_t B_t · p_i(t), in examples
         self.steps = 0
 
+    @classmethod
+    def from_sampler(cls, sampler: Any, step: int) -> ExposureLedger:
+        """The example counts and target of a `coolmix.MixtureSampler` before ``step``, from its
+        public counts API (``cumulative_counts`` / ``cumulative_target``, the same numbers as
+        `coolmix.planned_counts`), e.g. to rebuild a ledger that was lost; tokens start at 0.
+
+        >>> import coolmix as cm
+        >>> s = cm.MixtureSampler({"en": 100, "sw": 4}, 1.0, total_steps=10, batch_size=8)
+        >>> ExposureLedger.from_sampler(s, 5).summary()["sw"]["examples"]
+        2
+        """
+        led = cls(sampler.state_dict()["mixture"])  # the exact item counts
+        led.examples = sampler.cumulative_counts_array(step)
+        led.target = sampler.cumulative_target_array(step)
+        led.steps = int(step)
+        return led
+
     def record(
         self,
         step: int,

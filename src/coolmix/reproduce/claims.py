@@ -10,29 +10,29 @@ static τ"). The theory items T1–T6 are checks (`checks.py`), counted apart fr
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
-
-from coolmix.diagnostics.overfit import OverfitDetector
-from coolmix.reproduce.checks import evaluate_checks, variance_entries
+from coolmix.reproduce import claims_convergence as conv
+from coolmix.reproduce.checks import evaluate_checks
 from coolmix.reproduce.compare import (
     MT_GATE_CHRF,
     Comparison,
     Missing,
     Verdict,
     best_method,
-    compare,
+    compare_methods,
+    group_mean,
+    groups,
+    label,
+    metric_of,
     need,
-    per_seed,
 )
-from coolmix.reproduce.results import MissingSplit, Run, Runs, hrl_lrl
-from coolmix.reproduce.stats import Interval, combine, decide
+from coolmix.reproduce.results import MissingSplit, Runs
+from coolmix.reproduce.stats import combine
 
 __all__ = ["CLAIMS", "Verdict", "evaluate_claims", "label", "mt_gate"]
 
-OVERFIT = {"margin": 0.005, "patience": 2, "min_evals": 3, "smoothing": 0.3}  # same as adaptive Cooldown
 STATICS = ("tau1", "tau5", "tau100")
 DIRECTION = ("late_upsample", "tau_warmup")
 
@@ -82,21 +82,16 @@ CLAIMS: dict[str, tuple[str, str]] = {
 }
 """Claim id → (statement, primary comparison). E9 is ours, reported apart from the paper's claims."""
 
-
-def label(method: str) -> str:
-    """A method's display label (its key when the method table does not know it)."""
-    from coolmix.reproduce.methods import METHODS
-
-    return METHODS[method].label if method in METHODS else method
+Parts = tuple[list[Comparison], list[Comparison], list[str]]
 
 
 def evaluate_claims(runs: Runs, theory: Mapping[str, Any]) -> list[Verdict]:
     """The checks T1–T6, then every claim E1–E9 with its verdict (NOT RUN where data is missing)."""
     fns: dict[str, Callable[[], tuple[list[Comparison], list[Comparison], list[str]]]] = {
-        "E1": lambda: _e1(runs),
-        "E2": lambda: _e2(runs),
-        "E3": lambda: _e3(theory),
-        "E4": lambda: _e4(runs),
+        "E1": lambda: conv.e1(runs),
+        "E2": lambda: conv.e2(runs),
+        "E3": lambda: conv.e3(theory),
+        "E4": lambda: conv.e4(runs),
         "E5": lambda: _e5(runs),
         "E6": lambda: _e6(runs),
         "E7": lambda: _e7(runs),
@@ -147,262 +142,19 @@ def mt_gate(runs: Runs) -> tuple[bool | None, str]:
     )
 
 
-# -- helpers ----------------------------------------------------------------------------------
-
-
-def _metric(exp: str) -> tuple[str, bool]:
-    """(metric, higher is better) of an experiment's headline comparison."""
-    return ("chrf", True) if exp == "mt" else ("loss", False)
-
-
-def _groups(run: Run) -> dict[str, list[str]]:
-    high, low = hrl_lrl(run.sizes())
-    return {"HRL": high, "LRL": low, "all": list(run.sizes())}
-
-
-def _mean(langs: Sequence[str], split: str = "test", metric: str = "loss") -> Callable[[Run], float]:
-    return lambda r: r.mean_score(langs, split, metric)
-
-
-def _cmp(
-    lbl: str,
-    got: Mapping[str, Sequence[Run]],
-    a: str,
-    b: str,
-    fn: Callable[[Run], float],
-    kind: Any,
-    exp: str,
-) -> Comparison:
-    """``a`` vs ``b`` on ``fn`` (higher-is-better and margin from the experiment's metric)."""
-    metric, higher = _metric(exp)
-    return compare(
-        f"{lbl}: {label(a)} vs {label(b)}",
-        per_seed(got[a], fn),
-        per_seed(got[b], fn),
-        kind,
-        higher=higher,
-        metric=metric,
-        unit="chrF" if metric == "chrf" else "nats",
-        names=(a, b),
-    )
-
-
-# -- convergence experiment (Fig. 4) ------------------------------------------------------------
-
-
-def _first_reach(run: Run, lang: str, target: float) -> float:
-    """First step at which the dev loss of ``lang`` reaches ``target``, linearly interpolated
-    between the two evals around the crossing (so the value is not quantised to the eval grid)."""
-    s, v = run.series(lang)
-    hit = np.flatnonzero(v <= target + 1e-12)
-    if not len(hit):
-        return math.inf
-    i = int(hit[0])
-    if i == 0 or v[i - 1] == v[i]:
-        return float(s[i])
-    return float(s[i - 1] + (s[i] - s[i - 1]) * (v[i - 1] - target) / (v[i - 1] - v[i]))
-
-
-def _e1(runs: Runs) -> tuple[list[Comparison], list[Comparison], list[str]]:
-    got = need(runs, "convergence", ["tau2", "scal2", "tau3", "scal3", "tau5", "scal5"])
-    g = _groups(got["tau2"][0])
-    primary, secondary, ratios = [], [], {}
-    for t in ("2", "3", "5"):
-        ts, sc = got[f"tau{t}"], got[f"scal{t}"]
-        for lang in [*g["LRL"], *g["HRL"]]:
-            target = max(r.best(lang)[0] for r in (*ts, *sc))  # a loss every run of the pair reaches
-            a = per_seed(ts, lambda r, x=lang, y=target: _first_reach(r, x, y))
-            b = per_seed(sc, lambda r, x=lang, y=target: _first_reach(r, x, y))
-            c = compare(
-                f"τ={t} {lang} steps to dev loss {target:.3f}: sampling vs scalarization",
-                a,
-                b,
-                "better",
-                higher=False,
-                unit="steps",
-                names=(f"tau{t}", f"scal{t}"),
-            )
-            (primary if lang in g["LRL"] else secondary).append(c)
-            if lang in g["LRL"]:
-                ratios[(t, lang)] = {s: b[s] / a[s] for s in a if s in b and a[s] > 0}
-    for lang in g["LRL"]:
-        secondary.append(
-            compare(
-                f"{lang} speed-up S/TS grows with τ: τ=5 vs τ=2",
-                ratios[("5", lang)],
-                ratios[("2", lang)],
-                "better",
-                higher=True,
-                unit="×",
-                names=("tau5", "tau2"),
-            )
-        )
-    return primary, secondary, []
-
-
-def _e2(runs: Runs) -> tuple[list[Comparison], list[Comparison], list[str]]:
-    got = need(runs, "convergence", ["tau2", "scal2", "tau3", "scal3", "tau5", "scal5"])
-    g = _groups(got["tau2"][0])
-    primary, secondary = [], []
-    for t in ("2", "3", "5"):
-        for lang in [*g["LRL"], *g["HRL"]]:
-            c = _cmp(f"τ={t} {lang} final test loss", got, f"tau{t}", f"scal{t}", _mean([lang]), "same", "lm")
-            (primary if lang in g["LRL"] else secondary).append(c)
-        for lang in g["LRL"]:
-            best = _cmp(
-                f"τ={t} {lang} best dev loss",
-                got,
-                f"tau{t}",
-                f"scal{t}",
-                lambda r, x=lang: r.best(x)[0],
-                "same",
-                "lm",
-            )
-            secondary.append(best)
-    return primary, secondary, []
-
-
-def _e3(theory: Mapping[str, Any]) -> tuple[list[Comparison], list[Comparison], list[str]]:
-    entries = variance_entries(theory)
-    if not entries:
-        raise Missing("theory measurement 'variance' was not run")
-    primary = []
-    for where, v in entries:
-        if any(k not in n for n in v["norms"].values() for k in ("s_var", "ts_var")):
-            raise Missing(f"the variance measurement at {where} lacks s_var/ts_var")
-        for t, n in v["norms"].items():
-            iv = _log_ratio_interval(n)
-            primary.append(
-                Comparison(
-                    f"{where}, τ={float(t):g}: Var‖g‖ scalarization {n['s_var']:.3g} vs sampling {n['ts_var']:.3g}",
-                    f"scal{float(t):g}",
-                    f"tau{float(t):g}",
-                    "better",
-                    True,
-                    False,
-                    "log ratio",
-                    0.0,
-                    iv,
-                    decide(iv, "better", 0.0),
-                    (),
-                )
-            )
-    return (
-        primary,
-        [],
-        ["the E3 interval covers the Monte-Carlo spread of simulated mini-batches at one checkpoint"],
-    )
-
-
-def _log_ratio_interval(norms: Mapping[str, Any], draws: int = 2000) -> Interval:
-    """log(Var S / Var TS) with a percentile bootstrap over the stored mini-batch norm samples
-    (seeded, so the report is deterministic); a point value when the samples are absent."""
-    point = math.log(max(norms["s_var"], 1e-300) / max(norms["ts_var"], 1e-300))
-    s, ts = np.asarray(norms.get("s_sample", [])), np.asarray(norms.get("ts_sample", []))
-    if len(s) < 2 or len(ts) < 2:
-        return Interval(point, point, point, 1, math.nan)
-    rng = np.random.default_rng(0)
-    vs = s[rng.integers(len(s), size=(draws, len(s)))].var(axis=1, ddof=1)
-    vt = ts[rng.integers(len(ts), size=(draws, len(ts)))].var(axis=1, ddof=1)
-    logs = np.log(np.maximum(vs, 1e-300) / np.maximum(vt, 1e-300))
-    lo, hi = np.quantile(logs, [0.025, 0.975])
-    return Interval(point, float(lo), float(hi), min(len(s), len(ts)), float(logs.std(ddof=1)))
-
-
-def _rise(lang: str) -> Callable[[Run], float]:
-    """Dev loss of ``lang`` at the last eval minus its minimum over the run (≥ 0)."""
-
-    def fn(r: Run) -> float:
-        best = r.best(lang)[0]  # MissingSplit without a curve
-        return float(r.series(lang)[1][-1]) - best
-
-    return fn
-
-
-def _hrl_gain(lang: str, high: Sequence[str]) -> Callable[[Run], float]:
-    """HRL mean dev loss at the step where ``lang`` was best, minus at the last eval (> 0: still falling)."""
-
-    def fn(r: Run) -> float:
-        step = r.best(lang)[1]
-        at, last = [], []
-        for h in high:
-            s, v = r.series(h)
-            at.append(float(v[np.flatnonzero(s == step)[0]]))
-            last.append(float(v[-1]))
-        return float(np.mean(at) - np.mean(last))
-
-    return fn
-
-
-def _flags(rs: Sequence[Run], lang: str) -> int:
-    n = 0
-    for r in rs:
-        d = OverfitDetector(**OVERFIT)
-        for rec in r.curve:
-            if "dev" in rec:
-                d.update(rec["step"], {lang: rec["dev"]["loss"][lang]})
-        n += lang in d.flagged
-    return n
-
-
-def _e4(runs: Runs) -> tuple[list[Comparison], list[Comparison], list[str]]:
-    got = need(runs, "convergence", ["tau1", "tau3", "tau5"])
-    g = _groups(got["tau1"][0])
-    primary, secondary, notes = [], [], []
-    zeros = {r.seed: 0.0 for r in got["tau1"]}
-    for lang in g["LRL"]:
-        for m in ("tau5", "tau3"):
-            into = primary if m == "tau5" else secondary
-            rise = _rise(lang)
-            into.append(
-                compare(
-                    f"{lang} dev-loss rise after its minimum: {label(m)} vs τ=1",
-                    per_seed(got[m], rise),
-                    per_seed(got["tau1"], rise),
-                    "better",
-                    higher=True,
-                    unit="nats",
-                    names=(m, "tau1"),
-                )
-            )
-            into.append(
-                compare(
-                    f"HRL mean dev-loss fall after the {lang} minimum, {label(m)}",
-                    per_seed(got[m], _hrl_gain(lang, g["HRL"])),
-                    zeros,
-                    "better",
-                    higher=True,
-                    unit="nats",
-                    names=(m, "0"),
-                )
-            )
-        primary.append(
-            _cmp(f"{lang} best dev loss", got, "tau5", "tau1", lambda r, x=lang: r.best(x)[0], "better", "lm")
-        )
-        notes.append(
-            f"overfitting detector (adaptive Cooldown's settings) flags {lang} in "
-            + ", ".join(f"{_flags(got[m], lang)}/{len(got[m])} {label(m)}" for m in ("tau1", "tau3", "tau5"))
-            + " runs"
-        )
-    return primary, secondary, notes
-
-
-# -- LM / MT tables ------------------------------------------------------------------------------
-
-
 def _e5_one(runs: Runs, exp: str) -> tuple[list[Comparison], list[Comparison]]:
     got = need(runs, exp, ["cooldown", *STATICS])
-    metric, higher = _metric(exp)
-    g = _groups(got["tau1"][0])
+    metric, higher = metric_of(exp)
+    g = groups(got["tau1"][0])
     primary, secondary = [], []
     if g["HRL"]:
         primary.append(
-            _cmp(
+            compare_methods(
                 f"{exp} HRL mean test {metric}",
                 got,
                 "cooldown",
                 "tau1",
-                _mean(g["HRL"], "test", metric),
+                group_mean(g["HRL"], "test", metric),
                 "no_worse",
                 exp,
             )
@@ -410,27 +162,27 @@ def _e5_one(runs: Runs, exp: str) -> tuple[list[Comparison], list[Comparison]]:
     for grp in ("LRL", "all"):
         if not g[grp]:
             continue
-        best = best_method(got, STATICS, _mean(g[grp], "dev", metric), higher)
+        best = best_method(got, STATICS, group_mean(g[grp], "dev", metric), higher)
         primary.append(
-            _cmp(
+            compare_methods(
                 f"{exp} {'all-language' if grp == 'all' else grp} mean test {metric} (best static τ on dev)",
                 got,
                 "cooldown",
                 best,
-                _mean(g[grp], "test", metric),
+                group_mean(g[grp], "test", metric),
                 "no_worse",
                 exp,
             )
         )
     for lang in g["all"]:
-        best = best_method(got, STATICS, _mean([lang], "dev", metric), higher)
+        best = best_method(got, STATICS, group_mean([lang], "dev", metric), higher)
         secondary.append(
-            _cmp(
+            compare_methods(
                 f"{exp} {lang} test {metric} (best static τ on dev)",
                 got,
                 "cooldown",
                 best,
-                _mean([lang], "test", metric),
+                group_mean([lang], "test", metric),
                 "no_worse",
                 exp,
             )
@@ -438,7 +190,7 @@ def _e5_one(runs: Runs, exp: str) -> tuple[list[Comparison], list[Comparison]]:
     return primary, secondary
 
 
-def _e5(runs: Runs) -> tuple[list[Comparison], list[Comparison], list[str]]:
+def _e5(runs: Runs) -> Parts:
     primary, secondary, notes, ran = [], [], [], []
     for exp in ("lm", "mt"):
         if exp == "mt":
@@ -459,78 +211,100 @@ def _e5(runs: Runs) -> tuple[list[Comparison], list[Comparison], list[str]]:
     return primary, secondary, notes
 
 
-def _e6(runs: Runs) -> tuple[list[Comparison], list[Comparison], list[str]]:
+def _e6(runs: Runs) -> Parts:
     got = need(runs, "lm", ["cooldown", "increasing"])
-    g = _groups(got["cooldown"][0])
+    g = groups(got["cooldown"][0])
     primary = [
-        _cmp("LRL mean test loss", got, "cooldown", "increasing", _mean(g["LRL"]), "better", "lm"),
-        _cmp("HRL mean test loss", got, "cooldown", "increasing", _mean(g["HRL"]), "no_worse", "lm"),
+        compare_methods(
+            "LRL mean test loss", got, "cooldown", "increasing", group_mean(g["LRL"]), "better", "lm"
+        ),
+        compare_methods(
+            "HRL mean test loss", got, "cooldown", "increasing", group_mean(g["HRL"]), "no_worse", "lm"
+        ),
     ]
     secondary = [
-        _cmp(f"{x} test loss", got, "cooldown", "increasing", _mean([x]), "better", "lm") for x in g["LRL"]
+        compare_methods(f"{x} test loss", got, "cooldown", "increasing", group_mean([x]), "better", "lm")
+        for x in g["LRL"]
     ]
     return primary, secondary, []
 
 
-def _e7(runs: Runs) -> tuple[list[Comparison], list[Comparison], list[str]]:
+def _e7(runs: Runs) -> Parts:
     got = need(runs, "lm", ["cooldown", "dense1", "dense2"])
-    g = _groups(got["cooldown"][0])
+    g = groups(got["cooldown"][0])
     primary = [
-        _cmp("all-language mean test loss", got, "cooldown", m, _mean(g["all"]), "better", "lm")
+        compare_methods(
+            "all-language mean test loss", got, "cooldown", m, group_mean(g["all"]), "better", "lm"
+        )
         for m in ("dense1", "dense2")
     ]
     secondary = [
-        _cmp(f"{x} test loss", got, "cooldown", m, _mean([x]), "better", "lm")
+        compare_methods(f"{x} test loss", got, "cooldown", m, group_mean([x]), "better", "lm")
         for m in ("dense1", "dense2")
         for x in g["all"]
     ]
     return primary, secondary, []
 
 
-def _e8(runs: Runs) -> tuple[list[Comparison], list[Comparison], list[str]]:
+def _e8(runs: Runs) -> Parts:
     got = need(runs, "lm", ["cooldown", *STATICS, "doremi"])
-    g = _groups(got["tau1"][0])
+    g = groups(got["tau1"][0])
     primary, secondary = [], []
     for lang in g["LRL"]:
-        best = best_method(got, STATICS, _mean([lang], "dev"), higher=False)
+        best = best_method(got, STATICS, group_mean([lang], "dev"), higher=False)
         primary.append(
-            _cmp(
+            compare_methods(
                 f"{lang} test loss (best static τ on dev)",
                 got,
                 "cooldown",
                 best,
-                _mean([lang]),
+                group_mean([lang]),
                 "better",
                 "lm",
             )
         )
-    primary.append(_cmp("LRL mean test loss", got, "cooldown", "doremi", _mean(g["LRL"]), "no_worse", "lm"))
+    primary.append(
+        compare_methods(
+            "LRL mean test loss", got, "cooldown", "doremi", group_mean(g["LRL"]), "no_worse", "lm"
+        )
+    )
     others = [m for m in ("unimax", "order_matters") if runs.get("lm", m)]
     got.update({m: runs.get("lm", m) for m in others})
     for m in (*STATICS, *others):
         secondary += [
-            _cmp(f"{x} test loss", got, "cooldown", m, _mean([x]), "better", "lm") for x in g["LRL"]
+            compare_methods(f"{x} test loss", got, "cooldown", m, group_mean([x]), "better", "lm")
+            for x in g["LRL"]
         ]
     secondary += [
-        _cmp(f"{x} test loss", got, "cooldown", "doremi", _mean([x]), "no_worse", "lm") for x in g["all"]
+        compare_methods(f"{x} test loss", got, "cooldown", "doremi", group_mean([x]), "no_worse", "lm")
+        for x in g["all"]
     ]
-    secondary.append(_cmp("HRL mean test loss", got, "cooldown", "tau1", _mean(g["HRL"]), "no_worse", "lm"))
+    secondary.append(
+        compare_methods("HRL mean test loss", got, "cooldown", "tau1", group_mean(g["HRL"]), "no_worse", "lm")
+    )
     return primary, secondary, []
 
 
-def _e9(runs: Runs) -> tuple[list[Comparison], list[Comparison], list[str]]:
+def _e9(runs: Runs) -> Parts:
     got = need(runs, "lm", ["cooldown", *DIRECTION])
-    g = _groups(got["cooldown"][0])
+    g = groups(got["cooldown"][0])
     primary = [
-        _cmp("LRL mean test loss", got, "cooldown", m, _mean(g["LRL"]), "better", "lm") for m in DIRECTION
+        compare_methods("LRL mean test loss", got, "cooldown", m, group_mean(g["LRL"]), "better", "lm")
+        for m in DIRECTION
     ]
     secondary = []
     for m in DIRECTION:
         secondary.append(
-            _cmp("LRL mean dev loss", got, "cooldown", m, _mean(g["LRL"], "dev"), "better", "lm")
+            compare_methods(
+                "LRL mean dev loss", got, "cooldown", m, group_mean(g["LRL"], "dev"), "better", "lm"
+            )
         )
         secondary.append(
-            _cmp("all-language mean test loss", got, "cooldown", m, _mean(g["all"]), "better", "lm")
+            compare_methods(
+                "all-language mean test loss", got, "cooldown", m, group_mean(g["all"]), "better", "lm"
+            )
         )
-        secondary.append(_cmp("HRL mean test loss", got, "cooldown", m, _mean(g["HRL"]), "no_worse", "lm"))
+        secondary.append(
+            compare_methods("HRL mean test loss", got, "cooldown", m, group_mean(g["HRL"]), "no_worse", "lm")
+        )
     return primary, secondary, []

@@ -8,11 +8,11 @@ verdict is `stats.combine` over its primary comparisons (secondary ones are show
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from coolmix.reproduce.results import MissingSplit, Run, Runs
+from coolmix.reproduce.results import MissingSplit, Run, Runs, hrl_lrl
 from coolmix.reproduce.stats import Interval, Kind, decide, paired, paired_interval
 
 __all__ = [
@@ -24,6 +24,11 @@ __all__ = [
     "Verdict",
     "best_method",
     "compare",
+    "compare_methods",
+    "group_mean",
+    "groups",
+    "label",
+    "metric_of",
     "need",
     "per_seed",
 ]
@@ -220,3 +225,50 @@ def best_method(got: Mapping[str, Sequence[Run]], candidates: Sequence[str], fn:
     selection on dev, comparison on test)."""
     means = {m: float(sum(per_seed(got[m], fn).values()) / len(got[m])) for m in candidates}
     return (max if higher else min)(candidates, key=lambda m: means[m])
+
+
+# -- building comparisons between methods of one experiment --------------------------------------
+
+
+def label(method: str) -> str:
+    """A method's display label (its key when the method table does not know it)."""
+    from coolmix.reproduce.methods import METHODS
+
+    return METHODS[method].label if method in METHODS else method
+
+
+def metric_of(exp: str) -> tuple[str, bool]:
+    """(metric, higher is better) of an experiment's headline comparison."""
+    return ("chrf", True) if exp == "mt" else ("loss", False)
+
+
+def groups(run: Run) -> dict[str, list[str]]:
+    high, low = hrl_lrl(run.sizes())
+    return {"HRL": high, "LRL": low, "all": list(run.sizes())}
+
+
+def group_mean(langs: Sequence[str], split: str = "test", metric: str = "loss") -> Callable[[Run], float]:
+    return lambda r: r.mean_score(langs, split, metric)
+
+
+def compare_methods(
+    lbl: str,
+    got: Mapping[str, Sequence[Run]],
+    a: str,
+    b: str,
+    fn: Callable[[Run], float],
+    kind: Any,
+    exp: str,
+) -> Comparison:
+    """``a`` vs ``b`` on ``fn`` (higher-is-better and margin from the experiment's metric)."""
+    metric, higher = metric_of(exp)
+    return compare(
+        f"{lbl}: {label(a)} vs {label(b)}",
+        per_seed(got[a], fn),
+        per_seed(got[b], fn),
+        kind,
+        higher=higher,
+        metric=metric,
+        unit="chrF" if metric == "chrf" else "nats",
+        names=(a, b),
+    )

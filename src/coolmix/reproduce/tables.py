@@ -189,9 +189,7 @@ def cost_table(runs: Runs, experiment: str, methods: Sequence[str]) -> str:
         extra = ""
         if m == "doremi":
             proxies = {r.seed: r for r in runs.get(experiment, "doremi", role="proxy")}
-            refs = {r.seed: r for r in runs.get(experiment, "doremi", role="reference")} or {
-                r.seed: r for r in runs.get(experiment, "tau1")
-            }
+            refs = {r.seed: r for r in runs.get(experiment, "doremi_ref")}
             for group in (proxies, refs):
                 extra_runs = [group.get(r.seed) for r in rs]
                 steps = [s + (g.final["step"] if g else 0) for s, g in zip(steps, extra_runs, strict=True)]

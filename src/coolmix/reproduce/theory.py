@@ -93,7 +93,7 @@ def _load_run(run_dir: Path, cache: Any) -> tuple[Any, Any, Any]:
 
     cfg = load_config(run_dir / "config.toml")
     data = prepare(cfg, cache, ("train", "dev"))
-    model = build_model(data.corpus.task, cfg.model, data.tok.vocab_size)
+    model = build_model(data.corpus.task, cfg.model, cfg.tokenizer.vocab_size)  # as the trainer
     state = checkpoint.load_latest(run_dir, config_hash(cfg))
     if state is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir}")
@@ -289,7 +289,7 @@ def theorem1_real(
     cfg = load_config(run_dir / "config.toml")
     data = prepare(cfg, cache, ("train",))
     torch.manual_seed(0)
-    model = build_model(data.corpus.task, {**cfg.model, "dropout": 0.0}, data.tok.vocab_size).double()
+    model = build_model(data.corpus.task, {**cfg.model, "dropout": 0.0}, cfg.tokenizer.vocab_size).double()
     arrays = data.splits["train"]
     pad = data.tok.pad_id
     by_domain = {}

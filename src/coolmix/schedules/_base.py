@@ -13,10 +13,11 @@ the kind does not take is named under ``field`` itself (``schedule.kind``, ``sch
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar, cast
 
 import numpy as np
 
@@ -188,7 +189,7 @@ class Schedule:
     @classmethod
     def fields(cls) -> tuple[str, ...]:
         """The keys this kind's config table takes besides ``kind`` (its init dataclass fields)."""
-        return tuple(f.name for f in fields(cls) if f.init)  # type: ignore[arg-type]
+        return tuple(f.name for f in dataclasses.fields(cast(Any, cls)) if f.init)  # dataclass subclasses
 
     def to_dict(self) -> dict[str, Any]:
         """``{"kind": ..., <field>: value}``; nested values serialise themselves, ∞ as ``"inf"``."""

@@ -6,7 +6,9 @@
     result["dev"]["loss"]                                   # {"en": 4.1, "it": ..., ...}
 
 Modules: `config` (TrainConfig), `tasks` (LM/MT batching, evaluation), `loop` (`train`),
-`checkpoint` (atomic, checksummed, exact resume), `distributed` (torchrun), `metrics` (sinks).
+`checkpoint` (atomic, checksummed, exact resume), `rundir` (one writer per run directory, stale
+temp files), `distributed` (torchrun), `metrics` (sinks; the metrics file is rebuilt from the
+checkpoint on resume). Warnings go to the ``coolmix`` logger (the CLI prints them).
 """
 
 from coolmix.train.config import TrainConfig, config_hash, load_config

@@ -333,7 +333,7 @@ class Extras:
         self.doremi = None
         if cfg.doremi.reference:
             self.doremi = DoReMiProxy.from_config(
-                cfg, sampler, data.task.kind, data.tok.vocab_size, data.tok.pad_id, env
+                cfg, sampler, data.task.kind, cfg.tokenizer.vocab_size, data.tok.pad_id, env
             )
         self.variance = None
         if cfg.diagnostics.variance_examples > 0 and env.is_main:

@@ -14,7 +14,6 @@ in ``[balance]``.
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import math
 import time
@@ -25,13 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from coolmix.distributions import Distribution, Explicit
+from coolmix.distributions import Distribution
 from coolmix.errors import ConfigError
 from coolmix.fileio import write_atomic_text
 from coolmix.permutation import derive_key
 from coolmix.sampler import MixtureSampler
-from coolmix.schedules import Adaptive, Context, Schedule
-from coolmix.train import checkpoint, distributed, rundir, tasks
+from coolmix.train import checkpoint, distributed, preflight, rundir, tasks
 from coolmix.train.config import OptimConfig, TrainConfig, config_hash
 from coolmix.train.distributed import Env
 from coolmix.train.extensions import Extras
@@ -45,12 +43,11 @@ from coolmix.train.metrics import (
     TensorBoardSink,
     jsonable,
 )
-from coolmix.weighting import loss_weights, weighted_loss
+from coolmix.weighting import weighted_loss
 
 __all__ = [
     "CONFIG_FILE",
     "LossWeights",
-    "check_target_reachable",
     "lr_factor",
     "make_optimizer",
     "train",
@@ -87,8 +84,8 @@ def train(
     on disk stay as they were (every write is atomic or a whole line).
     """
     out = Path(out_dir)
-    env = distributed.setup(cfg.run.device)
     tasks.check_config(cfg)  # fail on a bad [model] before the directory is touched or data built
+    env = distributed.setup(cfg.run.device)
     if cfg.run.tune_malloc and env.device.type == "cpu":
         tune_malloc()
     threads = torch.get_num_threads()
@@ -119,7 +116,9 @@ def _os_error(e: OSError, out: Path) -> ConfigError:
     except (OSError, ValueError):
         inside = True
     why = e.strerror or type(e).__name__
-    return ConfigError("out" if inside else "path", str(name), f"cannot write: {why}")
+    if inside:
+        return ConfigError("out", str(name), f"cannot write: {why}")
+    return ConfigError("path", str(name), why)
 
 
 def _train(
@@ -137,10 +136,10 @@ def _train(
     owned: list[tuple[int, Path]] = []  # the checkpoints this run may prune
     state = _load_state(out, cfg, resume, env, owned)
     if state is not None and state["step"] >= run.total_steps:
-        return _finished(out, state, env)
+        return preflight.finished_record(out, state, env)
     data = tasks.prepare(cfg, cache, ("train", "dev", "test") if run.test else ("train", "dev"))
     train_split, pad = data.splits["train"], data.tok.pad_id
-    vocab = _check_vocab(cfg, data.tok)
+    vocab = preflight.check_vocab(cfg, data.tok)
 
     # Same seed on every rank, so the replicas start equal (DDP would broadcast rank 0's anyway).
     torch.manual_seed(run.seed)
@@ -157,7 +156,7 @@ def _train(
         cfg.balance.composition,
     )
     target = cfg.balance.target_dist()
-    check_target_reachable(sampler.schedule, target, train_split.sizes(), run.total_steps)
+    preflight.check_target_reachable(sampler.schedule, target, train_split.sizes(), run.total_steps)
     weights = LossWeights(sampler, target, cfg.balance.reduction, env.device)
     stats = DomainStats(data.names, env.device)
     grads = GradLog(optim.clip)
@@ -171,7 +170,7 @@ def _train(
         checkpoint.restore(state, model, optimizer, scheduler, sampler, stats, env)
         extras.load_state_dict(state.get("extras"))
         grads.load_state_dict(state.get("grads"))
-        _warn_if_not_exact(state, env)
+        preflight.warn_if_not_exact(state, env)
     start = state["step"] if state is not None else 0
     jsonl, sinks = _open_sinks(out, cfg, state, console, extra_sinks, start, env)
     clock = _Clock(state["elapsed"] if state is not None else 0.0, stats)
@@ -314,52 +313,6 @@ class LossWeights:
         return self._w_t, norm
 
 
-_PROBES = 4096
-"""Most steps at which a continuous schedule is probed by `check_target_reachable`."""
-
-
-def check_target_reachable(
-    schedule: Schedule, target: Distribution | None, sizes: Mapping[str, int], total_steps: int
-) -> None:
-    """Refuse a loss target the sampler can never serve: a domain with p_target > 0 that the
-    schedule gives p = 0 at every step would train at weight 0 without a word.
-
-    The union of the schedule's supports (each phase of a piecewise schedule, both sides of an
-    adaptive switch, up to `_PROBES` steps of a continuous one) goes through the core's own
-    check, `coolmix.loss_weights`, so the trainer and the library refuse the same inputs. A
-    domain sampled only in some phases is reachable: its weight there is p_target / p_sample.
-    """
-    if target is None:
-        return
-    ctx = Context.of(sizes, total_steps)
-    seen = np.zeros(len(ctx.names))
-    for piece in _pieces(schedule):
-        points = piece.breakpoints(ctx)
-        if points is None:
-            steps = np.unique(np.linspace(0, total_steps - 1, min(total_steps, _PROBES)).astype(np.int64))
-        else:
-            steps = [0, *(b for b in points if 0 < b < total_steps)]
-        for step in steps:
-            seen = np.maximum(seen, piece.probs(int(step), ctx))
-    try:
-        loss_weights(sizes, target=target, sample=Explicit(dict(zip(ctx.names, seen.tolist(), strict=True))))
-    except ConfigError as e:
-        if e.field != "sample":
-            raise ConfigError(f"balance.target.{e.field}", e.value, e.why) from None
-        raise ConfigError(
-            "balance.target",
-            target.to_dict(),
-            f"needs domain {e.value!r}, which balance.sample never samples (p = 0 at every step)",
-        ) from None
-
-
-def _pieces(schedule: Schedule) -> list[Schedule]:
-    """The schedules that may be in force: both sides of an `Adaptive` switch, else itself."""
-    if isinstance(schedule, Adaptive):
-        return [*_pieces(schedule.hot), *_pieces(schedule.cold)]
-    return [schedule]
-
-
 def tune_malloc(keep_bytes: int = 1 << 30) -> bool:
     """glibc only: serve allocations up to ``keep_bytes`` from the heap and keep freed memory there.
 
@@ -412,54 +365,8 @@ def _load_state(
             raise ConfigError("out", str(out), "has checkpoints already: pass --resume or use another --out")
         return None
     warn = log.warning if env.is_main else (lambda msg: None)
-    return checkpoint.load_latest(out, config_hash(cfg), map_location=env.device, warn=warn, owned=owned)
-
-
-def _finished(out: Path, state: Mapping[str, Any], env: Env) -> dict[str, Any]:
-    """A finished run's final record, from the checkpoint (the metrics file is repaired too)."""
-    if not env.is_main:
-        text = (state.get("metrics") or {}).get("text") or ""
-        lines = [ln for ln in text.split("\n") if ln.strip()]
-        return json.loads(lines[-1]) if lines else {"step": state["step"], "final": True}
-    jsonl = JsonlSink.resume(out / METRICS_FILE, state.get("metrics"), state["step"], log.warning)
-    records = jsonl.records()
-    jsonl.close()
-    if not records:
-        log.warning("no metrics record survives for the finished run in %s; returning its step only", out)
-        return {"step": state["step"], "final": True}
-    return records[-1]
-
-
-def _check_vocab(cfg: TrainConfig, tok: Any) -> int:
-    """The model's vocabulary: the config's, which the tokenizer's ids must fit.
-
-    BPE may stop short of ``tokenizer.vocab_size`` on a small corpus (the extra rows are never
-    a target); a tokenizer with more ids than the config (a foreign file in the cache) is an
-    error, so one config hash always builds one model shape.
-    """
-    want = cfg.tokenizer.vocab_size
-    if tok.vocab_size > want:
-        raise ConfigError(
-            "tokenizer.vocab_size",
-            want,
-            f"the cached tokenizer has {tok.vocab_size} tokens; delete it from the cache to retrain",
-        )
-    return want
-
-
-def _warn_if_not_exact(state: Mapping[str, Any], env: Env) -> None:
-    """One warning line when the resumed run executes differently from the one that wrote the
-    checkpoint (thread count, world size, device): it continues, but not bit-exactly."""
-    now = {"threads": torch.get_num_threads(), "world_size": env.world_size, "device": env.device.type}
-    was = {k: state.get(k) for k in now}
-    diff = [f"{k} {was[k]} -> {now[k]}" for k in now if was[k] is not None and was[k] != now[k]]
-    if diff and env.is_main:
-        log.warning(
-            "resuming at step %d with %s: the run continues, but bit-exactness with an "
-            "uninterrupted run is lost (float sums run in another order)",
-            state["step"],
-            ", ".join(diff),
-        )
+    ours = owned if env.is_main else None  # only rank 0 prunes
+    return checkpoint.load_latest(out, config_hash(cfg), map_location=env.device, warn=warn, owned=ours)
 
 
 def _open_sinks(

@@ -1,0 +1,266 @@
+"""Claims of the convergence experiment (Fig. 4: E1, E2, E4) and the gradient-variance claim E3.
+
+Same rule as every claim (`stats.decide` on paired per-seed intervals, `stats.combine` over the
+primary comparisons); the claim texts and primary comparisons are in `claims.CLAIMS`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from coolmix.diagnostics.overfit import OverfitDetector
+from coolmix.reproduce.checks import variance_entries
+from coolmix.reproduce.compare import (
+    Comparison,
+    Missing,
+    compare,
+    compare_methods,
+    group_mean,
+    groups,
+    label,
+    need,
+    per_seed,
+)
+from coolmix.reproduce.results import Run, Runs
+from coolmix.reproduce.stats import Interval, decide
+
+__all__ = ["OVERFIT", "e1", "e2", "e3", "e4"]
+
+OVERFIT = {"margin": 0.005, "patience": 2, "min_evals": 3, "smoothing": 0.3}  # same as adaptive Cooldown
+
+Parts = tuple[list[Comparison], list[Comparison], list[str]]
+
+
+def _first_reach(run: Run, lang: str, target: float) -> float:
+    """First step at which the dev loss of ``lang`` reaches ``target``, linearly interpolated
+    between the two evals around the crossing (so the value is not quantised to the eval grid)."""
+    s, v = run.series(lang)
+    hit = np.flatnonzero(v <= target + 1e-12)
+    if not len(hit):
+        return math.inf
+    i = int(hit[0])
+    if i == 0 or v[i - 1] == v[i]:
+        return float(s[i])
+    return float(s[i - 1] + (s[i] - s[i - 1]) * (v[i - 1] - target) / (v[i - 1] - v[i]))
+
+
+def e1(runs: Runs) -> Parts:
+    got = need(runs, "convergence", ["tau2", "scal2", "tau3", "scal3", "tau5", "scal5"])
+    g = groups(got["tau2"][0])
+    primary, secondary, ratios = [], [], {}
+    for t in ("2", "3", "5"):
+        ts, sc = got[f"tau{t}"], got[f"scal{t}"]
+        for lang in [*g["LRL"], *g["HRL"]]:
+            target = max(r.best(lang)[0] for r in (*ts, *sc))  # a loss every run of the pair reaches
+            a = per_seed(ts, lambda r, x=lang, y=target: _first_reach(r, x, y))
+            b = per_seed(sc, lambda r, x=lang, y=target: _first_reach(r, x, y))
+            c = compare(
+                f"τ={t} {lang} steps to dev loss {target:.3f}: sampling vs scalarization",
+                a,
+                b,
+                "better",
+                higher=False,
+                unit="steps",
+                names=(f"tau{t}", f"scal{t}"),
+            )
+            (primary if lang in g["LRL"] else secondary).append(c)
+            if lang in g["LRL"]:
+                ratios[(t, lang)] = {s: b[s] / a[s] for s in a if s in b and a[s] > 0}
+    if runs.get("convergence", "tau5_clip") and runs.get("convergence", "scal5_clip"):
+        secondary += _clipped_pair(runs, g["LRL"])
+    for lang in g["LRL"]:
+        secondary.append(
+            compare(
+                f"{lang} speed-up S/TS grows with τ: τ=5 vs τ=2",
+                ratios[("5", lang)],
+                ratios[("2", lang)],
+                "better",
+                higher=True,
+                unit="×",
+                names=("tau5", "tau2"),
+            )
+        )
+    return primary, secondary, []
+
+
+def _clipped_pair(runs: Runs, low: Sequence[str]) -> list[Comparison]:
+    """E1's LRL comparison at τ=5 with gradient clipping at 1.0 on (secondary: clipping's effect)."""
+    ts, sc = runs.get("convergence", "tau5_clip"), runs.get("convergence", "scal5_clip")
+    out = []
+    for lang in low:
+        target = max(r.best(lang)[0] for r in (*ts, *sc))
+        out.append(
+            compare(
+                f"τ=5 clipped at 1.0, {lang} steps to dev loss {target:.3f}: sampling vs scalarization",
+                per_seed(ts, lambda r, x=lang, y=target: _first_reach(r, x, y)),
+                per_seed(sc, lambda r, x=lang, y=target: _first_reach(r, x, y)),
+                "better",
+                higher=False,
+                unit="steps",
+                names=("tau5_clip", "scal5_clip"),
+            )
+        )
+    return out
+
+
+def e2(runs: Runs) -> Parts:
+    got = need(runs, "convergence", ["tau2", "scal2", "tau3", "scal3", "tau5", "scal5"])
+    g = groups(got["tau2"][0])
+    primary, secondary = [], []
+    for t in ("2", "3", "5"):
+        for lang in [*g["LRL"], *g["HRL"]]:
+            c = compare_methods(
+                f"τ={t} {lang} final test loss", got, f"tau{t}", f"scal{t}", group_mean([lang]), "same", "lm"
+            )
+            (primary if lang in g["LRL"] else secondary).append(c)
+        for lang in g["LRL"]:
+            best = compare_methods(
+                f"τ={t} {lang} best dev loss",
+                got,
+                f"tau{t}",
+                f"scal{t}",
+                lambda r, x=lang: r.best(x)[0],
+                "same",
+                "lm",
+            )
+            secondary.append(best)
+    return primary, secondary, []
+
+
+def e3(theory: Mapping[str, Any]) -> Parts:
+    entries = variance_entries(theory)
+    if not entries:
+        raise Missing("theory measurement 'variance' was not run")
+    primary = []
+    for where, v in entries:
+        if any(k not in n for n in v["norms"].values() for k in ("s_var", "ts_var")):
+            raise Missing(f"the variance measurement at {where} lacks s_var/ts_var")
+        for t, n in v["norms"].items():
+            iv = _log_ratio_interval(n, int(v.get("bootstrap", 0)))
+            primary.append(
+                Comparison(
+                    f"{where}, τ={float(t):g}: Var‖g‖ scalarization {n['s_var']:.3g} vs sampling "
+                    f"{n['ts_var']:.3g}",
+                    f"scal{float(t):g}",
+                    f"tau{float(t):g}",
+                    "better",
+                    True,
+                    False,
+                    "log ratio",
+                    0.0,
+                    iv,
+                    decide(iv, "better", 0.0),
+                    (),
+                )
+            )
+    return (
+        primary,
+        [],
+        [
+            "E3's intervals resample the measured training examples of each language (older results: the "
+            "simulated mini-batches) at each checkpoint; they are not over seeds"
+        ],
+    )
+
+
+def _log_ratio_interval(norms: Mapping[str, Any], n_boot: int, draws: int = 2000) -> Interval:
+    """log(Var S / Var TS) and its 95% interval: the theory's bootstrap over the measured examples
+    (``ratio_ci``) when stored, else a percentile bootstrap over the stored mini-batch norm
+    samples (seeded, so the report is deterministic), else a point value."""
+    point = math.log(max(norms["s_var"], 1e-300) / max(norms["ts_var"], 1e-300))
+    ci = norms.get("ratio_ci")
+    if ci and min(ci) > 0:
+        return Interval(point, math.log(ci[0]), math.log(ci[1]), max(n_boot, 2), math.nan)
+    s, ts = np.asarray(norms.get("s_sample", [])), np.asarray(norms.get("ts_sample", []))
+    if len(s) < 2 or len(ts) < 2:
+        return Interval(point, point, point, 1, math.nan)
+    rng = np.random.default_rng(0)
+    vs = s[rng.integers(len(s), size=(draws, len(s)))].var(axis=1, ddof=1)
+    vt = ts[rng.integers(len(ts), size=(draws, len(ts)))].var(axis=1, ddof=1)
+    logs = np.log(np.maximum(vs, 1e-300) / np.maximum(vt, 1e-300))
+    lo, hi = np.quantile(logs, [0.025, 0.975])
+    return Interval(point, float(lo), float(hi), min(len(s), len(ts)), float(logs.std(ddof=1)))
+
+
+def _rise(lang: str) -> Callable[[Run], float]:
+    """Dev loss of ``lang`` at the last eval minus its minimum over the run (≥ 0)."""
+
+    def fn(r: Run) -> float:
+        best = r.best(lang)[0]  # MissingSplit without a curve
+        return float(r.series(lang)[1][-1]) - best
+
+    return fn
+
+
+def _hrl_gain(lang: str, high: Sequence[str]) -> Callable[[Run], float]:
+    """HRL mean dev loss at the step where ``lang`` was best, minus at the last eval (> 0: still falling)."""
+
+    def fn(r: Run) -> float:
+        step = r.best(lang)[1]
+        at, last = [], []
+        for h in high:
+            s, v = r.series(h)
+            at.append(float(v[np.flatnonzero(s == step)[0]]))
+            last.append(float(v[-1]))
+        return float(np.mean(at) - np.mean(last))
+
+    return fn
+
+
+def _flags(rs: Sequence[Run], lang: str) -> int:
+    n = 0
+    for r in rs:
+        d = OverfitDetector(**OVERFIT)
+        for rec in r.curve:
+            if "dev" in rec:
+                d.update(rec["step"], {lang: rec["dev"]["loss"][lang]})
+        n += lang in d.flagged
+    return n
+
+
+def e4(runs: Runs) -> Parts:
+    got = need(runs, "convergence", ["tau1", "tau3", "tau5"])
+    g = groups(got["tau1"][0])
+    primary, secondary, notes = [], [], []
+    zeros = {r.seed: 0.0 for r in got["tau1"]}
+    for lang in g["LRL"]:
+        for m in ("tau5", "tau3"):
+            into = primary if m == "tau5" else secondary
+            rise = _rise(lang)
+            into.append(
+                compare(
+                    f"{lang} dev-loss rise after its minimum: {label(m)} vs τ=1",
+                    per_seed(got[m], rise),
+                    per_seed(got["tau1"], rise),
+                    "better",
+                    higher=True,
+                    unit="nats",
+                    names=(m, "tau1"),
+                )
+            )
+            into.append(
+                compare(
+                    f"HRL mean dev-loss fall after the {lang} minimum, {label(m)}",
+                    per_seed(got[m], _hrl_gain(lang, g["HRL"])),
+                    zeros,
+                    "better",
+                    higher=True,
+                    unit="nats",
+                    names=(m, "0"),
+                )
+            )
+        primary.append(
+            compare_methods(
+                f"{lang} best dev loss", got, "tau5", "tau1", lambda r, x=lang: r.best(x)[0], "better", "lm"
+            )
+        )
+        notes.append(
+            f"overfitting detector (adaptive Cooldown's settings) flags {lang} in "
+            + ", ".join(f"{_flags(got[m], lang)}/{len(got[m])} {label(m)}" for m in ("tau1", "tau3", "tau5"))
+            + " runs"
+        )
+    return primary, secondary, notes
