@@ -36,11 +36,10 @@ This module imports numpy only; `plot_plan` imports matplotlib lazily.
 
 from __future__ import annotations
 
-import bisect
 import csv
 import io
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from itertools import pairwise
 from pathlib import Path
@@ -48,14 +47,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from coolmix.distributions import UniMax
+from coolmix import plan_steps
 from coolmix.errors import ConfigError
 from coolmix.fileio import write_atomic_text
 from coolmix.mixture import check_sizes, to_mapping
 from coolmix.sampler import MAX_BATCH, MixtureSampler
-from coolmix.schedule import Constant, Context, Event, Schedule, Stages, as_schedule
+from coolmix.schedule import Context, Event, Schedule, as_schedule
 from coolmix.types import UNITS, Sizes
-from coolmix.validate import MAX_INT, check_float, check_int, encode_inf
+from coolmix.validate import check_float, check_int, encode_inf
 
 __all__ = [
     "MAX_BATCH_SIZE",
@@ -81,8 +80,6 @@ MAX_SIMULATED_STEPS = 100_000
 
 MAX_BATCH_SIZE = MAX_BATCH
 """Largest global batch the planner accepts: the sampler's one limit, `coolmix.sampler.MAX_BATCH`."""
-
-_EXAMPLE_UNITS = ("examples", "documents")
 
 
 @dataclass(frozen=True)
@@ -210,7 +207,7 @@ class Plan:
         probs = np.zeros((len(steps), len(self.names)))
         cum = np.zeros_like(probs)
         tau = np.full(len(steps), np.nan)
-        for a, b, p, before in _integrate(self.schedule, ctx, B, sorted(grid)):
+        for a, b, p, before in plan_steps.integrate(self.schedule, ctx, B, sorted(grid)):
             j = want.get(a)
             if j is not None:
                 probs[j] = p
@@ -294,32 +291,9 @@ class Plan:
 
     def _per_draw(self) -> np.ndarray:
         """Size units consumed by one example draw (tpe for token-like units, else 1)."""
-        if self.unit in _EXAMPLE_UNITS or self.tokens_per_example is None:
+        if self.unit in plan_steps.EXAMPLE_UNITS or self.tokens_per_example is None:
             return np.ones(len(self.names))
         return np.array([self.tokens_per_example[n] for n in self.names])
-
-
-class _Units(NamedTuple):
-    """Sizes converted to what the sampler draws: example counts, size units per draw, labels."""
-
-    items: np.ndarray
-    per_draw: np.ndarray
-    tokens_unit: str | None
-    warnings: list[str]
-    notes: list[str]
-
-
-class _Expected(NamedTuple):
-    """The integrated schedule: expected samples per phase and what each phase starts and ends with."""
-
-    samples: np.ndarray
-    min_per_batch: np.ndarray
-    p_start: list[np.ndarray]
-    p_end: list[np.ndarray]
-    tau_start: list[float | None]
-    tau_end: list[float | None]
-    crossed: np.ndarray
-    prefix_target: np.ndarray
 
 
 def make_plan(
@@ -353,12 +327,12 @@ def make_plan(
     names, arr = check_sizes(sizes)
     if unit not in UNITS:
         raise ConfigError("unit", unit, f"must be one of {', '.join(UNITS)}")
-    tpe = _per_example(tokens_per_example, names)
+    tpe = plan_steps.per_example(tokens_per_example, names)
     if max_epochs is not None:
         max_epochs = check_float("max_epochs", max_epochs, lo=0.0, lo_open=True)
     segments = check_int("segments", segments, lo=1)
-    max_simulated_steps = check_int("max_simulated_steps", max_simulated_steps, lo=0)
-    units = _units(names, arr, unit, tpe)
+    max_simulated_steps = max(0, check_int("max_simulated_steps", max_simulated_steps))
+    units = plan_steps.units(names, arr, unit, tpe)
     sched = as_schedule(schedule)
     sampler = MixtureSampler(
         dict(zip(names, units.items.astype(np.int64).tolist(), strict=True)),
@@ -372,11 +346,11 @@ def make_plan(
         sampler.record_event(e.name, e.step, **e.info)
     T, B = sampler.total_steps, sampler.batch_size
     ctx = Context(names, units.items, T, sampler.events)
-    bounds, piecewise, phase_warnings = _phase_bounds(sched, ctx, T, segments)
+    bounds, piecewise, phase_warnings = plan_steps.phase_bounds(sched, ctx, T, segments)
     stride = 1 if piecewise or T <= MAX_EVALUATIONS else math.ceil(T / MAX_EVALUATIONS)
     S = min(T, max_simulated_steps) if simulate else 0
     cap = None if max_epochs is None else max_epochs * arr / units.per_draw  # in examples
-    exp = _expected(sched, ctx, B, bounds, piecewise, stride, S, cap)
+    exp = plan_steps.expected(sched, ctx, B, bounds, piecewise, stride, S, cap)
     snapshots = {b: sampler.cumulative_counts_array(b) for b in sorted({*bounds, S}) if b <= S} if S else {}
     realised_target = sampler.cumulative_target_array(S) if S and sched.needs_counts else exp.prefix_target
     notes = units.notes
@@ -388,7 +362,9 @@ def make_plan(
     total = exp.samples.sum(axis=0)
     epochs = total * units.per_draw / arr
     warnings = units.warnings + phase_warnings
-    warnings += _warnings(names, phases, B, composition, epochs, max_epochs, exp.crossed, total, sched, T * B)
+    warnings += plan_steps.guardrail_warnings(
+        names, phases, B, composition, epochs, max_epochs, exp.crossed, total, sched, T * B
+    )
     return Plan(
         names=names,
         sizes=to_mapping(names, arr),
@@ -407,7 +383,9 @@ def make_plan(
         piecewise=piecewise,
         stride=stride,
         samples=to_mapping(names, total),
-        tokens=None if units.tokens_unit is None else to_mapping(names, total * _tok(tpe, len(names))),
+        tokens=None
+        if units.tokens_unit is None
+        else to_mapping(names, total * plan_steps.tok(tpe, len(names))),
         epochs=to_mapping(names, epochs),
         target_share=to_mapping(names, total / total.sum()),
         simulated_steps=S,
@@ -418,113 +396,13 @@ def make_plan(
     )
 
 
-def _units(names: tuple[str, ...], arr: np.ndarray, unit: str, tpe: np.ndarray | None) -> _Units:
-    """Sizes -> example counts the sampler draws from (see the module docstring's table)."""
-    warnings: list[str] = []
-    notes: list[str] = []
-    token_like = unit not in _EXAMPLE_UNITS
-    if token_like and tpe is not None:
-        items = np.floor(arr / tpe)
-        for n, s, k, c in zip(names, arr, items, tpe, strict=True):
-            if k < 1:
-                raise ConfigError(f"sizes.{n}", float(s), f"smaller than one example of {c:g} {unit}")
-        per_draw, tokens_unit = tpe, unit
-    else:
-        for n, s in zip(names, arr, strict=True):
-            if s != math.floor(s):
-                what = "a count of examples" if not token_like else f"a count of {unit}"
-                raise ConfigError(f"sizes.{n}", float(s), f"{what} must be an integer")
-        items, per_draw = arr.copy(), np.ones(len(names))
-        tokens_unit = "tokens" if tpe is not None else (unit if token_like else None)
-        if token_like:
-            warnings.append(
-                f"sizes are in {unit} but tokens_per_example is missing: planning as if every "
-                f"example were one {unit[:-1]}, so samples and epochs are per {unit[:-1]}"
-            )
-    for n, s, k in zip(names, arr, items, strict=True):
-        if k >= MAX_INT:
-            raise ConfigError(f"sizes.{n}", float(s), "too large: the sampler holds at most 2**62 examples")
-    if tpe is not None and len(set(tpe.tolist())) > 1:
-        notes.append(
-            "tokens_per_example differs across domains: probabilities are per example draw "
-            "(computed on example counts), so token shares differ from example shares"
-        )
-    return _Units(items, per_draw, tokens_unit, warnings, notes)
-
-
-def _phase_bounds(sched: Schedule, ctx: Context, T: int, segments: int) -> tuple[list[int], bool, list[str]]:
-    """Reported phase boundaries [0, ..., T]: the schedule's breakpoints, or ``segments`` equal
-    stretches for continuous and exposure-driven schedules; plus a warning for boundaries at or
-    beyond the end (the sampler already refused phases out of order)."""
-    bp = None if sched.needs_counts else sched.breakpoints(ctx)
-    if bp is None:
-        k = min(segments, T)
-        return sorted({round(T * i / k) for i in range(k + 1)}), False, []
-    warnings = []
-    beyond = sorted({b for b in bp if b >= T})
-    if beyond:
-        warnings.append(
-            f"schedule boundary at step {beyond[0]:,} is at or beyond total_steps={T:,}: "
-            "that phase never starts"
-        )
-    return [0, *sorted({b for b in bp if 0 < b < T}), T], True, warnings
-
-
-def _expected(
-    sched: Schedule,
-    ctx: Context,
-    B: int,
-    bounds: list[int],
-    piecewise: bool,
-    stride: int,
-    S: int,
-    cap: np.ndarray | None,
-) -> _Expected:
-    """Integrate E_i = Σ_t B·p_i(t) per phase on a grid (exact for piecewise-constant schedules),
-    with p and τ at each phase's ends, min p·B, the step each domain crosses ``cap`` examples,
-    and the expected counts before step ``S``."""
-    grid = set(bounds) | {b - 1 for b in bounds[1:]} | {S}
-    if not piecewise:
-        grid |= set(range(0, bounds[-1], stride))
-    P, K = len(bounds) - 1, len(ctx.names)
-    out = _Expected(
-        samples=np.zeros((P, K)),
-        min_per_batch=np.full((P, K), np.inf),
-        p_start=[np.zeros(K)] * P,
-        p_end=[np.zeros(K)] * P,
-        tau_start=[None] * P,
-        tau_end=[None] * P,
-        crossed=np.full(K, -1, dtype=np.int64),
-        prefix_target=np.zeros(K),
-    )
-    prefix = out.prefix_target
-    for a, b, p, before in _integrate(sched, ctx, B, sorted(grid)):
-        k = bisect.bisect_right(bounds, a) - 1
-        if a == bounds[k]:
-            out.p_start[k], out.tau_start[k] = p, sched.tau(a, ctx)
-        if b == bounds[k + 1]:
-            out.p_end[k], out.tau_end[k] = p, sched.tau(a, ctx)
-        if a == S:
-            prefix = before
-        drawn = (b - a) * B * p
-        out.samples[k] += drawn
-        out.min_per_batch[k] = np.minimum(out.min_per_batch[k], B * p)
-        if cap is not None:
-            for i in np.flatnonzero((out.crossed < 0) & (before + drawn > cap)):
-                x = (cap[i] - before[i]) / (B * p[i])
-                out.crossed[i] = a + math.floor(x + 1e-9 * max(1.0, x))  # first t with draws > cap
-    if bounds[-1] == S:
-        prefix = out.samples.sum(axis=0)
-    return out._replace(prefix_target=prefix)
-
-
 def _phases(
     names: tuple[str, ...],
     arr: np.ndarray,
-    units: _Units,
+    units: plan_steps.Units,
     tpe: np.ndarray | None,
     bounds: list[int],
-    exp: _Expected,
+    exp: plan_steps.Expected,
     snapshots: Mapping[int, np.ndarray],
 ) -> list[Phase]:
     """One `Phase` per [bounds[k], bounds[k+1]); ``realised`` where both ends were simulated."""
@@ -547,7 +425,7 @@ def _phases(
                 probs_end=m(exp.p_end[k]),
                 min_per_batch=m(exp.min_per_batch[k]),
                 samples=m(samples),
-                tokens=None if units.tokens_unit is None else m(samples * _tok(tpe, len(names))),
+                tokens=None if units.tokens_unit is None else m(samples * plan_steps.tok(tpe, len(names))),
                 epochs=m(samples * units.per_draw / arr),
                 cumulative_epochs=m(cum[k] * units.per_draw / arr),
                 realised=_ints(names, snapshots[b] - snapshots[a])
@@ -556,96 +434,6 @@ def _phases(
             )
         )
     return out
-
-
-def _integrate(
-    schedule: Schedule, ctx: Context, batch_size: int, grid: Sequence[int]
-) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
-    """Blocks ``[a, b)`` of ``grid`` with p = p(a) held over the block and the expected counts
-    drawn before ``a``; exposure-driven schedules see those expected counts as ``ctx.seen``."""
-    cum = np.zeros(len(ctx.names))
-    for a, b in pairwise(grid):
-        if schedule.needs_counts:
-            ctx.seen = cum
-        p = schedule.probs(a, ctx)
-        yield a, b, p, cum
-        cum = cum + (b - a) * batch_size * p
-
-
-def _warnings(
-    names: tuple[str, ...],
-    phases: list[Phase],
-    B: int,
-    composition: str,
-    epochs: np.ndarray,
-    max_epochs: float | None,
-    crossed: np.ndarray,
-    total: np.ndarray,
-    schedule: Schedule,
-    run_examples: int,
-) -> list[str]:
-    out = []
-    for i, n in enumerate(names):
-        if total[i] == 0:
-            out.append(f"{n}: probability 0 for the whole run: never sampled")
-            continue
-        low = [ph for ph in phases if 0 < ph.min_per_batch[n] < 1]
-        if low:
-            pb = min(ph.min_per_batch[n] for ph in low)
-            where = (
-                "every phase"
-                if len(low) == len(phases)
-                else ", ".join(
-                    f"phase {ph.index} (steps {ph.start:,}–{ph.end - 1:,}, {ph.label})" for ph in low
-                )
-            )
-            # exact composition puts the domain in about p·B of the batches; iid in 1 − (1 − p)^B
-            absent = 1 - pb if composition == "exact" else (1 - pb / B) ** B
-            out.append(f"{n}: p·B = {pb:.2g} < 1 in {where}: absent from about {absent:.0%} of those batches")
-        if max_epochs is not None and epochs[i] > max_epochs * (1 + 1e-9):
-            out.append(
-                f"{n}: {epochs[i]:.3g} epochs over the run exceed max_epochs={max_epochs:g} "
-                f"(crossed at step ≈{int(crossed[i]):,})"
-            )
-    for d in _dists(schedule):
-        if isinstance(d, UniMax) and not math.isclose(d.budget, run_examples, rel_tol=0.01):
-            out.append(
-                f"unimax budget={d.budget:,.0f} examples but the run draws {run_examples:,} "
-                "(total_steps × batch_size): its epoch caps hold for the budget, not the run"
-            )
-    return out
-
-
-def _dists(schedule: Schedule) -> list[Any]:
-    if isinstance(schedule, Constant):
-        return [schedule.dist]
-    if isinstance(schedule, Stages):
-        return list(schedule.dists)
-    return []
-
-
-def _per_example(tpe: Any, names: tuple[str, ...]) -> np.ndarray | None:
-    """tokens_per_example: None, one number for all domains, or a mapping with every domain."""
-    field = "tokens_per_example"
-    if tpe is None:
-        return None
-    if isinstance(tpe, Mapping):
-        unknown = [k for k in tpe if k not in names]
-        if unknown:
-            raise ConfigError(
-                f"{field}.{unknown[0]}", tpe[unknown[0]], f"unknown domain; known: {', '.join(names)}"
-            )
-        missing = [n for n in names if n not in tpe]
-        if missing:
-            raise ConfigError(field, dict(tpe), f"no value for domain {missing[0]!r}; give one per domain")
-        values = [(f"{field}.{n}", tpe[n]) for n in names]
-    else:
-        values = [(field, tpe)] * len(names)
-    return np.array([check_float(f, v, lo=0.0, lo_open=True) for f, v in values])
-
-
-def _tok(tpe: np.ndarray | None, k: int) -> np.ndarray:
-    return np.ones(k) if tpe is None else tpe
 
 
 def _ints(names: tuple[str, ...], values: np.ndarray) -> dict[str, int]:

@@ -11,15 +11,19 @@ used ⌊k⌋ or ⌈k⌉ times. All randomness is counter-based (SplitMix64 of ke
 RNG state is saved and a resumed run recomputes exactly what an uninterrupted one would.
 
 Seeking. Items and the batch order are closed-form given the cursors C(t) at the start of step
-t; the cursors come from the count recursion (`exact_counts`), which is sequential: no rounding
-rule that keeps every C_i(t) within 1 of X_i(t) = Σ_{s<t} B·p_i(s), non-decreasing and summing
-to t·B can be a function of X(t) alone (Balinski–Young: quota and monotonicity are incompatible
-for K >= 3 domains), and the recursion is what makes it hold. So the sampler checkpoints
-(cursors, residuals, target) every `CHECKPOINT_EVERY` steps as it goes, lazily and in memory:
-``batch(t)`` replays at most that many steps from the nearest checkpoint (or from the current
-state), for every schedule, exposure-driven ones included. The first visit of a region costs
-one replay of the count step (~10 µs a step, no items); resuming from `state_dict` costs
-nothing. `cumulative_target` is closed form, O(#phases), for piecewise-constant schedules.
+t; the cursors come from the count recursion (`coolmix.counts.exact_counts`), which is
+sequential. A closed form C(t) = g(X(t)) of the target X_i(t) = Σ_{s<t} B·p_i(s) that stays within
+1, non-decreasing and summing to t·B along every schedule is ruled out in general (it would be a
+population-monotone quota method, which Balinski–Young's impossibility theorem excludes for four
+or more domains), and the natural candidates (largest remainder of X(t), earliest-deadline
+first) already fail on a single constant-p run with K >= 3 when some B·p_i < 1. So the sampler
+checkpoints (cursors, residuals, target) every `CHECKPOINT_EVERY` steps as it walks, lazily and
+in memory: ``batch(t)`` replays at most that many count steps from the nearest checkpoint (or
+from its current state), for every schedule, exposure-driven ones and recorded events included.
+The first visit of a region costs one replay of the count step (10–20 µs a step, no items);
+after `load_state_dict` seeks at or after the loaded step start from it. `cumulative_target`
+is closed form, O(#phases), for piecewise-constant schedules (Constant, Stages, Cooldown, Dense,
+OrderMatters, Adaptive over those), and comes from the checkpoints for continuous ones.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from coolmix.counts import SMALL_K, exact_counts, exact_counts_small
 from coolmix.errors import ConfigError
 from coolmix.mixture import Mixture, check_items, check_sizes, to_mapping
 from coolmix.permutation import derive_key, permute, permute_each, splitmix64, width
@@ -61,77 +66,6 @@ _MIXTURE_KEY, _SEED_KEY, _COMPOSITION_KEY, _VERSION_KEY, _UNIT_KEY = (
     "unit",
 )
 _INV_2_64 = 1.0 / 18446744073709551616.0
-
-
-def exact_counts(p: np.ndarray, batch_size: int, residuals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-batch counts by largest remainder with carried residuals; returns (counts, new residuals).
-
-    target_i = B·p_i + r_i; counts take ⌊target⌋ or ⌈target⌉ so they sum to B, and
-    r_i ← target_i − counts_i. With Σ r = 0 this keeps every domain's cumulative count within
-    1 of its cumulative target Σ_t B·p_i(t). Domains with p_i = 0 get nothing; their residual is
-    forfeited (reset to 0) so no later batch pays an old debt to a switched-off domain.
-    Counts are never negative, whatever the (finite) residuals.
-    """
-    active = p > 0
-    r = np.where(active, residuals, 0.0)
-    # keep Σ r = 0 over the active domains (forfeited residuals are spread proportionally)
-    r = r - p * r.sum()
-    target = batch_size * p + r
-    counts = np.maximum(np.floor(target), 0.0)
-    counts[~active] = 0.0
-    short = batch_size - int(counts.sum())
-    if short > 0:
-        frac = np.where(active, target - counts, -np.inf)
-        order = np.lexsort((np.arange(len(p)), -frac))  # largest remainder, ties by domain order
-        k = np.count_nonzero(active)
-        counts[order[: min(short, k)]] += 1.0
-        short -= min(short, k)
-        if short > 0:  # only with pathological residuals: hand out the rest by probability
-            counts += np.floor(short * p)
-            counts[int(np.argmax(p))] += batch_size - counts.sum()
-    while short < 0:  # floors overshoot only when negative targets were clipped to 0
-        positive = counts > 0
-        frac = np.where(positive, target - counts, np.inf)
-        order = np.lexsort((np.arange(len(p)), frac))
-        k = min(-short, int(positive.sum()))
-        counts[order[:k]] -= 1.0
-        short += k
-    return counts.astype(np.int64), target - counts
-
-
-_SMALL_K = 8  # numpy sums fewer than 8 floats left to right, so plain Python gives the same bits
-
-
-def _exact_counts_small(
-    p: list[float], batch_size: int, residuals: list[float]
-) -> tuple[list[int], list[float]] | None:
-    """`exact_counts` in plain Python for K < 8 domains (the per-step hot path of a seek): the
-    same float operations in the same order, so bit-identical; None for the rare branches
-    (clipped or pathological targets), which the caller hands to `exact_counts`.
-    """
-    r = [ri if pi > 0 else 0.0 for pi, ri in zip(p, residuals, strict=True)]
-    total = 0.0
-    for ri in r:
-        total += ri
-    b = float(batch_size)
-    target = [b * pi + (ri - pi * total) for pi, ri in zip(p, r, strict=True)]
-    counts = [0.0] * len(p)
-    active = 0
-    for i, (pi, x) in enumerate(zip(p, target, strict=True)):
-        if pi > 0:
-            if x < 0:
-                return None
-            counts[i] = float(int(x))  # floor of a non-negative float
-            active += 1
-    short = batch_size - int(sum(counts))
-    if short < 0 or short > active:
-        return None
-    if short:
-        live = [i for i, pi in enumerate(p) if pi > 0]
-        live.sort(key=lambda i: (counts[i] - target[i], i))  # largest remainder, ties by domain order
-        for i in live[:short]:
-            counts[i] += 1.0
-    return [int(c) for c in counts], [x - c for x, c in zip(target, counts, strict=True)]
 
 
 class _Walker:
@@ -401,8 +335,8 @@ class MixtureSampler:
         p = self._schedule_at(t).probs(t, self._wctx)
         if self.composition == "exact":
             fast = (
-                _exact_counts_small(p.tolist(), self.batch_size, w.residuals.tolist())
-                if len(p) < _SMALL_K
+                exact_counts_small(p.tolist(), self.batch_size, w.residuals.tolist())
+                if len(p) < SMALL_K
                 else None
             )
             if fast is None:
@@ -503,8 +437,7 @@ class MixtureSampler:
     def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """(domain ids, item indices), int64 arrays: this rank's slice of the global batch at ``step``."""
         world_size = check_int("world_size", world_size, lo=1, hi=MAX_BATCH)
-        if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 0 <= rank < world_size:
-            raise ConfigError("rank", rank, f"must be an integer in [0, {world_size})")
+        rank = check_int("rank", rank, lo=0, hi=world_size - 1)
         if self.batch_size % world_size:
             raise ConfigError("batch_size", self.batch_size, f"not divisible by world_size={world_size}")
         domains, indices = self.global_batch(step)

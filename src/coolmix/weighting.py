@@ -12,6 +12,8 @@ imports torch; a tensor is recognised by its attributes).
 
 from __future__ import annotations
 
+import contextlib
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -244,7 +246,8 @@ def weighted_loss(
     ``per_example_loss`` is 1-D (B,) per example or 2-D (B, T) per token; ``domain_ids`` is (B,)
     (one domain per row) or, for 2-D losses, (B, T) (one per token, as packing produces). An
     element j is *counted* (c_j = 1) unless ``mask`` is false there or its id equals
-    ``ignore_index``; uncounted elements contribute nothing, whatever their loss (even NaN).
+    ``ignore_index``; uncounted elements contribute nothing, whatever their loss (even NaN); a
+    counted element of weight 0 contributes 0·ℓ (NaN if ℓ is: a broken loss stays visible).
     Any other id outside [0, K) is a ConfigError naming ``domain_ids``. With ``n_tokens``
     (1-D losses only) ℓ_b is a per-token mean over n_b tokens and c_b becomes n_b.
 
@@ -281,31 +284,57 @@ def weighted_loss(
     k = int(w.shape[0])
     per_row = ids.ndim < loss.ndim  # one domain per row of a 2-D loss
     m = None if mask is None else _mask(mask, loss, torch_like)
-    counted = ids != ignore_index if ignore_index is not None else ids == ids
+    counted = None  # None: every element counts (the plain path: no extra elementwise ops)
+    if ignore_index is not None:
+        counted = ids != ignore_index
     if m is not None:
-        counted = counted & (m.any(-1) if per_row else m)  # a fully masked row is padding
-    bad = counted & ((ids < 0) | (ids >= k)) if check_ids else None
-    if bad is not None and bool(bad.any()):
-        why = f"ids must be in [0, {k})" + ("" if ignore_index is None else f" or equal {ignore_index}")
-        first = int(ids[bad].reshape(-1)[0])
-        raise ConfigError("domain_ids", first, why + " (ignore_index= skips padding ids)")
-    wb = w[_where(counted, ids, ids * 0)]
+        row = m.any(-1) if per_row else m  # a fully masked row is padding
+        counted = row if counted is None else counted & row
+    if check_ids:
+        _check_ids(ids, counted, k, ignore_index, torch_like)
+    wb = w[ids if counted is None else _where(counted, ids, ids * 0)]
     if per_row:
-        wb, counted = wb[:, None], counted[:, None]
-        counted = counted & m if m is not None else _expand(counted, loss, torch_like)
-    count = _as_float(counted, loss, torch_like)
+        wb = wb[:, None]
+        if counted is not None:
+            counted = counted[:, None] & m if m is not None else _expand(counted[:, None], loss, torch_like)
+    count = None if counted is None else _as_float(counted, loss, torch_like)
     if n_tokens is not None:
-        count = count * _n_tokens(n_tokens, loss, torch_like)
-    with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf at uncounted places is dropped
-        contrib = _where((count > 0) & (wb != 0), wb * count * loss, _zeros_like(loss, torch_like))
-    num = contrib.sum()
+        n = _n_tokens(n_tokens, loss, torch_like)
+        count = n if count is None else count * n
+    with contextlib.nullcontext() if torch_like else np.errstate(invalid="ignore", over="ignore"):
+        prod = wb * loss if count is None else wb * count * loss
+        if count is not None:  # NaN/inf where nothing counts is dropped, not multiplied by 0
+            prod = _where(count > 0, prod, _zeros_like(loss, torch_like))
+    num = prod.sum()
     if reduction == "sum":
         return num
-    den = (count if reduction == "mean" else wb * count).sum()
+    if count is None:  # every element counts once
+        per = loss.shape[-1] if per_row else 1
+        den: Any = math.prod(loss.shape) if reduction == "mean" else wb.sum() * per
+    else:
+        den = (count if reduction == "mean" else wb * count).sum()
     # den = 0 means nothing was counted, so num = 0 too: return it (0.0, grad 0) instead of 0/0
-    if torch_like:
+    if torch_like and _is_tensor(den):
         return num / _where(den > 0, den, den * 0 + 1)
     return num / den if den > 0 else num
+
+
+def _check_ids(ids: Any, counted: Any, k: int, ignore_index: int | None, torch_like: bool) -> None:
+    """Every counted id in [0, k), else a ConfigError naming ``domain_ids`` and the first bad id."""
+    if counted is None:
+        if math.prod(ids.shape) == 0:
+            return
+        lo, hi = ids.aminmax() if torch_like else (ids.min(), ids.max())
+        lo, hi = int(lo), int(hi)  # on an accelerator: one wait, the second read is already there
+        if lo >= 0 and hi < k:
+            return
+        bad = (ids < 0) | (ids >= k)
+    else:
+        bad = counted & ((ids < 0) | (ids >= k))
+        if not bool(bad.any()):
+            return
+    why = f"ids must be in [0, {k})" + ("" if ignore_index is None else f" or equal {ignore_index}")
+    raise ConfigError("domain_ids", int(ids[bad].reshape(-1)[0]), why + " (ignore_index= skips padding ids)")
 
 
 def _expand(x: Any, like: Any, torch_like: bool) -> Any:

@@ -356,3 +356,25 @@ def test_shipped_checks_catch_broken_samplers_and_schedules():
     used.global_batch(0)
     with pytest.raises(cm.ConfigError, match=r"^sampler.step=1"):
         testing.assert_exact_counts(used, steps=5)
+
+
+def test_planner_uses_only_the_samplers_public_api():
+    """The planner reads counts through `cumulative_counts` / `cumulative_target`, never through
+    the sampler's private state (cursors, contexts, the count step)."""
+    import ast
+    import inspect
+
+    import coolmix.plan
+    import coolmix.plan_steps
+
+    for module in (coolmix.plan, coolmix.plan_steps):
+        tree = ast.parse(inspect.getsource(module))
+        private = [
+            n.attr
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Attribute)
+            and isinstance(n.value, ast.Name)
+            and n.value.id == "sampler"
+            and n.attr.startswith("_")
+        ]
+        assert private == [], (module.__name__, private)

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import coolmix as cm
+from coolmix.counts import exact_counts_small
 from coolmix.sampler import exact_counts
 
 SIZES = {"a": 1000, "b": 100, "c": 10}  # sizes reveal the domain
@@ -422,3 +423,26 @@ def test_token_sizes_with_item_counts():
     with pytest.raises(cm.ConfigError) as e:
         cm.MixtureSampler(mix, 1.0, 20, 32, items={"en": 900})
     assert e.value.field == "items"
+
+
+finite = st.floats(-3, 3, allow_nan=False)
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 5), finite), min_size=1, max_size=7),
+    st.integers(1, 300),
+)
+def test_plain_python_count_step_is_bit_identical_to_numpy(rows, batch):
+    """The K < 8 fast path of the count recursion returns exactly `exact_counts` (or defers)."""
+    w = np.array([r[0] for r in rows], dtype=np.float64)
+    if w.sum() == 0:
+        w[0] = 1.0
+    p = w / w.sum()
+    r = np.array([r[1] for r in rows])
+    r -= r.mean()
+    fast = exact_counts_small(p.tolist(), batch, r.tolist())
+    counts, residuals = exact_counts(p, batch, r)
+    assert counts.sum() == batch and counts.min() >= 0
+    if fast is not None:
+        assert fast[0] == counts.tolist()
+        assert fast[1] == residuals.tolist()  # bit-identical floats, not approximately equal

@@ -177,3 +177,15 @@ def test_counts_api_rejects_bad_steps(step):
         with pytest.raises(cm.ConfigError) as e:
             f(step)
         assert e.value.field == "step"
+
+
+def test_ledger_rebuilt_from_the_counts_api_matches_the_stream(reference):
+    from coolmix.diagnostics.ledger import ExposureLedger
+
+    s = fresh(SCHEDULES["cooldown"])
+    led = ExposureLedger.from_sampler(s, 200)
+    drawn = np.bincount(
+        np.concatenate([reference["cooldown", "exact"][t][0] for t in range(200)]), minlength=4
+    )
+    assert led.examples.tolist() == drawn.tolist() and led.steps == 200
+    assert led.target == pytest.approx(s.cumulative_target_array(200))

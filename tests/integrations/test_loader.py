@@ -113,6 +113,7 @@ def test_mixture_loader_rejects_loaders_it_cannot_count():
 # -- torchdata's StatefulDataLoader -------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:'set_vital' is deprecated")  # torchdata 0.11 on torch 2.13
 @pytest.mark.parametrize("k", [0, 1, 7, STEPS])
 def test_stateful_dataloader_resumes_from_its_own_state_dict(k):
     """torchdata snapshots the batch sampler's state per delivered batch: its state_dict alone resumes."""

@@ -36,6 +36,14 @@ def test_vocab_size_may_be_repeated_only_with_the_same_value():
         ("mt", {"dropout": 1.5}, "model.dropout"),
         ("mt", {"max_len": 0}, "model.max_len"),
         ("clf", {}, "task"),
+        # absurd sizes: one line here, never an allocation failure inside torch
+        ("lm", {"d_model": 10**9}, "model.d_model"),
+        ("mt", {"n_dec": 10**6}, "model.n_dec"),
+        ("lm", {"max_len": 2**40}, "model.max_len"),
+        ("lm", {"d_ff": 2**62 + 1}, "model.d_ff"),
+        ("lm", {"n_head": 2**20, "d_model": 2**20}, "model.d_model"),
+        # every field within its bound, together ~4e12 parameters: more than any machine here
+        ("mt", {"d_model": 2**15, "n_enc": 1024, "n_dec": 1024, "n_head": 8}, "model.d_model"),
     ],
 )
 def test_bad_configs_raise_config_error_naming_the_field(task, cfg, field):
@@ -43,6 +51,16 @@ def test_bad_configs_raise_config_error_naming_the_field(task, cfg, field):
         build_model(task, cfg, vocab_size=100)
     assert e.value.field == field
     assert str(e.value).startswith(f"{field}=") and "\n" not in str(e.value)
+
+
+def test_memory_estimate_counts_the_shape():
+    from coolmix.models.gpt import param_estimate
+
+    lm = build_model("lm", {"d_model": 64, "n_layer": 2, "d_ff": 128, "max_len": 32}, vocab_size=100)
+    exact = sum(p.numel() for p in lm.parameters())
+    estimate = param_estimate(lm.cfg, ("n_layer",))
+    # leading order: biases and norms are left out, the tied head is counted (an upper side)
+    assert 0.9 * exact <= estimate <= 1.5 * exact
 
 
 def test_docstring_examples():

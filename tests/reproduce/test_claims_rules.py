@@ -219,3 +219,10 @@ def test_e3_prefers_the_theory_bootstrap_over_examples():
     assert e3.primary[0].interval.lo == pytest.approx(math.log(0.6))
     v["norms"]["5.0"]["ratio_ci"] = [1.5, 9.0]
     assert by_claim([], {"variance": v, "variance_tau5": variance(2.0)})["E3"].verdict == "PASS"
+
+
+def test_a_relative_difference_to_a_zero_reference_is_inconclusive_not_an_error():
+    from coolmix.reproduce.compare import compare
+
+    c = compare("kk chrF", {0: 1.0, 1: 2.0}, {0: 0.0, 1: 1.0}, "no_worse", higher=True, metric="chrf")
+    assert c.outcome == "INCONCLUSIVE" and "B is 0" in c.label

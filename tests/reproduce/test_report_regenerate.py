@@ -211,3 +211,18 @@ def test_committed_reports_rebuild_byte_for_byte(name, tmp_path):
     shutil.copy(src / "metrics.json", dst / "metrics.json")
     assert main(["report", str(dst)]) == 0
     assert strip_generated((dst / "report.md").read_text()) == strip_generated(report)
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("garbage", "metrics.json"),
+        ('{"runs": 3}', "metrics.json"),
+        ('{"runs": [{"a": 1}]}', "metrics.json runs[0]"),
+    ],
+)
+def test_a_damaged_committed_metrics_json_is_one_line(tmp_path, capsys, text, field):
+    (tmp_path / "metrics.json").write_text(text)
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{field}=" in err

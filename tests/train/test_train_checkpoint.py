@@ -88,3 +88,29 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         checkpoint.save(tmp_path, 8, payload(8), keep=1)
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt-00000004.pt"]  # temp file cleaned up
     assert checkpoint.load_latest(tmp_path, HASH)["step"] == 4
+
+
+def test_pruning_counts_only_this_runs_checkpoints(tmp_path):
+    stray = tmp_path / "ckpt-99999999.pt"
+    stray.write_bytes(b"not a checkpoint")
+    foreign = tmp_path / "ckpt-00000001.pt"
+    checkpoint.save(tmp_path, 1, payload(1, config_hash="b" * 16), keep=5)  # another config's
+    owned: list = []
+    for step in (2, 4, 6):
+        checkpoint.save(tmp_path, step, payload(step), keep=1, owned=owned)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [foreign.name, "ckpt-00000006.pt", stray.name]
+    assert owned == [(6, tmp_path / "ckpt-00000006.pt")]
+    # without a list, the directory's checkpoints that verify under the payload's hash count
+    checkpoint.save(tmp_path, 8, payload(8), keep=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [foreign.name, "ckpt-00000008.pt", stray.name]
+
+
+def test_renamed_copy_and_unreadable_newest_are_skipped(tmp_path):
+    checkpoint.save(tmp_path, 4, payload(4), keep=3)
+    (tmp_path / "ckpt-00000008.pt").write_bytes((tmp_path / "ckpt-00000004.pt").read_bytes())
+    (tmp_path / "ckpt-00000012.pt").mkdir()
+    warned = []
+    owned: list = []
+    state = checkpoint.load_latest(tmp_path, HASH, warn=warned.append, owned=owned)
+    assert state["step"] == 4 and owned == [(4, tmp_path / "ckpt-00000004.pt")]
+    assert len(warned) == 2 and "not the step its name says" in warned[1] and "unreadable" in warned[0]

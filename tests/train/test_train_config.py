@@ -89,6 +89,8 @@ def test_hash_ignores_operational_fields_only():
         ("run.batch_size=1000000000", "run.batch_size=1000000000: must be an integer in [1,"),
         ("task.seq_len=1000000000", "task.seq_len=1000000000: must be an integer in [2,"),
         ("optim.lr=nan", "optim.lr=nan: must "),
+        ("task.beam_size=1000000", "task.beam_size=1000000: must be an integer in [1, 64]"),
+        ("task.decode_len=1000000000", "task.decode_len=1000000000: must be an integer in [0, 65536]"),
         ("optim.clip=inf", "optim.clip=inf: must "),
         ("tokenizer.tau=true", "tokenizer.tau=True: must be a number"),
     ],
@@ -120,6 +122,12 @@ def test_model_beyond_this_machines_memory_is_refused_before_any_allocation():
     cfg = load_config(TINY_LM, ["model.d_model=32768", "model.n_layer=1024", "model.n_head=1"])
     with pytest.raises(ConfigError, match=r"^model\.d_model=32768: this shape has ~4\.4e\+12 parameters"):
         check_config(cfg)
+
+
+def test_batch_whose_logits_cannot_fit_is_refused_at_load():
+    # each field within its bound; together the B·T·V logits need ~576 TiB
+    with pytest.raises(ConfigError, match=r"^run\.batch_size=1048576: with 48 tokens per example"):
+        load_config(TINY_LM, ["run.batch_size=1048576", "tokenizer.vocab_size=1048576"])
 
 
 def test_threads_bound_follows_the_machine():

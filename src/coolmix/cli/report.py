@@ -9,7 +9,11 @@ HELP = "Regenerate a reproduction's report.md, figures and metrics.json from its
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dir", help="a `coolmix reproduce` output folder")
+    parser.add_argument(
+        "dir",
+        help="a `coolmix reproduce` output folder, or a committed report folder (its metrics.json "
+        "holds every run's curves and final scores, so no runs or checkpoints are needed)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Sampler
 
+from coolmix.distributions import Distribution, Temperature, as_distribution, check_tau
 from coolmix.errors import ConfigError
 from coolmix.integrations.collate import IGNORE_INDEX
 from coolmix.integrations.ranks import DP_MESH_DIM
@@ -159,3 +161,24 @@ def target_counts(labels: torch.Tensor, shift: bool) -> torch.Tensor:
     if shift:
         labels = labels[:, 1:]
     return (labels != IGNORE_INDEX).sum(-1).long()
+
+
+def _as_distribution(d: Distribution | float | Mapping[str, Any] | str, field: str) -> Distribution:
+    """The core coercer (`coolmix.distributions.as_distribution`); a bad τ number is named ``field``."""
+    if isinstance(d, (int, float, np.integer, np.floating)) and not isinstance(d, bool):
+        return Temperature(check_tau(d, field))
+    return as_distribution(d, field)
+
+
+def _pad_id(model: Any, processing_class: Any) -> int:
+    """Pad id for the default collator: the tokenizer's, else the model config's, else 0.
+
+    Padded positions are masked (attention 0, labels -100), so any id in the vocabulary will do.
+    """
+    config = getattr(model, "config", None)
+    vocab = getattr(config, "vocab_size", None)
+    for owner in (processing_class, config):
+        v = getattr(owner, "pad_token_id", None) if owner is not None else None
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 0 and (vocab is None or v < vocab):
+            return v
+    return 0

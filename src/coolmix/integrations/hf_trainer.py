@@ -27,7 +27,7 @@ except ImportError:
 from transformers.trainer_utils import get_last_checkpoint
 
 from coolmix.diagnostics.ledger import ExposureLedger
-from coolmix.distributions import Distribution, Temperature, as_distribution, check_tau
+from coolmix.distributions import Distribution
 from coolmix.errors import ConfigError
 from coolmix.integrations.collate import (
     DOMAIN_KEY,
@@ -42,6 +42,8 @@ from coolmix.integrations.hf_batches import (
     REDUCTIONS,
     UNITS,
     MicroBatchSampler,
+    _as_distribution,
+    _pad_id,
     target_counts,
     token_domains,
     token_losses,
@@ -60,13 +62,6 @@ try:
     CAUSAL_LM_CLASSES = frozenset(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
 except ImportError:  # pragma: no cover - layout change
     CAUSAL_LM_CLASSES = frozenset()
-
-
-def _as_distribution(d: Distribution | float | Mapping[str, Any] | str, field: str) -> Distribution:
-    """The core coercer (`coolmix.distributions.as_distribution`); a bad τ number is named ``field``."""
-    if isinstance(d, (int, float, np.integer, np.floating)) and not isinstance(d, bool):
-        return Temperature(check_tau(d, field))
-    return as_distribution(d, field)
 
 
 class MixtureTrainer(transformers.Trainer):
@@ -105,7 +100,7 @@ class MixtureTrainer(transformers.Trainer):
         train_datasets: Mapping[str, Any],
         schedule: Schedule | float | Mapping[str, Any] = 1.0,
         loss_weights: Mapping[str, float] | None = None,
-        target: Distribution | float | None = None,
+        target: Distribution | float | Mapping[str, Any] | str | None = None,
         reduction: str = "mean",
         unit: str = "token",
         seed: int | None = None,
@@ -518,17 +513,3 @@ class MixtureTrainer(transformers.Trainer):
                 metrics.update(extra)
                 self.log(dict(extra))
         return metrics
-
-
-def _pad_id(model: Any, processing_class: Any) -> int:
-    """Pad id for the default collator: the tokenizer's, else the model config's, else 0.
-
-    Padded positions are masked (attention 0, labels -100), so any id in the vocabulary will do.
-    """
-    config = getattr(model, "config", None)
-    vocab = getattr(config, "vocab_size", None)
-    for owner in (processing_class, config):
-        v = getattr(owner, "pad_token_id", None) if owner is not None else None
-        if isinstance(v, int) and not isinstance(v, bool) and v >= 0 and (vocab is None or v < vocab):
-            return v
-    return 0

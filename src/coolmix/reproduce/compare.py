@@ -149,7 +149,9 @@ def compare(
     seeds, diffs = paired(a, b)
     if not seeds:
         raise Missing(f"{label}: no seed in common")
-    if rel:
+    if rel and any(b[s] == 0 for s in seeds):  # no relative difference to a 0 reference
+        label, diffs = f"{label} (B is 0: no relative difference)", [math.nan] * len(seeds)
+    elif rel:
         diffs = [100.0 * d / abs(b[s]) for s, d in zip(seeds, diffs, strict=True)]
     iv = paired_interval(diffs)
     margin = 0.0 if kind == "better" else MARGINS[metric].percent

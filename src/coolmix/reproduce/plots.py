@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from coolmix.reproduce.compare import label
 from coolmix.reproduce.results import Runs, buckets
 
 __all__ = ["fig_ablation", "fig_convergence", "fig_curves", "fig_inflation", "fig_mt", "fig_variance"]
@@ -32,12 +33,6 @@ COLORS = {
     "late_upsample": "#393b79",
     "tau_warmup": "#843c39",
 }
-
-
-def _label(method: str) -> str:
-    from coolmix.reproduce.claims import label
-
-    return label(method)
 
 
 def _plt():
@@ -81,7 +76,7 @@ def fig_curves(runs: Runs, exp: str, methods: Sequence[str], path: Path, title: 
         _shade_hot(ax, runs, exp, "cooldown")
         for m in present:
             s, v = _mean_curve(runs, exp, m, lang)
-            ax.plot(s, v, label=_label(m), color=COLORS.get(m), lw=1.4)
+            ax.plot(s, v, label=label(m), color=COLORS.get(m), lw=1.4)
         ax.set_title(f"{lang} ({sizes[lang]:,.0f} train)")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -189,7 +184,7 @@ def fig_ablation(runs: Runs, path: Path) -> Path | None:
         r = runs.get("lm", m)[0]
         steps = [rec["step"] for rec in r.curve]
         axes[0].step(
-            steps, [rec.get("tau") for rec in r.curve], where="post", color=COLORS[m], label=_label(m)
+            steps, [rec.get("tau") for rec in r.curve], where="post", color=COLORS[m], label=label(m)
         )
         for ax, langs in ((axes[1], low), (axes[2], high)):
             curves = [_mean_curve(runs, "lm", m, x) for x in langs]
@@ -198,7 +193,7 @@ def fig_ablation(runs: Runs, path: Path) -> Path | None:
                     curves[0][0],
                     np.mean([c[1] for c in curves], axis=0),
                     color=COLORS[m],
-                    label=_label(m),
+                    label=label(m),
                 )
     axes[0].set_title("τ in force")
     axes[1].set_title(f"LRL mean dev loss ({', '.join(low)})")
@@ -228,7 +223,7 @@ def fig_mt(runs: Runs, methods: Sequence[str], path: Path) -> Path | None:
             np.mean([r.final.get("test", {}).get("chrf", {}).get(x, np.nan) for r in runs.get("mt", m)])
             for x in langs
         ]
-        ax.bar(np.arange(len(langs)) + i * width, vals, width, color=COLORS.get(m), label=_label(m))
+        ax.bar(np.arange(len(langs)) + i * width, vals, width, color=COLORS.get(m), label=label(m))
     ax.set_xticks(np.arange(len(langs)) + 0.4 - width / 2, [f"{x}\n{sizes[x]:,.0f}" for x in langs])
     ax.set_ylabel("test chrF")
     ax.legend(fontsize=7, ncol=4)

@@ -31,6 +31,7 @@ from coolmix.reproduce.results import (
     load_runs,
     mean_std,
     normalise,
+    read_metrics,
     run_relpath,
     runs_to_json,
 )
@@ -80,13 +81,12 @@ def git_commit(cwd: str | Path | None = None) -> str | None:
 
 def load_inputs(out: Path) -> tuple[Runs, dict[str, Any], dict[str, Any]]:
     """(runs, theory, meta) of a reproduction folder, from its run files or its ``metrics.json``."""
-    stored: dict[str, Any] = {}
-    if (out / "metrics.json").is_file():
-        stored = json.loads((out / "metrics.json").read_text())
     runs = load_runs(out)
     theory_file, meta_file = out / "theory.json", out / "preset.json"
-    theory = json.loads(theory_file.read_text()) if theory_file.is_file() else stored.get("theory", {})
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else stored.get("meta", {})
+    theory = (
+        json.loads(theory_file.read_text()) if theory_file.is_file() else read_metrics(out).get("theory", {})
+    )
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else read_metrics(out).get("meta", {})
     return runs, _relative_runs(normalise(theory)), normalise(meta)
 
 
@@ -94,7 +94,9 @@ def _relative_runs(x: Any) -> Any:
     """Run paths in theory results as ``runs/<experiment>/<tag>`` (relative to the output folder)."""
     if isinstance(x, Mapping):
         return {
-            k: run_relpath(v) if k in ("source", "run") and isinstance(v, str) else _relative_runs(v)
+            k: run_relpath(v)
+            if (k == "run" or k.startswith("source")) and isinstance(v, str)
+            else _relative_runs(v)
             for k, v in x.items()
         }
     if isinstance(x, list):

@@ -31,6 +31,7 @@ __all__ = [
     "load_runs",
     "mean_std",
     "normalise",
+    "read_metrics",
     "record_sizes",
     "run_relpath",
     "runs_from_json",
@@ -149,10 +150,7 @@ def load_runs(out: Path) -> Runs:
     """The finished runs of a reproduction folder: ``out/runs`` (those listed in ``runs.json``
     when it exists) or, without ``runs/``, the runs stored in ``out/metrics.json``."""
     if not (out / "runs").is_dir():
-        metrics = out / "metrics.json"
-        if metrics.is_file():
-            return runs_from_json(json.loads(metrics.read_text()).get("runs", []))
-        return Runs([])
+        return runs_from_json(read_metrics(out).get("runs", []))
     runs = []
     listed = out / "runs.json"
     results = sorted((out / "runs").glob("*/*/result.json"))
@@ -178,6 +176,22 @@ def load_runs(out: Path) -> Runs:
     return Runs(runs)
 
 
+def read_metrics(out: Path) -> dict[str, Any]:
+    """``out/metrics.json`` as a dict ({} when absent); `ConfigError` if it is not a report's."""
+    from coolmix.errors import ConfigError
+
+    path = out / "metrics.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError("metrics.json", str(path), f"not valid JSON: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("runs", []), list):
+        raise ConfigError("metrics.json", str(path), "must be a JSON object with a list of runs")
+    return data
+
+
 def runs_to_json(runs: Runs) -> list[dict[str, Any]]:
     """Every run as JSON-able data (what ``metrics.json`` stores; `runs_from_json` reads it back)."""
     return [
@@ -187,8 +201,8 @@ def runs_to_json(runs: Runs) -> list[dict[str, Any]]:
             "role": r.role,
             "seed": r.seed,
             "dir": r.dir.as_posix(),
-            "final": _encode(r.final),
-            "curve": _encode(list(r.curve)),
+            "final": encode_json(r.final),
+            "curve": encode_json(list(r.curve)),
         }
         for r in runs.runs
     ]
@@ -196,6 +210,12 @@ def runs_to_json(runs: Runs) -> list[dict[str, Any]]:
 
 def runs_from_json(rows: Sequence[Mapping[str, Any]]) -> Runs:
     """Inverse of `runs_to_json` (older files without curves give runs with empty curves)."""
+    from coolmix.errors import ConfigError
+
+    need = ("experiment", "method", "role", "seed", "dir", "final")
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping) or any(k not in row for k in need):
+            raise ConfigError(f"metrics.json runs[{i}]", row, f"must be an object with {', '.join(need)}")
     return Runs(
         [
             Run(
@@ -223,22 +243,17 @@ def normalise(x: Any) -> Any:
     return decode_inf(x)
 
 
-def _encode(x: Any) -> Any:
+def encode_json(x: Any) -> Any:
     """Non-finite floats as strings for strict JSON (`encode_inf` for +inf, "-inf", "nan")."""
     if isinstance(x, Mapping):
-        return {k: _encode(v) for k, v in x.items()}
+        return {k: encode_json(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_encode(v) for v in x]
+        return [encode_json(v) for v in x]
     if isinstance(x, float) and math.isnan(x):
         return "nan"
     if isinstance(x, float) and x == -math.inf:
         return "-inf"
     return encode_inf(x)
-
-
-def encode_json(x: Any) -> Any:
-    """`_encode` for other modules (the report's ``metrics.json``)."""
-    return _encode(x)
 
 
 def _trim(records: Sequence[Mapping[str, Any]]) -> tuple[Mapping[str, Any], ...]:

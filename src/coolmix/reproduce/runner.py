@@ -144,6 +144,9 @@ def run_preset(
     for exp in preset.experiments:
         progress.note(f"preparing data for {exp.key}")
         specs.extend(expand(exp, _sizes(exp)))
+    # seed-major order (stable, so DoReMi's chain keeps its order): a part stopped early holds
+    # whole seeds of every experiment, not every seed of a few methods; a rerun resumes the rest
+    specs.sort(key=lambda s: s.seed)
     _warm_caches(specs, progress)
     progress.start(len(specs))
     results: dict[str, RunResult] = {}

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from coolmix.distributions import temperature_probs
-from coolmix.reproduce.compare import MARGINS, Comparison, Verdict
+from coolmix.reproduce.compare import MARGINS, Comparison, Verdict, label
 from coolmix.reproduce.results import MissingSplit, Run, Runs, buckets, mean_std
 
 __all__ = [
@@ -34,12 +34,6 @@ def markdown(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
     return "\n".join(lines)
-
-
-def _label(method: str) -> str:
-    from coolmix.reproduce.claims import label
-
-    return label(method)
 
 
 def _cell(values: Sequence[float], digits: int) -> str:
@@ -100,7 +94,7 @@ def method_table(
         for k in keys:
             c = _cell(cols[m][k], digits) if cols[m][k] else "–"
             cells.append(f"**{c}**" if best.get(k) == m else c)
-        rows.append([f"{_label(m)} ({len(runs.get(experiment, m))})", *cells])
+        rows.append([f"{label(m)} ({len(runs.get(experiment, m))})", *cells])
     return markdown(header, rows)
 
 
@@ -113,7 +107,7 @@ def epochs_table(runs: Runs, experiment: str, methods: Sequence[str]) -> str:
     rows = []
     for m in present:
         rs = runs.get(experiment, m)
-        rows.append([_label(m), *[f"{np.mean([r.final['epochs'][x] for r in rs]):.3g}" for x in sizes]])
+        rows.append([label(m), *[f"{np.mean([r.final['epochs'][x] for r in rs]):.3g}" for x in sizes]])
     return markdown(["method", *[f"{x} ({sizes[x]:,.0f})" for x in sizes]], rows)
 
 
@@ -138,7 +132,7 @@ def clip_table(runs: Runs, experiment: str, methods: Sequence[str]) -> str:
             for rec in r.curve
             if math.isfinite(rec.get("grad_norm", math.nan))
         ]
-        rows.append([_label(m), f"{np.mean(fr):.1%}", f"{np.mean(gn):.3g}" if gn else "–", len(rs)])
+        rows.append([label(m), f"{np.mean(fr):.1%}", f"{np.mean(gn):.3g}" if gn else "–", len(rs)])
     if not rows:
         return ""
     return markdown(["method", "clipped steps", "mean ‖g‖ before clipping", "seeds"], rows)
@@ -201,7 +195,7 @@ def cost_table(runs: Runs, experiment: str, methods: Sequence[str]) -> str:
             extra = " (main + reference + proxy)"
         rows.append(
             [
-                _label(m) + extra,
+                label(m) + extra,
                 f"{np.mean(steps):,.0f}",
                 f"{np.mean(tokens) / 1e6:.2f} M",
                 f"{np.mean(secs):.0f} s",
@@ -252,7 +246,7 @@ def direction_table(v: Verdict) -> str:
     for c in (*v.primary, *v.secondary):
         if c.kind != "better":
             continue
-        winner = {"PASS": f"{_label(c.a)}", "FAIL": f"{_label(c.b)}"}.get(c.outcome, "not resolved")
+        winner = {"PASS": f"{label(c.a)}", "FAIL": f"{label(c.b)}"}.get(c.outcome, "not resolved")
         rows.append([_escape(c.label), c.interval.text(3, c.unit), winner])
     return markdown(["comparison (A vs B)", "Δ = A − B, 95% interval", "wins"], rows)
 

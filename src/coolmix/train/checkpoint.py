@@ -158,7 +158,7 @@ def load_latest(
         try:
             payload = read(path, config_hash, map_location if found is None else "cpu")
         except ConfigError as e:
-            if not e.why.startswith("corrupt"):
+            if not e.why.startswith(("corrupt", "unreadable")):
                 if found is None:
                     raise
                 continue  # an older file of another run: not ours, leave it alone

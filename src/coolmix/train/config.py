@@ -67,10 +67,20 @@ MAX_VOCAB = 1 << 20
 """Largest ``tokenizer.vocab_size`` (a 1M-entry softmax is far beyond what this trainer is for)."""
 MAX_SEQ_LEN = 1 << 16
 """Largest ``task.seq_len`` / ``src_len`` / ``tgt_len`` in tokens."""
+MAX_BEAM = 64
+"""Largest ``task.beam_size`` (each beam is a full decoder pass per token)."""
 MAX_BATCH = 1 << 20
 """Largest ``run.batch_size`` in examples."""
 MAX_VARIANCE_EXAMPLES = 100_000
 """Largest ``diagnostics.variance_examples`` (per-example gradients are computed one by one)."""
+
+
+def memory_bytes() -> int | None:
+    """Physical memory of this machine (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def max_threads() -> int:
@@ -113,8 +123,8 @@ class TaskConfig:
     def __post_init__(self) -> None:
         for name in ("seq_len", "src_len", "tgt_len"):
             check_int(f"task.{name}", getattr(self, name), lo=2, hi=MAX_SEQ_LEN)
-        check_int("task.decode_len", self.decode_len, lo=0)
-        check_int("task.beam_size", self.beam_size, lo=1)
+        check_int("task.decode_len", self.decode_len, lo=0, hi=MAX_SEQ_LEN)
+        check_int("task.beam_size", self.beam_size, lo=1, hi=MAX_BEAM)
 
 
 @dataclass(frozen=True)
@@ -343,6 +353,25 @@ class TrainConfig:
         if not self.data:
             raise ConfigError("data", self.data, "a [data] table (at least name and langs) is required")
         self.corpus_spec()
+        self._check_batch_memory()
+
+    def _check_batch_memory(self) -> None:
+        """Refuse a batch whose logits alone cannot fit in this machine's memory.
+
+        The B·T·V logits, their gradient and the log-softmax take ≈ 12·B·T·V bytes in fp32
+        (T: the longest of ``task.seq_len``/``tgt_len``, V: ``tokenizer.vocab_size``); checked
+        here, before any corpus is built, instead of failing inside torch.
+        """
+        have = memory_bytes()
+        t = max(self.task.seq_len, self.task.tgt_len)
+        need = 12 * self.run.batch_size * t * self.tokenizer.vocab_size
+        if have is not None and need > have:
+            raise ConfigError(
+                "run.batch_size",
+                self.run.batch_size,
+                f"with {t} tokens per example and tokenizer.vocab_size={self.tokenizer.vocab_size} "
+                f"the logits alone need ~{need / 2**30:.0f} GiB; this machine has {have / 2**30:.0f} GiB",
+            )
 
     def corpus_spec(self) -> Any:
         """``[data]`` as a `coolmix.data.CorpusSpec` (errors name the ``data.`` field)."""
