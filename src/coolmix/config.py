@@ -332,9 +332,13 @@ def _coerce(tp: Any, value: Any, field: str) -> Any:
             return math.inf
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(field, value, "must be a number")
-        if math.isnan(value):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer literal beyond the largest float
+            raise ConfigError(field, value, "too large for a number (the limit is about 1.8e308)") from None
+        if math.isnan(number):
             raise ConfigError(field, value, "must not be NaN")
-        return float(value)
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(field, value, "must be a string")

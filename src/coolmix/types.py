@@ -15,4 +15,7 @@ Unit = Literal["examples", "tokens", "characters", "bytes", "documents"]
 UNITS: tuple[str, ...] = ("examples", "tokens", "characters", "bytes", "documents")
 
 Composition = Literal["exact", "iid"]
+"""How a batch's domain counts are drawn: largest remainder with carried residuals, or i.i.d."""
+
 Reduction = Literal["mean", "self_normalized", "sum"]
+"""How `coolmix.weighted_loss` normalises Σ w·ℓ: by the count, by Σ w, or not at all."""

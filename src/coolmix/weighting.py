@@ -25,7 +25,7 @@ from coolmix.distributions import Distribution, Temperature, as_distribution, ch
 from coolmix.errors import ConfigError
 from coolmix.mixture import check_sizes, to_mapping
 from coolmix.types import Reduction, Sizes
-from coolmix.validate import check_finite, check_float
+from coolmix.validate import check_finite, check_float, check_int
 
 __all__ = [
     "REDUCTIONS",
@@ -210,9 +210,8 @@ def weights_array(
         raise ConfigError(field, weights, why) from None
     if arr.shape != (len(names),):
         raise ConfigError(field, arr.shape, f"expected {len(names)} aligned weights")
-    check_finite(field, arr)
-    if (arr < 0).any():
-        raise ConfigError(field, arr.tolist(), "weights must be >= 0")
+    if not np.isfinite(arr).all() or (arr < 0).any():
+        raise ConfigError(field, arr.tolist(), "weights must be finite and >= 0")
     return arr
 
 
@@ -272,8 +271,8 @@ def weighted_loss(
     """
     if reduction not in REDUCTIONS:
         raise ConfigError("reduction", reduction, "must be 'mean', 'self_normalized' or 'sum'")
-    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
-        raise ConfigError("ignore_index", ignore_index, "must be an integer id (e.g. -1) or None")
+    if ignore_index is not None:
+        ignore_index = check_int("ignore_index", ignore_index)
     torch_like = _is_tensor(per_example_loss)
     loss = per_example_loss if torch_like else _np_float(per_example_loss, "per_example_loss")
     if loss.ndim not in (1, 2):
@@ -438,9 +437,8 @@ def _n_tokens(n_tokens: Any, loss: Any, torch_like: bool) -> Any:
         n = n_tokens.to(device=loss.device, dtype=loss.dtype)
     else:
         arr = _np_float(n_tokens, "n_tokens")
-        check_finite("n_tokens", arr)
-        if (arr < 0).any():
-            raise ConfigError("n_tokens", arr.tolist(), "token counts must be >= 0")
+        if not np.isfinite(arr).all() or (arr < 0).any():
+            raise ConfigError("n_tokens", arr.tolist(), "token counts must be finite and >= 0")
         n = sys.modules["torch"].as_tensor(arr, dtype=loss.dtype, device=loss.device) if torch_like else arr
     if tuple(n.shape) != tuple(loss.shape):
         raise ConfigError("n_tokens", tuple(n.shape), f"shape must be {tuple(loss.shape)} like the loss")

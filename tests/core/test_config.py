@@ -482,3 +482,8 @@ def test_override_through_a_scalar_names_the_key():
         apply_overrides(BASE, ["run.total_steps.x=3"])
     with pytest.raises(cm.ConfigError, match=r"^override='run..seed=3': empty key"):
         apply_overrides(BASE, ["run..seed=3"])
+
+
+def test_an_integer_beyond_the_largest_float_is_one_config_error():
+    with pytest.raises(cm.ConfigError, match=r"^mixture.sizes.en=.*too large for a number"):
+        plan_config_from_dict(apply_overrides(BASE, ["mixture.sizes.en=" + "9" * 400]))
