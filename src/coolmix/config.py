@@ -15,7 +15,7 @@ import os
 import types
 import typing
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -244,7 +244,7 @@ def kind_fields(kind: str) -> frozenset[str] | None:
             continue
         names = getattr(factory, "fields", None)
         if callable(names):
-            found = set(names())
+            found = set(typing.cast("Iterable[str]", names()))
         else:
             found = {
                 p.name
@@ -318,7 +318,7 @@ def _coerce(tp: Any, value: Any, field: str) -> Any:
             raise ConfigError(field, value, f"must be one of {', '.join(map(repr, args))}")
         return value
     if dataclasses.is_dataclass(tp):
-        return build(tp, value, field)
+        return build(typing.cast(type, tp), value, field)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(field, value, "must be true or false")

@@ -12,7 +12,8 @@ import pytest
 
 import coolmix as cm
 from coolmix import testing
-from coolmix.plan import Plan, make_plan, plot_plan, write_csv
+from coolmix.cli._plan_files import plot_plan, write_csv
+from coolmix.plan import Plan, make_plan
 from coolmix.schedule import Context
 
 # Li et al. 2025 Table 2, in tokens; 1024-token sequences

@@ -291,3 +291,9 @@ def test_extreme_temperatures_give_finite_distributions(sched, step):
 def test_vanishing_temperature_is_one_hot_on_the_largest_domains():
     sizes = {"a": 7, "b": 7, "c": 1}
     assert cm.Cooldown(hot=1e-320).probs_at(0, sizes, 10) == {"a": 0.5, "b": 0.5, "c": 0.0}
+
+
+def test_constant_takes_a_bare_tau_or_alpha():
+    assert cm.schedule_from_dict({"kind": "constant", "tau": 5}) == cm.Constant(cm.Temperature(5))
+    assert cm.schedule_from_dict({"kind": "constant", "alpha": 0.5}) == cm.Constant(cm.Temperature(2))
+    assert cm.schedule_from_dict({"kind": "constant", "tau": "inf"}).tau_at(0, 10) == math.inf

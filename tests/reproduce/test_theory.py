@@ -13,12 +13,13 @@ def test_exact_slots_have_the_trainers_per_batch_counts():
     p = np.array(list(cm.temperature_probs(sizes, tau=5).values()))
     counts = np.stack([np.bincount(row, minlength=4) for row in slots])
     assert (counts.sum(axis=1) == 32).all()
-    # exact composition: every batch holds floor or ceil of p_i·B, never an i.i.d. count
-    assert (counts >= np.floor(p * 32)).all() and (counts <= np.ceil(p * 32)).all()
-    assert np.abs(counts.sum(axis=0) - p * 32 * 200).max() <= 1.0
+    # exact composition (largest remainder, residuals carried): after every batch each domain's
+    # running count is within one example of t·p_i·B; i.i.d. slots drift by several
+    steps = np.arange(1, 201)[:, None]
+    assert np.abs(counts.cumsum(axis=0) - steps * p * 32).max() <= 1.0
     iid = np.random.default_rng(0).choice(4, size=(200, 32), p=p)
     iid_counts = np.stack([np.bincount(row, minlength=4) for row in iid])
-    assert ((iid_counts < np.floor(p * 32)) | (iid_counts > np.ceil(p * 32))).any()  # the contrast
+    assert np.abs(iid_counts.cumsum(axis=0) - steps * p * 32).max() > 3.0
 
 
 def test_batch_norms_equal_the_norm_of_the_weighted_mean_gradient():

@@ -15,11 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from coolmix.cli import add_set_option
+from coolmix.cli._plan_files import plot_plan, write_csv
 from coolmix.config import check_path, dump_toml
 from coolmix.errors import ConfigError
 from coolmix.fileio import write_atomic_text
 from coolmix.mixconfig import PlanConfig, load_plan_config
-from coolmix.plan import Plan, plot_plan, write_csv
+from coolmix.plan import Plan
 from coolmix.validate import check_float
 
 HELP = "Preview a mixture plan: samples, tokens and epochs per domain and phase; warnings; CSV + PNG."

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from coolmix.data import bible, files, gettext, hub
-from coolmix.data.corpus import Corpus, CorpusSpec
+from coolmix.data.corpus import CORPUS_NAMES, Corpus, CorpusSpec
 from coolmix.data.manifest import resolve_cache_dir
 from coolmix.errors import ConfigError
 
@@ -45,6 +45,9 @@ CORPORA: dict[str, Builder] = {
     "jsonl": Builder(files.load_jsonl, "lm|mt", files.JSONL_OPTIONS, 'JSONL records with a "lang" field'),
     "hub": Builder(hub.load, "lm|mt", hub.OPTIONS, "OPUS-100 / mC4 via Hugging Face datasets"),
 }
+
+if tuple(CORPORA) != CORPUS_NAMES:  # the spec validates names without importing the builders
+    raise ImportError(f"coolmix.data: CORPORA {tuple(CORPORA)} and CORPUS_NAMES {CORPUS_NAMES} disagree")
 
 
 def load_corpus(spec: CorpusSpec, cache_dir: str | os.PathLike[str] | None = None) -> Corpus:

@@ -17,13 +17,16 @@ from typing import Any, Literal
 
 from coolmix.errors import ConfigError
 
-__all__ = ["SPLITS", "Corpus", "CorpusSpec", "Example", "Task"]
+__all__ = ["CORPUS_NAMES", "SPLITS", "Corpus", "CorpusSpec", "Example", "Task"]
 
 Task = Literal["lm", "mt"]
 Example = str | tuple[str, str]
 """LM: a text; MT: a (source, target) pair."""
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
+CORPUS_NAMES: tuple[str, ...] = ("bible", "gettext", "files", "jsonl", "hub")
+"""The builders' names, known here without importing them (they import this module);
+`coolmix.data.corpora.CORPORA` has exactly these keys (checked at its import)."""
 _FIELDS = ("name", "langs", "train_sizes", "ratios", "max_train", "dev_size", "test_size", "seed", "options")
 
 
@@ -56,10 +59,8 @@ class CorpusSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from coolmix.data.corpora import CORPORA  # registry imports the builders, which import us
-
-        if self.name not in CORPORA:
-            raise ConfigError("name", self.name, f"unknown corpus; expected one of {sorted(CORPORA)}")
+        if self.name not in CORPUS_NAMES:
+            raise ConfigError("name", self.name, f"unknown corpus; expected one of {sorted(CORPUS_NAMES)}")
         langs = (self.langs,) if isinstance(self.langs, str) else self.langs
         if not isinstance(langs, Sequence) or not all(isinstance(x, str) and x for x in langs):
             raise ConfigError("langs", self.langs, "must be a list of language codes")
@@ -149,7 +150,7 @@ class CorpusSpec:
             if key not in _FIELDS:
                 raise ConfigError(f"corpus.{key}", d[key], f"unknown key; expected one of {list(_FIELDS)}")
         if "name" not in d:
-            raise ConfigError("corpus.name", None, f"required; one of {sorted(_corpora())}")
+            raise ConfigError("corpus.name", None, f"required; one of {sorted(CORPUS_NAMES)}")
         kw = {k: v for k, v in d.items() if v is not None or k in ("dev_size", "test_size")}
         if "langs" in kw and isinstance(kw["langs"], list):
             kw["langs"] = tuple(kw["langs"])
@@ -161,12 +162,6 @@ class CorpusSpec:
 
     def __hash__(self) -> int:
         return hash(self.key())
-
-
-def _corpora() -> Mapping[str, Any]:
-    from coolmix.data.corpora import CORPORA
-
-    return CORPORA
 
 
 @dataclass(frozen=True, eq=False)

@@ -60,9 +60,10 @@ class Constant(Schedule):
 
     @classmethod
     def from_dict(cls, d: Any, field: str = "schedule") -> Schedule:
-        """Also accepts ``tau = …`` for ``dist = …`` (``{"kind": "constant", "tau": 5}``)."""
-        if "tau" in d and "dist" not in d:
-            d = {("dist" if k == "tau" else k): v for k, v in d.items()}
+        """Also accepts ``tau = …`` or ``alpha = …`` for ``dist = …`` (``{"kind": "constant", "tau": 5}``)."""
+        knobs = {k: d[k] for k in ("tau", "alpha") if k in d}
+        if knobs and "dist" not in d:
+            d = {**{k: v for k, v in d.items() if k not in knobs}, "dist": knobs}
         return super().from_dict(d, field)
 
 

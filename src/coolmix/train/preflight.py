@@ -19,7 +19,7 @@ import torch
 
 from coolmix.distributions import Distribution, Explicit
 from coolmix.errors import ConfigError
-from coolmix.schedules import Adaptive, Context, Schedule
+from coolmix.schedule import Adaptive, Context, Schedule
 from coolmix.train.config import TrainConfig
 from coolmix.train.distributed import Env
 from coolmix.train.metrics import METRICS_FILE, JsonlSink
