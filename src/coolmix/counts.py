@@ -59,26 +59,33 @@ def exact_counts_small(
     same float operations in the same order, so bit-identical; None for the rare branches
     (clipped or pathological targets), which the caller hands to `exact_counts`.
     """
-    r = [ri if pi > 0 else 0.0 for pi, ri in zip(p, residuals, strict=True)]
-    total = 0.0
-    for ri in r:
-        total += ri
+    r = []
+    total = 0.0  # numpy sums fewer than 8 floats left to right from 0.0: the same bits
+    for pi, ri in zip(p, residuals, strict=True):
+        x = ri if pi > 0 else 0.0
+        r.append(x)
+        total += x
     b = float(batch_size)
-    target = [b * pi + (ri - pi * total) for pi, ri in zip(p, r, strict=True)]
-    counts = [0.0] * len(p)
-    active = 0
-    for i, (pi, x) in enumerate(zip(p, target, strict=True)):
+    target, counts = [], []
+    floors = active = 0
+    for pi, ri in zip(p, r, strict=True):
+        x = b * pi + (ri - pi * total)
+        c = 0
         if pi > 0:
             if x < 0:
                 return None
-            counts[i] = float(int(x))  # floor of a non-negative float
+            c = int(x)  # the floor of a non-negative float
             active += 1
-    short = batch_size - int(sum(counts))
+        target.append(x)
+        counts.append(c)
+        floors += c
+    short = batch_size - floors
     if short < 0 or short > active:
         return None
-    if short:
-        live = [i for i, pi in enumerate(p) if pi > 0]
-        live.sort(key=lambda i: (counts[i] - target[i], i))  # largest remainder, ties by domain order
-        for i in live[:short]:
-            counts[i] += 1.0
-    return [int(c) for c in counts], [x - c for x, c in zip(target, counts, strict=True)]
+    if short:  # largest remainder, ties by domain order
+        live = sorted(
+            (c - x, i) for i, (c, x, pi) in enumerate(zip(counts, target, p, strict=True)) if pi > 0
+        )
+        for _, i in live[:short]:
+            counts[i] += 1
+    return counts, [x - c for x, c in zip(target, counts, strict=True)]

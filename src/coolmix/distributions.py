@@ -15,6 +15,7 @@ in a `Mixture` and keep it consistent with what the sampler draws.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Mapping
@@ -58,7 +59,8 @@ def check_tau(tau: Any, field: str = "tau") -> float:
     """τ must be a number > 0 (``inf`` allowed: uniform; ``"inf"`` is decoded to it)."""
     tau = decode_inf(tau)
     if isinstance(tau, (int, float, np.integer, np.floating)) and not isinstance(tau, bool):
-        tau = float(tau)  # errors show the value as the float it is read as
+        with contextlib.suppress(OverflowError):  # a too-large int: check_float names it
+            tau = float(tau)  # errors show the value as the float it is read as
     return check_float(field, tau, lo=0.0, lo_open=True, allow_inf=True)
 
 

@@ -75,7 +75,10 @@ def check_float(
     """
     if isinstance(value, bool) or not isinstance(value, Real):
         raise ConfigError(field, value, "must be a number")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond the largest float (a 400-digit literal)
+        raise ConfigError(field, value, "too large (beyond the largest float, about 1.8e308)") from None
     if math.isnan(v):
         raise ConfigError(field, value, "must be a number, not NaN")
     if math.isinf(v) and not allow_inf:

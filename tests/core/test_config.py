@@ -487,3 +487,6 @@ def test_override_through_a_scalar_names_the_key():
 def test_an_integer_beyond_the_largest_float_is_one_config_error():
     with pytest.raises(cm.ConfigError, match=r"^mixture.sizes.en=.*too large for a number"):
         plan_config_from_dict(apply_overrides(BASE, ["mixture.sizes.en=" + "9" * 400]))
+    for key in ("hot", "cold"):  # checked by check_tau / check_float, which used to raise OverflowError
+        with pytest.raises(cm.ConfigError, match=rf"^schedule.{key}=.*too large"):
+            plan_config_from_dict(apply_overrides(BASE, [f"schedule.{key}=" + "9" * 400]))

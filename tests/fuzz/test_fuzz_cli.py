@@ -290,7 +290,7 @@ report_case = st.tuples(
 )
 
 
-@fuzzer("cli.report", report_case, fast=25, slow=100)
+@fuzzer("cli.report", report_case, fast=15, slow=100)
 def _report(case):
     name, doc, where = case
     with _workdir() as d:

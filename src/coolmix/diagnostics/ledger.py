@@ -200,7 +200,14 @@ def read_metrics(path: str | os.PathLike[str]) -> MetricsRead:
     return MetricsRead(records, skipped, numbers)
 
 
-_JSON_TYPE = {list: "list", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+_JSON_TYPE = {
+    list: "list",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
 
 
 def _line_problem(raw: bytes) -> str | None:
