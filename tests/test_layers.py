@@ -56,7 +56,11 @@ def _imports(path: Path) -> list[str]:
                 mod = node.module or ""
             out.append(mod)
             # `from coolmix import sampler` imports the submodule coolmix.sampler
-            out += [f"{mod}.{a.name}" for a in node.names if (PKG / a.name).exists() or (PKG / f"{a.name}.py").exists()]
+            out += [
+                f"{mod}.{a.name}"
+                for a in node.names
+                if (PKG / a.name).exists() or (PKG / f"{a.name}.py").exists()
+            ]
     return out
 
 
@@ -128,7 +132,7 @@ def test_no_import_cycles_between_modules():
         stack.append(n)
         for d in sorted(graph.get(n, ())):
             if seen.get(d) == 1:
-                cycle = stack[stack.index(d) :] + [d]
+                cycle = [*stack[stack.index(d) :], d]
                 pytest.fail("import cycle: " + " -> ".join(cycle))
             if d not in seen:
                 visit(d)

@@ -10,8 +10,23 @@ import pytest
 
 import coolmix
 
-CORE = ("errors", "validate", "fileio", "mixture", "distributions", "schedule", "schedules", "permutation",
-        "sampler", "weighting", "packing", "plan", "mixconfig", "config", "testing")
+CORE = (
+    "errors",
+    "validate",
+    "fileio",
+    "mixture",
+    "distributions",
+    "schedule",
+    "schedules",
+    "permutation",
+    "sampler",
+    "weighting",
+    "packing",
+    "plan",
+    "mixconfig",
+    "config",
+    "testing",
+)
 
 
 def _core_modules() -> list[str]:
@@ -40,8 +55,6 @@ def test_docstring_examples(name: str):
 def test_the_core_has_examples():
     """Guards against collecting nothing: the core documents itself with dozens of examples."""
     finder = doctest.DocTestFinder()
-    total = sum(
-        len(t.examples) for name in MODULES for t in finder.find(importlib.import_module(name))
-    )
+    total = sum(len(t.examples) for name in MODULES for t in finder.find(importlib.import_module(name)))
     assert total >= 40, total
     assert coolmix.__name__ == "coolmix"
