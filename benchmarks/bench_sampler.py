@@ -151,7 +151,7 @@ def _build(system: str, sizes: dict[str, int], batch_size: int):
 
             def per_item():
                 for d, i in sampler:  # the thin per-item view a torch Sampler would do
-                    yield from zip(d.tolist(), i.tolist())
+                    yield from zip(d.tolist(), i.tolist(), strict=True)
 
             return per_item(), "item", None, _version("coolmix")
         return iter(sampler), "batch", None, _version("coolmix")

@@ -87,7 +87,7 @@ class StepTimer:
         pass
 
     def step_times(self) -> list[float]:
-        return [b - a for a, b in zip(self.stamps, self.stamps[1:])]
+        return [b - a for a, b in zip(self.stamps, self.stamps[1:], strict=True)]
 
 
 def bare_loop(cfg, data, batches) -> list[float]:

@@ -100,7 +100,7 @@ def test_imports_follow_the_layer_order(path: Path):
 
 
 def violations(top: str, imports: list[str]) -> list[str]:
-    """Imports of ``top``'s module that break the layer order (later layer, sibling package, framework in core)."""
+    """The imports of a module in ``top`` that break the layer order (upward, sibling, framework in core)."""
     mine, out = RANK[top], []
     for mod in imports:
         if mine == 0 and mod.split(".")[0] in FRAMEWORKS:

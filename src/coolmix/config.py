@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from coolmix.errors import ConfigError
 
 try:
-    import tomllib
+    import tomllib  # pyright: ignore[reportMissingImports]  (3.11+; tomli below on 3.10)
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 

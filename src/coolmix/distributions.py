@@ -92,9 +92,7 @@ def _temperature_logits(sizes: np.ndarray, tau: float, convention: Convention) -
     return logits - logits.max()
 
 
-def temperature_log_array(
-    sizes: np.ndarray, tau: float, convention: Convention = "standard"
-) -> np.ndarray:
+def temperature_log_array(sizes: np.ndarray, tau: float, convention: Convention = "standard") -> np.ndarray:
     """log p with p_i ∝ n_i^(1/τ), exact for any τ > 0 and finite sizes > 0 (no underflow of p).
 
     log p = logits − log Σ exp(logits), with the logits of `_temperature_logits`.

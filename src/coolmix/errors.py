@@ -23,5 +23,8 @@ class ConfigError(ValueError):
 
 def _short(value: Any, limit: int = 80) -> str:
     """repr() cut to one short line, so error messages stay one line."""
-    text = repr(value).replace("\n", " ")
+    try:
+        text = repr(value).replace("\n", " ")
+    except ValueError:  # e.g. an int beyond Python's int-to-str digit limit
+        text = f"<{type(value).__name__} too large to print>"
     return text if len(text) <= limit else text[: limit - 3] + "..."

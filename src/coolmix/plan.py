@@ -432,7 +432,7 @@ def _phases(
 
 
 def _ints(names: tuple[str, ...], values: np.ndarray) -> dict[str, int]:
-    return {n: int(v) for n, v in zip(names, values)}
+    return {n: int(v) for n, v in zip(names, values, strict=True)}
 
 
 def _share(counts: Mapping[str, float]) -> dict[str, float]:

@@ -149,7 +149,7 @@ def assert_exact_counts(sampler: MixtureSampler, steps: int) -> dict[str, int]:
     for i, n in enumerate(names):
         if abs(realised[i] - planned[n]) > 1 + 1e-6:
             raise AssertionError(f"{n}: drawn {int(realised[i])} times, planned_counts {planned[n]:.3f}")
-    return {n: int(c) for n, c in zip(names, realised)}
+    return {n: int(c) for n, c in zip(names, realised, strict=True)}
 
 
 def check_schedule(
@@ -187,8 +187,8 @@ def check_schedule(
         tau = sched.tau(t, ctx)
         if tau is not None and (math.isnan(tau) or tau <= 0):
             raise AssertionError(f"step {t}: tau = {tau!r}")
-        steady = bp is not None and previous is not None and t not in changes
-        if steady and not np.allclose(p, previous, rtol=0, atol=1e-12):
+        steady = bp is not None and t not in changes
+        if steady and previous is not None and not np.allclose(p, previous, rtol=0, atol=1e-12):
             raise AssertionError(f"step {t}: p changed between breakpoints {sorted(changes)}")
         if t in (0, ctx.total_steps // 2, ctx.total_steps - 1):
             q = np.asarray(again.probs(t, ctx2))

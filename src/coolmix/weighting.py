@@ -305,6 +305,9 @@ def weighted_loss(
         if count is not None:  # NaN/inf where nothing counts is dropped, not multiplied by 0
             prod = _where(count > 0, prod, _zeros_like(loss, torch_like))
     num = prod.sum()
+    if not torch_like and not np.isfinite(num) and np.isfinite(loss).all():
+        # finite losses, non-finite total: the weights overflowed float64 (a tensor's NaN/inf stays visible)
+        raise ConfigError("weights", "max=" + repr(float(np.max(w))), "weighted sum overflows float64")
     if reduction == "sum":
         return num
     if count is None:  # every element counts once

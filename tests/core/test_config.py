@@ -490,3 +490,8 @@ def test_an_integer_beyond_the_largest_float_is_one_config_error():
     for key in ("hot", "cold"):  # checked by check_tau / check_float, which used to raise OverflowError
         with pytest.raises(cm.ConfigError, match=rf"^schedule.{key}=.*too large"):
             plan_config_from_dict(apply_overrides(BASE, [f"schedule.{key}=" + "9" * 400]))
+
+
+def test_config_error_with_an_unprintable_value_is_still_one_line():
+    e = cm.ConfigError("x", 10**5000, "too big")
+    assert str(e) == "x=<int too large to print>: too big"

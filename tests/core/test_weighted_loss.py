@@ -207,3 +207,14 @@ def test_torch_mapping_weights_and_n_tokens():
     w = {"en": 2.0, "it": 0.5}
     got = cm.weighted_loss(mean_b, torch.tensor([0, 1]), w, "mean", n, names=["en", "it"])
     assert float(got) == pytest.approx((2.0 * 2 * 1 + 0.5 * 6 * 3) / 8)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "self_normalized", "sum"])
+def test_weights_that_overflow_float64_are_an_error_not_inf(reduction):
+    with pytest.raises(cm.ConfigError, match=r"^weights=.*overflows"):
+        cm.weighted_loss(np.array([3.0, 3.0]), np.array([0, 1]), np.array([1e308, 1e308]), reduction)
+
+
+def test_a_nan_loss_stays_visible_and_is_not_blamed_on_the_weights():
+    out = cm.weighted_loss(np.array([np.nan, 3.0]), np.array([0, 1]), np.array([1.0, 1.0]))
+    assert np.isnan(out)

@@ -36,7 +36,7 @@ def test_exact_sizes_and_shared_heldout_verses(tmp_path, fake_bible):
         assert len(set(train[lang])) == SIZES[lang]
     # the text is the verse's: "sw  verse 1:2:3 text " -> "sw verse 1:2:3 text"
     for lang in LANGS:
-        for vid, text in zip(dev[lang], corpus.split("dev")[lang]):
+        for vid, text in zip(dev[lang], corpus.split("dev")[lang], strict=True):
             b, c, v = int(vid) // 1_000_000, int(vid) // 1000 % 1000, int(vid) % 1000
             assert text == f"{lang} verse {b}:{c}:{v} text"
 

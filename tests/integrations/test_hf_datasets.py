@@ -59,8 +59,8 @@ def batches_of(loader):
     out = []
     for b in loader:
         d, i = b["domain"].tolist(), b["index"].tolist()
-        assert b["x"].tolist() == [1000 * (dd + 1) + ii for dd, ii in zip(d, i)]
-        assert b["text"] == [f"{n}{ii}" for n, ii in zip(b["domain_name"], i)]
+        assert b["x"].tolist() == [1000 * (dd + 1) + ii for dd, ii in zip(d, i, strict=True)]
+        assert b["text"] == [f"{n}{ii}" for n, ii in zip(b["domain_name"], i, strict=True)]
         out.append((d, i))
     return out
 
@@ -91,7 +91,7 @@ def test_interleave_through_torch_dataloader_workers(workers):
 @needs_datasets
 def test_interleave_rank_slices_partition_the_global_batch():
     ranks = [steps_of(list(interleave(hf_domains(), make_sampler(), r, 2)), BATCH // 2) for r in range(2)]
-    assert [(d0 + d1, i0 + i1) for (d0, i0), (d1, i1) in zip(*ranks)] == core_stream()
+    assert [(d0 + d1, i0 + i1) for (d0, i0), (d1, i1) in zip(*ranks, strict=True)] == core_stream()
 
 
 @needs_datasets

@@ -263,7 +263,7 @@ def test_gradient_accumulation_matches_the_full_global_batch(tmp_path, reduction
     # the same examples went in: the core stream's step 0 with batch 8
     d, i = cm.MixtureSampler(SIZES, 3.0, total_steps=1, batch_size=8, seed=0).global_batch(0)
     data = domains()
-    examples = [{"input_ids": data[list(SIZES)[a]][int(b)]["input_ids"]} for a, b in zip(d, i)]
+    examples = [{"input_ids": data[list(SIZES)[a]][int(b)]["input_ids"]} for a, b in zip(d, i, strict=True)]
     ref, (tok_sum, n, wb) = reference_grads(init, examples, d.tolist(), w, reduction, unit)
     assert grads[2].keys() == grads[1].keys() == ref.keys()
     for k in ref:
@@ -366,7 +366,9 @@ def test_resume_from_checkpoint_continues_the_exact_stream(tmp_path):
     tail = [s for s in full.seen if s[0] >= 3]
     assert [s[0] for s in tail] == [3, 3, 4, 4, 5, 5]
     assert resumed.seen == tail  # same (domain, index) at steps 3-5: no replay, no double skip
-    for (name, p), (_, q) in zip(full.model.named_parameters(), resumed.model.named_parameters()):
+    for (name, p), (_, q) in zip(
+        full.model.named_parameters(), resumed.model.named_parameters(), strict=True
+    ):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=0, msg=name)
     last = [r["loss"] for r in full.state.log_history if "loss" in r][-1]
     assert [r["loss"] for r in resumed.state.log_history if "loss" in r][-1] == pytest.approx(last, abs=1e-6)

@@ -41,7 +41,7 @@ def as_pairs(batches):
     out = []
     for b in batches:
         d, i = b["domain"].tolist(), b["index"].tolist()
-        assert b["x"].tolist() == [1000 * (dd + 1) + ii for dd, ii in zip(d, i)]
+        assert b["x"].tolist() == [1000 * (dd + 1) + ii for dd, ii in zip(d, i, strict=True)]
         assert b["domain_name"] == [list(SIZES)[dd] for dd in d]
         out.append((d, i))
     return out
@@ -158,7 +158,7 @@ def test_resume_under_another_world_size_continues_the_global_stream():
         b = MixtureBatchSampler(make_sampler(), r, 2)
         b.load_state_dict(state)
         ranks.append(as_pairs(loader(ds, b, workers=0)))
-    merged = [(d0 + d1, i0 + i1) for (d0, i0), (d1, i1) in zip(*ranks)]
+    merged = [(d0 + d1, i0 + i1) for (d0, i0), (d1, i1) in zip(*ranks, strict=True)]
     assert merged == core_stream(start=7)
 
 
@@ -209,7 +209,7 @@ def test_iterable_ranks_with_workers_partition_the_global_batch():
     for r in range(2):
         ids = MixtureIterableDataset(DOMAINS, make_sampler(), rank=r, world_size=2)
         ranks.append(as_pairs(DataLoader(ids, batch_size=4, num_workers=2, collate_fn=MixtureCollator())))
-    assert [(d0 + d1, i0 + i1) for (d0, i0), (d1, i1) in zip(*ranks)] == core_stream()
+    assert [(d0 + d1, i0 + i1) for (d0, i0), (d1, i1) in zip(*ranks, strict=True)] == core_stream()
 
 
 def test_iterable_resume_with_workers_gives_exactly_the_rest():
@@ -244,7 +244,10 @@ def test_weighted_loss_on_a_collated_batch_matches_hand_computation():
     w = cm.scalarization_weights(SIZES, tau=5.0)
     got = cm.weighted_loss(loss, batch["domain"], weights_array(w, sampler.names))
     names = list(SIZES)
-    hand = sum(w[names[d]] * x for d, x in zip(batch["domain"].tolist(), batch["x"].tolist())) / BATCH
+    hand = (
+        sum(w[names[d]] * x for d, x in zip(batch["domain"].tolist(), batch["x"].tolist(), strict=True))
+        / BATCH
+    )
     assert got.item() == pytest.approx(hand, rel=1e-12)
     got.backward()
     assert loss.grad.tolist() == pytest.approx([w[names[d]] / BATCH for d in batch["domain"].tolist()])

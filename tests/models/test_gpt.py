@@ -65,7 +65,7 @@ def test_init_std_and_scaled_residual_projections():
 
 def test_same_seed_same_model_and_different_seed_different_model(make_gpt):
     a, b, c = make_gpt(seed=3), make_gpt(seed=3), make_gpt(seed=4)
-    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(pa, pb), name
     assert not torch.equal(a.wte.weight, c.wte.weight)
 

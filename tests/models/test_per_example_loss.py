@@ -11,9 +11,9 @@ from coolmix.models import per_example_loss
 def hand_loss(logits: torch.Tensor, targets: torch.Tensor, pad: int, eps: float = 0.0) -> list[float]:
     """Per example: mean over non-pad t of -(1-eps)·log p[y_t] - eps·mean_v log p[v], in float64 loops."""
     out = []
-    for row_logits, row_targets in zip(logits.double(), targets):
+    for row_logits, row_targets in zip(logits.double(), targets, strict=True):
         terms = []
-        for z, y in zip(row_logits, row_targets.tolist()):
+        for z, y in zip(row_logits, row_targets.tolist(), strict=True):
             if y == pad:
                 continue
             logp = z - torch.logsumexp(z, 0)

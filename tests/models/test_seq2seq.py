@@ -111,7 +111,9 @@ def test_every_parameter_gets_a_gradient(make_seq2seq):
 
 def test_same_seed_same_model(make_seq2seq):
     a, b = make_seq2seq(seed=7), make_seq2seq(seed=7)
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(
+        torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
 
 
 def test_decoder_residual_projections_use_the_decoder_depth():

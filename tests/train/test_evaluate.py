@@ -69,7 +69,7 @@ def test_aggregate_domain_losses():
 def test_ratio_buckets_at_the_default_thresholds():
     sizes = {"top": 1000, "at_high": 900, "below_high": 899, "at_low": 400, "below_low": 399, "empty": 0}
     expected = ["high", "high", "mid", "mid", "low", "low"]
-    assert resource_buckets(sizes) == dict(zip(sizes, expected))
+    assert resource_buckets(sizes) == dict(zip(sizes, expected, strict=True))
 
 
 def test_ratio_buckets_reproduce_the_papers_opus_split():
@@ -80,7 +80,7 @@ def test_ratio_buckets_reproduce_the_papers_opus_split():
 
 
 def test_tercile_buckets():
-    nine = {lang: n for lang, n in zip("abcdefghi", [9, 1, 8, 2, 7, 3, 6, 4, 5])}
+    nine = {lang: n for lang, n in zip("abcdefghi", [9, 1, 8, 2, 7, 3, 6, 4, 5], strict=True)}
     buckets = resource_buckets(nine, by="tercile")
     assert [lang for lang in nine if buckets[lang] == "high"] == ["a", "c", "e"]
     assert [lang for lang in nine if buckets[lang] == "mid"] == ["g", "h", "i"]

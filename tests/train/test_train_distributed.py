@@ -40,7 +40,7 @@ def assert_close_runs(a, b):
         torch.testing.assert_close(pa[k], pb[k], rtol=0, atol=1e-5, msg=k)
     ra, rb = read_records(a), read_records(b)
     assert [r["step"] for r in ra] == [r["step"] for r in rb]
-    for x, y in zip(ra, rb):
+    for x, y in zip(ra, rb, strict=True):
         assert x["examples"] == y["examples"] and x["tokens"] == y["tokens"]  # all-reduced counts
         for d, v in x["dev"]["loss"].items():
             assert y["dev"]["loss"][d] == pytest.approx(v, abs=1e-5)

@@ -95,7 +95,7 @@ def test_backpropagated_loss_is_the_hand_computed_weighted_loss(
     expected = (wb * per_example).sum() / norm
     assert len(seen) == 1
     torch.testing.assert_close(seen[0], expected, rtol=2e-6, atol=0)
-    assert record["weights"] == pytest.approx(dict(zip(("en", "sw"), w.tolist())), rel=1e-12)
+    assert record["weights"] == pytest.approx(dict(zip(("en", "sw"), w.tolist(), strict=True)), rel=1e-12)
     if target == "5":
         assert record["weights"]["sw"] == pytest.approx(8.954, abs=1e-3)  # p_5 / p_1 for 8 of 208
         assert record["weights"] == pytest.approx(cm.loss_weights({"en": 200, "sw": 8}, 5, 1), rel=1e-12)
@@ -109,7 +109,9 @@ def test_weights_follow_a_scheduled_sample(tmp_path, lm_config, data_cache):
     train(cfg, tmp_path, cache=data_cache)
     first, last = read_records(tmp_path)
     assert first["tau"] == 5.0 and last["tau"] == 1.0
-    assert first["weights"] == pytest.approx(dict(zip(("en", "sw"), closed_form_weights(1, 5))), rel=1e-12)
+    assert first["weights"] == pytest.approx(
+        dict(zip(("en", "sw"), closed_form_weights(1, 5), strict=True)), rel=1e-12
+    )
     assert last["weights"] == {"en": 1.0, "sw": 1.0}
 
 

@@ -69,14 +69,14 @@ def theorem1_check(
         "control_max_abs_param_diff": max(control),
         "loss_ts": float(l_ts.detach()),
         "loss_s": float(l_s.detach()),
-        "weights": dict(zip(names, w.tolist())),
+        "weights": dict(zip(names, w.tolist(), strict=True)),
         "param_scale": max(float(p.detach().abs().max()) for p in m_ts.parameters()),
     }
 
 
 @torch.no_grad()
 def _max_abs_diff(a: torch.nn.Module, b: torch.nn.Module) -> float:
-    return max(float((x - y).abs().max()) for x, y in zip(a.parameters(), b.parameters()))
+    return max(float((x - y).abs().max()) for x, y in zip(a.parameters(), b.parameters(), strict=True))
 
 
 def _len(loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor], model: torch.nn.Module, data: Any) -> int:

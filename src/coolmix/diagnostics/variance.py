@@ -50,7 +50,10 @@ def per_example_gram(
         loss = loss_fn(model, ex)
         g = torch.autograd.grad(loss, params, allow_unused=True)
         flat = torch.cat(
-            [(x if x is not None else torch.zeros_like(p)).reshape(-1) for x, p in zip(g, params)]
+            [
+                (x if x is not None else torch.zeros_like(p)).reshape(-1)
+                for x, p in zip(g, params, strict=True)
+            ]
         )
         grads.append(flat.detach().float())
     mat = torch.stack(grads).double()
@@ -118,8 +121,8 @@ def estimator_moments(stats: GradientStats, sizes: Mapping[str, float], tau: flo
     return {
         "tau": tau,
         "F": f,
-        "s": dict(zip(stats.names, s.tolist())),
-        "weights": dict(zip(stats.names, w.tolist())),
+        "s": dict(zip(stats.names, s.tolist(), strict=True)),
+        "weights": dict(zip(stats.names, w.tolist(), strict=True)),
         "ts_second_moment": ts2,
         "s_second_moment": s2,
         "ts_variance": ts2 - mean_sq,

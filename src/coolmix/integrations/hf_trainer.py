@@ -201,7 +201,7 @@ class MixtureTrainer(transformers.Trainer):
             hfds = None
         remove = getattr(self, "_remove_unused_columns", None)
         parts = {}
-        for name, ds in zip(self._coolmix_raw.names, self._coolmix_raw.datasets):
+        for name, ds in zip(self._coolmix_raw.names, self._coolmix_raw.datasets, strict=True):
             if hfds is not None and isinstance(ds, hfds.Dataset) and remove is not None:
                 ds = remove(ds, description=f"training ({name})")
             parts[name] = ds

@@ -58,9 +58,9 @@ def inflation_checks(named_sizes: Mapping[str, Mapping[str, float]]) -> dict[str
         chi2 = [1 + float(np.sum((temperature_array(n, t) - p1) ** 2 / p1)) for t in grid]
         limit = float(n.mean() * np.mean(1 / n))
         row = {
-            "F": dict(zip(map(str, grid), fs)),
+            "F": dict(zip(map(str, grid), fs, strict=True)),
             "ge_1": all(f >= 1 - 1e-12 for f in fs),
-            "chi2": all(math.isclose(f, c, rel_tol=1e-9) for f, c in zip(fs, chi2)),
+            "chi2": all(math.isclose(f, c, rel_tol=1e-9) for f, c in zip(fs, chi2, strict=True)),
             "monotone": all(b >= a * (1 - 1e-12) for a, b in pairwise(fs)),
             "limit": limit,
             "limit_ok": math.isclose(variance_inflation(sizes, math.inf), limit, rel_tol=1e-9),
@@ -260,7 +260,7 @@ def _unbiasedness(
     from coolmix.diagnostics.variance import estimator_moments
 
     # E‖mean of m single-sample draws − ḡ‖² = Var/m: each estimator's standard error, relative to ‖ḡ‖
-    m = estimator_moments(stats, dict(zip(stats.names, n.tolist())), tau)
+    m = estimator_moments(stats, dict(zip(stats.names, n.tolist(), strict=True)), tau)
     return {
         "draws": draws,
         "rel_dist_ts_s": dist(c_ts, c_s),

@@ -266,4 +266,3 @@ def schedule_from_dict(d: Any, field: str = "schedule") -> Schedule:
         known = ", ".join([*SCHEDULES, *DISTRIBUTIONS])
         raise ConfigError(f"{field}.kind", kind, f"must be one of {known}")
     return cls.from_dict(d, field)
-

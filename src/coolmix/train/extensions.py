@@ -61,7 +61,7 @@ class AdaptiveSwitch:
     """Record ``event`` in the sampler when the watched domains overfit or exceed an epoch budget."""
 
     def __init__(self, cfg: Any, sampler: MixtureSampler) -> None:
-        sizes = dict(zip(sampler.names, sampler.sizes.tolist()))
+        sizes = dict(zip(sampler.names, sampler.sizes.tolist(), strict=True))
         watched = tuple(cfg.domains) or low_resource(sizes)
         unknown = [d for d in watched if d not in sizes]
         if unknown:
@@ -273,7 +273,7 @@ class VarianceMonitor:
         tau = sampler.tau_at(step)
         out: dict[str, Any] = {"s": stats.second_moments(), "mean_grad_norm": stats.mean_gradient_norms()}
         if tau is not None and math.isfinite(tau) and tau > 0:
-            sizes = dict(zip(sampler.names, sampler.sizes.tolist()))
+            sizes = dict(zip(sampler.names, sampler.sizes.tolist(), strict=True))
             m = estimator_moments(stats, sizes, tau)
             out.update(
                 tau=tau,
@@ -292,7 +292,9 @@ class Ledger:
 
     def __init__(self, sampler: MixtureSampler, train_split: Any) -> None:
         self.sampler, self.split = sampler, train_split
-        self.ledger = ExposureLedger(dict(zip(sampler.names, sampler.sizes.astype(int).tolist())))
+        self.ledger = ExposureLedger(
+            dict(zip(sampler.names, sampler.sizes.astype(int).tolist(), strict=True))
+        )
 
     def record(self, step: int) -> None:
         domains, items = self.sampler.global_batch(step)

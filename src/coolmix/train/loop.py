@@ -302,7 +302,7 @@ class LossWeights:
             if self.target is not None:
                 p = np.array(key)
                 self._w = np.divide(self.target, p, out=np.zeros_like(p), where=p > 0)
-            self.mapping = dict(zip(self.sampler.names, self._w.tolist()))
+            self.mapping = dict(zip(self.sampler.names, self._w.tolist(), strict=True))
             self._w_t = torch.tensor(self._w, dtype=torch.float32, device=self.device)
         if self.reduction == "mean":
             norm = float(self.sampler.batch_size)
@@ -425,10 +425,12 @@ def _evaluate(
         "tau": sampler.tau_at(step),
         "probs": sampler.probs_at(step),
         "weights": dict(weights.mapping),
-        "sizes": {n: int(s) for n, s in zip(sampler.names, sizes.tolist())},
+        "sizes": {n: int(s) for n, s in zip(sampler.names, sizes.tolist(), strict=True)},
         "examples": sampler.cursors,
         "tokens": tokens,
-        "epochs": {n: c / float(s) for (n, c), s in zip(sampler.cursors.items(), sizes.tolist())},
+        "epochs": {
+            n: c / float(s) for (n, c), s in zip(sampler.cursors.items(), sizes.tolist(), strict=True)
+        },
         "tokens_per_s": clock.tokens_per_s(float(sum(tokens.values()))),
         "train": {"loss": stats.pop_losses()},
     }

@@ -329,7 +329,7 @@ class DomainStats:
     def running_losses(self) -> dict[str, float]:
         """Mean loss per domain since the last `pop_losses` (NaN where a domain got no tokens)."""
         mean = (self.loss_sum / self.tok_since).tolist()
-        return dict(zip(self.names, mean))
+        return dict(zip(self.names, mean, strict=True))
 
     def pop_losses(self) -> dict[str, float]:
         out = self.running_losses()
@@ -338,7 +338,7 @@ class DomainStats:
         return out
 
     def token_counts(self) -> dict[str, int]:
-        return {n: int(v) for n, v in zip(self.names, self.tokens.tolist())}
+        return {n: int(v) for n, v in zip(self.names, self.tokens.tolist(), strict=True)}
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {k: getattr(self, k).cpu().clone() for k in self._KEYS}

@@ -285,7 +285,7 @@ def split_losses(
             sums[1, k] += n_tok.sum()
     all_reduce_sum(sums, env)
     model.train(was_training)
-    return dict(zip(data.names, (sums[0] / sums[1]).tolist()))
+    return dict(zip(data.names, (sums[0] / sums[1]).tolist(), strict=True))
 
 
 @torch.no_grad()
@@ -321,7 +321,7 @@ def translate(
                 pad_id=tok.pad_id,
                 beam_size=task.beam_size,
             )
-        for i, row in zip(chunk, out.tolist()):
+        for i, row in zip(chunk, out.tolist(), strict=True):
             hyps.append((int(i), tok.decode(_strip(row, tag, tok.eos_id, tok.pad_id))))
     model.train(was_training)
     ordered = sorted(itertools.chain.from_iterable(all_gather_objects(hyps, env)))
