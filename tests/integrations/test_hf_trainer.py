@@ -301,6 +301,7 @@ torch.save({"grads": catcher.grads, "seen": trainer.seen, "world": trainer.args.
 """
 
 
+@pytest.mark.slow  # multi-process (torchrun / SIGKILL): the slow job
 @needs_hf
 def test_two_ddp_processes_match_one(tmp_path):
     """torchrun, 2 CPU processes (gloo): DDP-averaged gradients equal the 1-process global batch's."""

@@ -200,7 +200,9 @@ def test_report_rebuilds_from_the_committed_folder_alone(out, tmp_path):
 COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "results"
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in COMMITTED.iterdir()) if COMMITTED.is_dir() else [])
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in COMMITTED.iterdir() if p.is_dir()) if COMMITTED.is_dir() else []
+)
 def test_committed_reports_rebuild_byte_for_byte(name, tmp_path):
     src = COMMITTED / name
     report = (src / "report.md").read_text()

@@ -53,6 +53,7 @@ def final_params_init(out):
     return checkpoint.read(first)["model"]
 
 
+@pytest.mark.slow  # multi-process (torchrun / SIGKILL): the slow job
 def test_two_processes_match_one(tmp_path, single):
     cfg, one = single
     two = tmp_path / "two"
@@ -60,6 +61,7 @@ def test_two_processes_match_one(tmp_path, single):
     assert_close_runs(one, two)
 
 
+@pytest.mark.slow  # multi-process (torchrun / SIGKILL): the slow job
 def test_two_processes_resume_a_one_process_checkpoint(tmp_path, single):
     cfg, one = single
     resumed = tmp_path / "resumed"

@@ -48,6 +48,7 @@ def reference(tmp_path, lm_config, data_cache):
     return cfg, out
 
 
+@pytest.mark.slow  # multi-process (torchrun / SIGKILL): the slow job
 def test_sigkill_then_resume_is_bit_exact(tmp_path, reference):
     cfg, ref = reference
     config = write_config(cfg, tmp_path / "config.toml")
