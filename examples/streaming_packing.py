@@ -14,19 +14,19 @@ import coolmix as cm
 from coolmix.integrations.streams import PackedStreams
 
 
-def docs(lang: str, n: int, seed: int):
+def docs(n: int, seed: int):
     """A re-iterable source: n documents of token ids with lengths 5..60 (a new pass restarts it)."""
 
     def factory():
         rng = np.random.default_rng(seed)
-        for i in range(n):
+        for _ in range(n):
             yield rng.integers(10, 1000, size=int(rng.integers(5, 60))).tolist()
 
     return factory
 
 
 sizes = {"en": 40_000, "sw": 600}  # declared token counts (approximate is fine)
-sources = {"en": docs("en", 1000, 0), "sw": docs("sw", 20, 1)}
+sources = {"en": docs(1000, 0), "sw": docs(20, 1)}
 make = lambda: PackedStreams(  # noqa: E731
     sources, sizes, cm.Cooldown(hot=5, cold=1, at=0.5), total_steps=40, rows=4, seq_len=64
 )

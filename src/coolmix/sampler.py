@@ -24,6 +24,8 @@ The first visit of a region costs one replay of the count step (10–20 µs a st
 after `load_state_dict` seeks at or after the loaded step start from it. `cumulative_target`
 is closed form, O(#phases), for piecewise-constant schedules (Constant, Stages, Cooldown, Dense,
 OrderMatters, Adaptive over those), and comes from the checkpoints for continuous ones.
+
+Size: > 400 code lines: stream, checkpointed seek and state validation share one set of counters.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from coolmix.reproduce.specs import PAPER_MIXTURES, Preset, preset
 
 __all__ = ["reproduce"]
 
-THEORY_VERSION = 7  # bump when the layout of theory.json changes
+THEORY_VERSION = 8  # bump when the layout of theory.json changes
 
 
 def reproduce(
