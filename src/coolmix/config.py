@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import logging
 import math
 import os
 import types
 import typing
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,7 +29,6 @@ except ModuleNotFoundError:  # Python 3.10
 __all__ = [
     "MAX_DEPTH",
     "MAX_NODES",
-    "OverrideWarning",
     "apply_overrides",
     "build",
     "check_path",
@@ -52,10 +51,6 @@ MAX_NODES = 100_000
 
 MAX_DEPTH = 64
 """Deepest nesting of tables and lists a config may have."""
-
-
-class OverrideWarning(UserWarning):
-    """An override changed something beyond the key it names (a kind swap dropped old keys)."""
 
 
 def check_path(field: str, path: str | os.PathLike[str]) -> Path:
@@ -179,7 +174,7 @@ def apply_overrides(config: Mapping[str, Any], overrides: Sequence[str]) -> dict
     """Apply ``a.b.c=value`` overrides to a nested dict (returns a new dict).
 
     An override of a table's ``kind`` that changes it (``schedule.kind=unimax_dynamic`` on a
-    cooldown) drops the keys the new kind does not take and says so (`OverrideWarning`), so the
+    cooldown) drops the keys the new kind does not take and warns (``coolmix`` logger), so the
     old kind's ``hot``/``cold``/``at`` cannot fail the new one; later overrides can set its keys.
 
     >>> apply_overrides({"sampler": {"seed": 0}}, ["sampler.seed=3", "run.name=x"])
@@ -221,11 +216,9 @@ def _drop_other_kinds_keys(table: dict[str, Any], new_kind: Any, where: str) -> 
     for k in dropped:
         del table[k]
     if dropped:
-        warnings.warn(
+        logging.getLogger("coolmix").warning(
             f"{where}.kind: {old!r} -> {new_kind!r} dropped {', '.join(dropped)} "
-            f"({new_kind!r} takes {', '.join(sorted(keep)) or 'no other keys'})",
-            OverrideWarning,
-            stacklevel=3,
+            f"({new_kind!r} takes {', '.join(sorted(keep)) or 'no other keys'})"
         )
 
 

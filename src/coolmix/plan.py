@@ -50,7 +50,7 @@ from coolmix.errors import ConfigError
 from coolmix.mixture import check_sizes, to_mapping
 from coolmix.sampler import MAX_BATCH, MixtureSampler
 from coolmix.schedule import Context, Event, Schedule, as_schedule
-from coolmix.types import UNITS, Sizes
+from coolmix.types import UNITS, Composition, Sizes
 from coolmix.validate import check_float, check_int, encode_inf
 
 __all__ = [
@@ -302,7 +302,7 @@ def make_plan(
     seed: int = 0,
     simulate: bool = True,
     *,
-    composition: str = "exact",
+    composition: Composition = "exact",
     events: Sequence[Event] = (),
     segments: int = SEGMENTS,
     max_simulated_steps: int = MAX_SIMULATED_STEPS,

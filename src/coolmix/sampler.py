@@ -42,7 +42,7 @@ from coolmix.errors import ConfigError
 from coolmix.mixture import Mixture, check_items, check_sizes, to_mapping
 from coolmix.permutation import derive_key, permute, permute_each, splitmix64, width
 from coolmix.schedule import Context, Event, Schedule, as_schedule
-from coolmix.types import UNITS, Sizes
+from coolmix.types import UNITS, Composition, Sizes
 from coolmix.validate import MAX_INT, check_float, check_int
 
 __all__ = ["MAX_BATCH", "STATE_VERSION", "MixtureSampler", "exact_counts", "planned_counts"]
@@ -114,7 +114,7 @@ class MixtureSampler:
         total_steps: int = 1,
         batch_size: int = 1,
         seed: int = 0,
-        composition: str = "exact",
+        composition: Composition = "exact",
         *,
         unit: str | None = None,
         items: Mapping[str, int] | None = None,

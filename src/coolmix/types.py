@@ -8,10 +8,6 @@ from typing import Literal
 Sizes = Mapping[str, float]
 """Domain name -> size (examples, tokens, ...); insertion order defines array order."""
 
-Probs = Mapping[str, float]
-"""Domain name -> probability (sums to 1)."""
-
-Unit = Literal["examples", "tokens", "characters", "bytes", "documents"]
 UNITS: tuple[str, ...] = ("examples", "tokens", "characters", "bytes", "documents")
 
 Composition = Literal["exact", "iid"]

@@ -10,16 +10,15 @@ or a file that is not UTF-8 text. Anything else is a bug and keeps its traceback
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import importlib
 import sys
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from types import ModuleType
 from typing import NoReturn
 
 from coolmix import __version__
+from coolmix.cli._log import show_warnings
 from coolmix.errors import ConfigError
 
 __all__ = ["COMMANDS", "build_parser", "load_command", "main"]
@@ -92,9 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     only = args[0] if args and args[0] in COMMANDS else None
     try:
-        with _one_line_warnings():
-            parsed = build_parser(only).parse_args(args)
-            return int(parsed._run(parsed) or 0)
+        show_warnings()
+        parsed = build_parser(only).parse_args(args)
+        return int(parsed._run(parsed) or 0)
     except SystemExit as e:  # --help and --version exit 0 through argparse
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     except UsageError as e:
@@ -110,28 +109,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"coolmix: error: {where}{e.strerror or e}")
     except KeyboardInterrupt:
         return _fail("coolmix: interrupted", code=130)
-
-
-@contextlib.contextmanager
-def _one_line_warnings() -> Iterator[None]:
-    """Show coolmix's warnings (e.g. an override dropping keys) as ``coolmix: warning: ...`` lines."""
-    from coolmix.config import OverrideWarning
-
-    original = warnings.showwarning
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, OverrideWarning):
-            print(f"coolmix: warning: {message}".replace("\n", " "), file=sys.stderr)
-        else:
-            original(message, category, filename, lineno, file, line)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", OverrideWarning)
-        warnings.showwarning = show
-        try:
-            yield
-        finally:
-            warnings.showwarning = original
 
 
 def _fail(message: str, code: int = 2) -> int:

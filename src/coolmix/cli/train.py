@@ -9,11 +9,10 @@ Warnings of the library (the ``coolmix`` logger) are shown on stderr, one line e
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from pathlib import Path
 
 from coolmix.cli import add_set_option
+from coolmix.cli._log import show_warnings
 
 HELP = "train one model (LM or MT) with a balancing strategy from a TOML config"
 
@@ -53,29 +52,6 @@ def run(args: argparse.Namespace) -> int:
     if main:
         _summary(record, out)
     return 0
-
-
-def show_warnings(main: bool = True) -> None:
-    """Print the ``coolmix`` logger's warnings to stderr (rank 0 only), unless the caller's
-    logging setup already handles them."""
-    logger = logging.getLogger("coolmix")
-    if logger.handlers or logging.getLogger().handlers:
-        return
-    handler: logging.Handler = _Stderr() if main else logging.NullHandler()
-    handler.setFormatter(logging.Formatter("coolmix: %(levelname)s: %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.WARNING)
-
-
-class _Stderr(logging.Handler):
-    """One line per record on whatever ``sys.stderr`` is when it is emitted."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            sys.stderr.write(self.format(record).replace("\n", " ") + "\n")
-            sys.stderr.flush()
-        except Exception:  # logging must never take the run down
-            self.handleError(record)
 
 
 def _summary(record: dict, out: Path) -> None:

@@ -10,7 +10,7 @@ keeps ``state.epoch`` equal to ``global_step / max_steps`` (the Trainer plans on
 from __future__ import annotations
 
 import json
-import warnings
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +67,9 @@ def load_state(folder: Path, batches: MicroBatchSampler, ledger: ExposureLedger)
         raise ConfigError(
             str(folder), "no trainer_state.json", f"neither {STATE_FILE} nor a step to replay to"
         )
-    warnings.warn(
-        f"coolmix: {path} not found; replaying the sampler from its seed to step {step} "
-        "(events recorded during the original run are lost; ledger tokens start at 0)",
-        stacklevel=3,
+    logging.getLogger("coolmix").warning(
+        f"{path} not found; replaying the sampler from its seed to step {step} "
+        "(events recorded during the original run are lost; ledger tokens start at 0)"
     )
     sampler = batches.sampler
     for t in range(min(step, sampler.total_steps)):
@@ -103,8 +102,8 @@ class CoolmixCallback(transformers.TrainerCallback):
             return
         folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         if not folder.is_dir():
-            warnings.warn(
-                f"coolmix: checkpoint folder {folder} not found; sampler state not saved", stacklevel=2
+            logging.getLogger("coolmix").warning(
+                f"checkpoint folder {folder} not found; sampler state not saved"
             )
             return
         self.trainer.save_coolmix_state(folder)
