@@ -419,6 +419,6 @@ def test_cli_shows_the_warning_lines(reference, tmp_path):
         timeout=300,
     )
     assert p.returncode == 0, p.stderr[-2000:]
-    said = [ln for ln in p.stderr.splitlines() if ln.startswith("coolmix: WARNING:")]
+    said = [ln for ln in p.stderr.splitlines() if ln.startswith("coolmix: warning:")]
     assert len(said) == 1 and "metrics.jsonl was missing" in said[0]
     assert_same_run(ref, out)

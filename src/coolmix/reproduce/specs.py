@@ -264,6 +264,16 @@ PRESETS: dict[str, Preset] = {
         notes=("2 seeds on the convergence and LM comparisons; MT is one seed and a pipeline check",),
     ),
     "full-lm": Preset("full-lm", _FULL_LM, workers=2, variance_examples=48, theorem1_steps=50),
+    # the comparisons that decide E5/E8, exactly as in full-lm (same configs, so the same cached
+    # runs): a part that fits a shorter window; run it into full-lm's directory to share runs
+    "full-lm-core": Preset(
+        "full-lm-core",
+        (_lm_experiment(LM4_FULL, 800, ("tau1", "tau5", "tau100", "cooldown", "doremi"), FIVE),),
+        workers=2,
+        variance_examples=48,
+        theorem1_steps=50,
+        notes=("the E5/E8-deciding subset of full-lm; the other claims are not run",),
+    ),
     "full-mt": Preset("full-mt", _FULL_MT, workers=2, variance_examples=48, theorem1_steps=50),
     "full": Preset("full", (*_FULL_LM, *_FULL_MT), workers=2, variance_examples=48, theorem1_steps=50),
 }
