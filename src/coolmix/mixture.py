@@ -7,9 +7,11 @@ sampler's keyed permutations, where a float would round sizes above 2**53).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from numbers import Integral, Real
+from typing import Literal
 
 import numpy as np
 
@@ -17,7 +19,15 @@ from coolmix.errors import ConfigError
 from coolmix.types import UNITS, Sizes
 from coolmix.validate import MAX_INT, check_float, check_int
 
-__all__ = ["MAX_EXACT_FLOAT", "Mixture", "check_items", "check_sizes", "to_mapping"]
+__all__ = [
+    "MAX_EXACT_FLOAT",
+    "Bucket",
+    "Mixture",
+    "check_items",
+    "check_sizes",
+    "resource_buckets",
+    "to_mapping",
+]
 
 MAX_EXACT_FLOAT = 2**53
 """Largest float the package takes as an integer count (floats above it are not exact)."""
@@ -126,3 +136,51 @@ class Mixture:
             return self.names.index(name)
         except ValueError:
             raise ConfigError("domain", name, f"unknown; known: {', '.join(self.names)}") from None
+
+
+Bucket = Literal["high", "mid", "low"]
+"""Resource level of a domain, by training size (the paper's HRL / mid / LRL)."""
+
+
+def resource_buckets(
+    sizes: Mapping[str, int],
+    high_frac: float = 0.9,
+    low_frac: float = 0.4,
+    by: Literal["ratio", "tercile"] = "ratio",
+) -> dict[str, Bucket]:
+    """Label each domain high / mid / low resource by its training size.
+
+    ``by="ratio"`` (default): with r = n / max(n), r >= high_frac -> "high", r >= low_frac ->
+    "mid", else "low". The paper's OPUS buckets (HRL 1M, mid 500K-1M, LRL < 500K, largest 1M) are
+    ``high_frac=1.0, low_frac=0.5``; the defaults 0.9 / 0.4 leave room for near-maximal sizes.
+    ``by="tercile"``: rank by size (largest first, ties in input order) and label the first
+    ceil(K/3) "high", the last floor(K/3) "low" and the rest "mid"; the fractions are ignored.
+
+    >>> resource_buckets({"es": 31_663, "gl": 18_730, "hi": 9_080, "ga": 2_277})
+    {'es': 'high', 'gl': 'mid', 'hi': 'low', 'ga': 'low'}
+    >>> resource_buckets({"es": 31_663, "gl": 18_730, "hi": 9_080, "ga": 2_277}, by="tercile")
+    {'es': 'high', 'gl': 'high', 'hi': 'mid', 'ga': 'low'}
+    """
+    if not sizes:
+        raise ConfigError("sizes", dict(sizes), "needs at least one domain")
+    for d, n in sizes.items():
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ConfigError(f"sizes[{d!r}]", n, "must be an integer >= 0")
+    if by == "tercile":
+        order = sorted(sizes, key=lambda d: -sizes[d])  # stable: ties keep input order
+        k = len(order)
+        n_high, n_low = math.ceil(k / 3), k // 3
+        rank = {d: i for i, d in enumerate(order)}
+        return {d: "high" if rank[d] < n_high else "low" if rank[d] >= k - n_low else "mid" for d in sizes}
+    if by != "ratio":
+        raise ConfigError("by", by, "must be 'ratio' or 'tercile'")
+    if not 0.0 <= low_frac <= high_frac <= 1.0:
+        raise ConfigError("low_frac", low_frac, f"need 0 <= low_frac <= high_frac={high_frac} <= 1")
+    largest = max(sizes.values())
+    if largest == 0:
+        raise ConfigError("sizes", dict(sizes), "all sizes are 0")
+    out: dict[str, Bucket] = {}
+    for d, n in sizes.items():
+        r = n / largest
+        out[d] = "high" if r >= high_frac else "mid" if r >= low_frac else "low"
+    return out

@@ -191,7 +191,7 @@ def method_sections(
 def high_resource(sizes: Mapping[str, int]) -> tuple[str, ...]:
     """Languages that are not low-resource by `resource_buckets` (≥ 40% of the largest): the set
     Order Matters trains on first."""
-    from coolmix.train.evaluate import resource_buckets
+    from coolmix.mixture import resource_buckets
 
     b = resource_buckets({k: int(v) for k, v in sizes.items()})
     return tuple(k for k in sizes if b[k] != "low")

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from coolmix.train.evaluate import resource_buckets
+from coolmix.mixture import resource_buckets
 from coolmix.validate import decode_inf, encode_inf
 
 __all__ = [

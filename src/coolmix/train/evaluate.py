@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Literal
 
 from sacrebleu.metrics import BLEU, CHRF
 
 from coolmix.errors import ConfigError
+from coolmix.mixture import resource_buckets
 
 __all__ = [
     "CHAR_TOKENIZED",
@@ -22,7 +22,6 @@ __all__ = [
     "resource_buckets",
 ]
 
-Bucket = Literal["high", "mid", "low"]
 
 CHAR_TOKENIZED = frozenset({"ja", "th", "my", "km", "lo"})
 """Languages written without spaces between words, scored by BLEU on characters (``tokenize="char"``)."""
@@ -85,47 +84,3 @@ def aggregate_domain_losses(sum_loss: Mapping[str, float], count: Mapping[str, i
             "count", sorted(count), f"must have the same domains as sum_loss {sorted(sum_loss)}"
         )
     return {d: float(s) / count[d] if count[d] > 0 else math.nan for d, s in sum_loss.items()}
-
-
-def resource_buckets(
-    sizes: Mapping[str, int],
-    high_frac: float = 0.9,
-    low_frac: float = 0.4,
-    by: Literal["ratio", "tercile"] = "ratio",
-) -> dict[str, Bucket]:
-    """Label each domain high / mid / low resource by its training size.
-
-    ``by="ratio"`` (default): with r = n / max(n), r >= high_frac -> "high", r >= low_frac ->
-    "mid", else "low". The paper's OPUS buckets (HRL 1M, mid 500K-1M, LRL < 500K, largest 1M) are
-    ``high_frac=1.0, low_frac=0.5``; the defaults 0.9 / 0.4 leave room for near-maximal sizes.
-    ``by="tercile"``: rank by size (largest first, ties in input order) and label the first
-    ceil(K/3) "high", the last floor(K/3) "low" and the rest "mid"; the fractions are ignored.
-
-    >>> resource_buckets({"es": 31_663, "gl": 18_730, "hi": 9_080, "ga": 2_277})
-    {'es': 'high', 'gl': 'mid', 'hi': 'low', 'ga': 'low'}
-    >>> resource_buckets({"es": 31_663, "gl": 18_730, "hi": 9_080, "ga": 2_277}, by="tercile")
-    {'es': 'high', 'gl': 'high', 'hi': 'mid', 'ga': 'low'}
-    """
-    if not sizes:
-        raise ConfigError("sizes", dict(sizes), "needs at least one domain")
-    for d, n in sizes.items():
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ConfigError(f"sizes[{d!r}]", n, "must be an integer >= 0")
-    if by == "tercile":
-        order = sorted(sizes, key=lambda d: -sizes[d])  # stable: ties keep input order
-        k = len(order)
-        n_high, n_low = math.ceil(k / 3), k // 3
-        rank = {d: i for i, d in enumerate(order)}
-        return {d: "high" if rank[d] < n_high else "low" if rank[d] >= k - n_low else "mid" for d in sizes}
-    if by != "ratio":
-        raise ConfigError("by", by, "must be 'ratio' or 'tercile'")
-    if not 0.0 <= low_frac <= high_frac <= 1.0:
-        raise ConfigError("low_frac", low_frac, f"need 0 <= low_frac <= high_frac={high_frac} <= 1")
-    largest = max(sizes.values())
-    if largest == 0:
-        raise ConfigError("sizes", dict(sizes), "all sizes are 0")
-    out: dict[str, Bucket] = {}
-    for d, n in sizes.items():
-        r = n / largest
-        out[d] = "high" if r >= high_frac else "mid" if r >= low_frac else "low"
-    return out

@@ -32,9 +32,9 @@ from coolmix.diagnostics.ledger import ExposureLedger
 from coolmix.diagnostics.overfit import OverfitDetector
 from coolmix.errors import ConfigError
 from coolmix.methods.doremi import DoReMiWeights
+from coolmix.mixture import resource_buckets
 from coolmix.sampler import MixtureSampler
 from coolmix.train.distributed import Env, all_reduce_sum
-from coolmix.train.evaluate import resource_buckets
 
 __all__ = [
     "AdaptiveSwitch",
