@@ -87,6 +87,7 @@ def compute_theory(
             and old.get("source") == key
             and old.get("source_tau5") == key5
             and old.get("variance_examples") == p.variance_examples
+            and old.get("theorem1", {}).get("steps", p.theorem1_steps) == p.theorem1_steps
         ):
             return old
     mixtures: dict[str, Any] = dict(PAPER_MIXTURES)
