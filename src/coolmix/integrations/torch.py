@@ -252,7 +252,29 @@ def _tag(example: Any, domain: int, name: str, index: int) -> Any:
 # -- map-style: the main process samples, workers fetch ---------------------------------------------
 
 
-class MixtureBatchSampler(Sampler[list[int]]):
+class _DataParallelView:
+    """``rank`` / ``world_size`` / ``batch_size`` of an adapter, resolved when asked (at iteration start)."""
+
+    sampler: MixtureSampler
+    dp: Any
+
+    @property
+    def rank(self) -> int:
+        """This process's data-parallel rank, resolved now (see `coolmix.integrations.ranks`)."""
+        return self.dp.resolve()[0]
+
+    @property
+    def world_size(self) -> int:
+        """The data-parallel size, resolved now."""
+        return self.dp.resolve()[1]
+
+    @property
+    def batch_size(self) -> int:
+        """Examples per step on this rank: the sampler's batch_size / dp size."""
+        return _dp_slice(self.sampler, self.dp)[2]
+
+
+class MixtureBatchSampler(_DataParallelView, Sampler[list[int]]):
     """Per step, this rank's flat indices into a `MixtureDataset`: ``DataLoader(batch_sampler=...)``.
 
     Yields ``offsets[d] + i`` for ``(d, i) = sampler.batch(step, rank, world_size)`` from the
@@ -293,21 +315,6 @@ class MixtureBatchSampler(Sampler[list[int]]):
         self._position = sampler.step  # steps consumed
         self._iter_start = sampler.step
         self._tracking = False
-
-    @property
-    def rank(self) -> int:
-        """This process's data-parallel rank, resolved now (see `coolmix.integrations.ranks`)."""
-        return self.dp.resolve()[0]
-
-    @property
-    def world_size(self) -> int:
-        """The data-parallel size, resolved now."""
-        return self.dp.resolve()[1]
-
-    @property
-    def batch_size(self) -> int:
-        """Examples per step on this rank: the sampler's batch_size / dp size."""
-        return _dp_slice(self.sampler, self.dp)[2]
 
     def __len__(self) -> int:
         return max(self.sampler.total_steps - self._position, 0)
@@ -367,7 +374,7 @@ class MixtureBatchSampler(Sampler[list[int]]):
 # -- iterable: workers sample their own steps -------------------------------------------------------
 
 
-class MixtureIterableDataset(IterableDataset):
+class MixtureIterableDataset(_DataParallelView, IterableDataset):
     """Tagged examples in step order, this rank's slice; use ``DataLoader(ds, batch_size=ds.batch_size)``.
 
     With W workers, worker w yields the whole per-rank batches of steps start + w + kW; the
@@ -397,21 +404,6 @@ class MixtureIterableDataset(IterableDataset):
         dp = data_parallel(rank, world_size, group=group, mesh=mesh, mesh_dim=mesh_dim)
         self.dp = _checked_dp(sampler, dp)
         self._position = sampler.step
-
-    @property
-    def rank(self) -> int:
-        """This process's data-parallel rank, resolved now (see `coolmix.integrations.ranks`)."""
-        return self.dp.resolve()[0]
-
-    @property
-    def world_size(self) -> int:
-        """The data-parallel size, resolved now."""
-        return self.dp.resolve()[1]
-
-    @property
-    def batch_size(self) -> int:
-        """Examples per step on this rank (``DataLoader(ds, batch_size=ds.batch_size)``), resolved now."""
-        return _dp_slice(self.sampler, self.dp)[2]
 
     def __len__(self) -> int:
         """Examples this rank yields from the consumed position on."""
