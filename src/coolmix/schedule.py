@@ -1,37 +1,7 @@
-"""Compatibility shim: the schedules live in `coolmix.schedules` (one module per family)."""
+"""Compatibility shim: the schedules live in `coolmix.schedules` (one module per family).
 
-from coolmix.schedules import (
-    SCHEDULES,
-    Adaptive,
-    Anneal,
-    Constant,
-    Context,
-    Cooldown,
-    Dense,
-    Event,
-    OrderMatters,
-    Schedule,
-    Stages,
-    UniMaxDynamic,
-    as_schedule,
-    dense_decreasing,
-    schedule_from_dict,
-)
+``from coolmix.schedule import X`` keeps working for every public name of the package.
+"""
 
-__all__ = [
-    "SCHEDULES",
-    "Adaptive",
-    "Anneal",
-    "Constant",
-    "Context",
-    "Cooldown",
-    "Dense",
-    "Event",
-    "OrderMatters",
-    "Schedule",
-    "Stages",
-    "UniMaxDynamic",
-    "as_schedule",
-    "dense_decreasing",
-    "schedule_from_dict",
-]
+from coolmix.schedules import *  # noqa: F403  (the shim re-exports exactly the package's public names)
+from coolmix.schedules import __all__ as __all__
