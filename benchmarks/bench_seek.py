@@ -8,6 +8,10 @@
   checkpoint plus one batch; the median of 50 random steps in [t/2, t].
 - **target** — ``cumulative_target(t)``: closed form over the phases for Constant and Cooldown,
   from the checkpoints for the anneal and UniMax-dynamic (after the walk).
+- **seekable** — a second table: a fresh ``composition="seekable"`` sampler's cold ``batch(t)``
+  (median of 5 fresh samplers) beside the exact mode's cold one, and their ratio. Closed form for
+  Constant and Cooldown; the anneal builds its O(t) prefix table once (measured up to
+  ``--max-measured``, beyond that rate × t, marked ``~``). UniMax-dynamic cannot seek.
 
 Mixture: the paper's four languages, batch 256. Run (from the repository root; < 1 minute)::
 
@@ -50,6 +54,7 @@ def main() -> None:
     print(f"host: {os.cpu_count()} CPUs, load {load:.1f}; checkpoint every {CHECKPOINT_EVERY} steps\n")
     print("| schedule | step | replay (cold) | seek (warm) | cumulative_target |")
     print("|---|---:|---:|---:|---:|")
+    exact: dict[tuple[str, int], tuple[float, bool]] = {}  # cold exact seek, and whether measured
     for name, sched in SCHEDULES.items():
         rate = None
         for t in STEPS:
@@ -68,6 +73,7 @@ def main() -> None:
                 s.cumulative_target(t)
                 tgt = _ms(time.perf_counter() - t0)
                 row = (_ms(cold), _ms(statistics.median(warm)), tgt)
+                exact[name, t] = (cold, True)
             else:
                 s = cm.MixtureSampler(MC4, sched, total_steps=total, batch_size=256, seed=0)
                 closed = s._closed_target(t) is not None
@@ -77,7 +83,37 @@ def main() -> None:
                 tgt = _ms(time.perf_counter() - t0) if closed else "as seek"
                 assert rate is not None
                 row = (f"~{_ms(rate * t)}", "as above (bounded)", tgt)
+                exact[name, t] = (rate * t, False)
             print(f"| {name} | {t:.0e} | {row[0]} | {row[1]} | {row[2]} |")
+    seekable_table(exact, total, args.max_measured)
+
+
+def seekable_table(exact: dict[tuple[str, int], tuple[float, bool]], total: int, max_measured: int) -> None:
+    """Cold batch(t) of a fresh seekable sampler beside the exact mode's cold seek."""
+    print("\n| schedule | step | exact, cold | seekable, cold | exact / seekable |")
+    print("|---|---:|---:|---:|---:|")
+    for name, sched in SCHEDULES.items():
+        if sched.needs_counts:
+            continue
+        rate = None
+        for t in STEPS:
+            if rate is not None and t > max_measured:  # O(t) prefix table: extrapolate
+                secs, mark = rate * t, "~"
+            else:
+                runs = []
+                for _ in range(5):
+                    s = cm.MixtureSampler(MC4, sched, total, batch_size=256, seed=0, composition="seekable")
+                    t0 = time.perf_counter()
+                    s.batch(t)
+                    runs.append(time.perf_counter() - t0)
+                    if runs[-1] > 1:  # one slow run is enough (and says the cost is O(t))
+                        break
+                secs, mark = statistics.median(runs), ""
+                if secs > 0.05:
+                    rate = secs / t
+            ex, measured = exact[name, t]
+            ex_txt = _ms(ex) if measured else f"~{_ms(ex)}"
+            print(f"| {name} | {t:.0e} | {ex_txt} | {mark}{_ms(secs)} | {ex / secs:,.0f}× |")
 
 
 if __name__ == "__main__":

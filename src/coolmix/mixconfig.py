@@ -28,14 +28,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, get_args
 
 from coolmix.config import apply_overrides, build, load_file, to_dict
 from coolmix.errors import ConfigError
 from coolmix.mixture import check_sizes
 from coolmix.plan import MAX_BATCH_SIZE, Plan, make_plan
 from coolmix.schedule import Schedule, schedule_from_dict
-from coolmix.types import UNITS
+from coolmix.types import UNITS, Composition
 from coolmix.validate import check_float, check_int
 
 __all__ = ["MixtureConfig", "PlanConfig", "RunConfig", "load_plan_config", "plan_config_from_dict"]
@@ -107,8 +107,9 @@ class RunConfig:
     world_size: int = 1
     """Number of data-parallel ranks; ``batch_size`` must be a multiple of it."""
 
-    composition: Literal["exact", "iid"] = "exact"
-    """``exact``: per-batch counts track B·p(t) within one item; ``iid``: independent draws."""
+    composition: Composition = "exact"
+    """``exact``: per-batch counts track B·p(t) within one item; ``seekable``: O(1) seek, within
+    (1 + (k−2)·p_i)/2; ``iid``: independent draws."""
 
     max_epochs: float | None = None
     """Warn when a domain is repeated more than this many times over the run."""
@@ -129,8 +130,9 @@ class RunConfig:
             raise ConfigError(
                 "run.batch_size", self.batch_size, f"not divisible by world_size={self.world_size}"
             )
-        if self.composition not in ("exact", "iid"):
-            raise ConfigError("run.composition", self.composition, "must be 'exact' or 'iid'")
+        if self.composition not in get_args(Composition):
+            choices = ", ".join(map(repr, get_args(Composition)))
+            raise ConfigError("run.composition", self.composition, f"must be one of {choices}")
         if self.max_epochs is not None:
             check_float("run.max_epochs", self.max_epochs, lo=0, lo_open=True)
 

@@ -24,6 +24,8 @@ The first visit of a region costs one replay of the count step (10–20 µs a st
 after `load_state_dict` seeks at or after the loaded step start from it. `cumulative_target`
 is closed form, O(#phases), for piecewise-constant schedules (Constant, Stages, Cooldown, Dense,
 OrderMatters, Adaptive over those), and comes from the checkpoints for continuous ones.
+``composition="seekable"`` is a different stream with a closed form (`coolmix.seekable`: the
+Sainte-Laguë divisor method on X(t), within (1 + (k−2)·p_i)/2 of it): no walk, O(1) seek.
 
 Size: > 400 code lines: stream, checkpointed seek and state validation share one set of counters.
 """
@@ -42,6 +44,7 @@ from coolmix.errors import ConfigError
 from coolmix.mixture import Mixture, check_items, check_sizes, to_mapping
 from coolmix.permutation import derive_key, permute, permute_each, splitmix64, width
 from coolmix.schedule import Context, Event, Schedule, as_schedule
+from coolmix.seekable import Target, batch_cursors, build_target, cursors_at
 from coolmix.types import UNITS, Composition, Sizes
 from coolmix.validate import MAX_INT, check_float, check_int
 
@@ -93,7 +96,8 @@ class MixtureSampler:
     the keyed permutations need, by default the sizes themselves). Domain ids index ``names``.
 
     - ``composition="exact"`` (default): per-batch counts by largest remainder with carried
-      residuals, order shuffled; ``"iid"``: every slot drawn independently from p(t).
+      residuals, order shuffled; ``"iid"``: every slot drawn independently from p(t);
+      ``"seekable"``: counts in closed form of X(t) (`coolmix.seekable`), same items and shuffle.
     - ``batch(step, rank, world_size)`` returns that rank's contiguous slice; any step can be
       asked for (seek: see the module docstring); `sample_at` maps a global sample index
       ``step·B + slot`` to its (domain, item).
@@ -133,8 +137,8 @@ class MixtureSampler:
         self.total_steps = check_int("total_steps", total_steps, lo=1)
         self.batch_size = check_int("batch_size", batch_size, lo=1, hi=MAX_BATCH)
         self.seed = check_int("seed", seed, lo=0)
-        if composition not in ("exact", "iid"):
-            raise ConfigError("composition", composition, "must be 'exact' or 'iid'")
+        if composition not in ("exact", "iid", "seekable"):
+            raise ConfigError("composition", composition, "must be 'exact', 'iid' or 'seekable'")
         self.composition = composition
         first = self._checked(schedule)
         self._schedules: list[tuple[int, Schedule]] = [(0, first)]
@@ -149,11 +153,17 @@ class MixtureSampler:
         self._every = CHECKPOINT_EVERY
         self._max_checkpoints = max(64, MAX_CHECKPOINT_BYTES // (24 * k + 200))
         self._reset(0, np.zeros(k, dtype=np.int64), np.zeros(k), np.zeros(k))
+        # seekable: epochs (start step, cursors there, target X); a new one at each change of p
+        self._epochs: list[tuple[int, np.ndarray, Target | None]] = [(0, np.zeros(k, dtype=np.int64), None)]
+        self._seek_next: tuple[int, np.ndarray] | None = None
 
     def _checked(self, schedule: Schedule | float | Mapping[str, Any]) -> Schedule:
         sched = as_schedule(schedule)
         sched.validate(self.names)
         sched.check(self.total_steps)
+        if self.composition == "seekable" and sched.needs_counts:
+            why = f"schedule {sched.kind!r} needs exposure (realised counts), so it cannot seek; use 'exact'"
+            raise ConfigError("composition", "seekable", why)
         return sched
 
     # -- state ---------------------------------------------------------------------------------
@@ -240,6 +250,9 @@ class MixtureSampler:
         step, cursors, residuals, events = self._parse_state(state)
         self._events[:] = events
         self._reset(step, cursors, residuals, None)
+        if self.composition == "seekable":  # re-anchoring at the stream's own cursors is the identity
+            self._epochs = [(0, np.zeros(len(self.names), dtype=np.int64), None)]
+            self._seek_anchor(step, cursors)
 
     def _parse_state(self, state: Mapping[str, Any]) -> tuple[int, np.ndarray, np.ndarray, list[Event]]:
         step = check_int(f"state_dict.{STEP_KEY}", state.get(STEP_KEY), lo=0, hi=MAX_INT)
@@ -280,10 +293,13 @@ class MixtureSampler:
         if step < self._step:
             raise ConfigError("event.step", step, f"batches up to {self._step - 1} were already produced")
         event = Event(step, name, info)
+        anchor = self._seek_cursors(self._step) if self.composition == "seekable" else None
         self._events.append(event)
         self._ctx = Context(self.names, self.sizes, self.total_steps, self._events, self._cursors)
         self._wctx = Context(self.names, self.sizes, self.total_steps, self._events, self._walker.cursors)
         self._forget_after(step)
+        if anchor is not None:
+            self._seek_anchor(self._step, anchor)
         return event
 
     def set_schedule(self, schedule: Schedule | float | Mapping[str, Any]) -> None:
@@ -293,8 +309,11 @@ class MixtureSampler:
         sampler must call `set_schedule` again, as the state holds events, not schedules).
         """
         sched = self._checked(schedule)
+        anchor = self._seek_cursors(self._step) if self.composition == "seekable" else None
         self._schedules = [(s, x) for s, x in self._schedules if s < self._step] + [(self._step, sched)]
         self._forget_after(self._step)
+        if anchor is not None:
+            self._seek_anchor(self._step, anchor)
 
     def _forget_after(self, step: int) -> None:
         """Drop checkpoints (and the walker, cached batch) that depend on p(t) for t >= ``step``."""
@@ -303,6 +322,30 @@ class MixtureSampler:
         self._keys = sorted(self._checkpoints)
         if self._walker.step > step:
             self._restore(self._keys[-1])
+        if self._cached is not None and self._cached[0] >= step:
+            self._cached = None
+
+    # -- seekable composition: pure functions of the step (coolmix.seekable) ---------------------
+
+    def _epoch(self, step: int) -> tuple[int, np.ndarray, Target]:
+        """The epoch in force at ``step``; only the last one may still need its target built."""
+        i = max(j for j, e in enumerate(self._epochs) if e[0] <= step)
+        start, anchor, target = self._epochs[i]
+        if target is None:
+            ctx = Context(self.names, self.sizes, self.total_steps, tuple(self._events))
+            target = build_target(self._schedules, ctx, self.batch_size)
+            self._epochs[i] = (start, anchor, target)
+        return start, anchor, target
+
+    def _seek_cursors(self, step: int) -> np.ndarray:
+        start, anchor, target = self._epoch(step)
+        return cursors_at(target, step, start, anchor)
+
+    def _seek_anchor(self, step: int, cursors: np.ndarray) -> None:
+        """A new epoch from ``step`` at ``cursors`` (its target built lazily from the current
+        schedules and events); earlier epochs keep the targets their batches were made with."""
+        self._epoch(step)
+        self._epochs = [e for e in self._epochs if e[0] < step] + [(step, cursors.copy(), None)]
         if self._cached is not None and self._cached[0] >= step:
             self._cached = None
 
@@ -436,6 +479,8 @@ class MixtureSampler:
 
     def cumulative_counts_array(self, step: int) -> np.ndarray:
         """C(step): items drawn per domain before ``step`` (aligned with ``names``, int64)."""
+        if self.composition == "seekable":
+            return self._seek_cursors(check_int("step", step, lo=0, hi=MAX_INT))
         return self._walk_to(check_int("step", step, lo=0, hi=MAX_INT)).cursors.copy()
 
     def cumulative_counts(self, step: int) -> dict[str, int]:
@@ -450,6 +495,8 @@ class MixtureSampler:
         closed = self._closed_target(step)
         if closed is not None:
             return closed
+        if self.composition == "seekable":
+            return self._epoch(step)[2].window(step, step)[0][0]
         x = self._walk_to(step, need_target=True).target
         assert x is not None
         return x.copy()
@@ -510,13 +557,25 @@ class MixtureSampler:
 
         Moves the sampler's state (`step`, `cursors`, `state_dict`) to just after ``step``.
         """
-        domains, indices = self._batch_at(check_int("step", step, lo=0, hi=MAX_INT))
+        step = check_int("step", step, lo=0, hi=MAX_INT)
+        domains, indices = self._batch_at(step)
+        if self.composition == "seekable":
+            assert self._seek_next is not None and self._seek_next[0] == step
+            self._step, self._cursors[:] = step + 1, self._seek_next[1]
+            return domains, indices
         w = self._walker
         self._step, self._cursors[:], self._residuals = w.step, w.cursors, w.residuals.copy()
         return domains, indices
 
     def _batch_at(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """The batch at ``step`` without touching the produced state (leaves the walker at step + 1)."""
+        if self.composition == "seekable":
+            if self._cached is None or self._cached[0] != step:
+                start, anchor, target = self._epoch(step)
+                c0, c1 = batch_cursors(target, step, start, anchor)
+                self._cached = (step, *self._materialise(step, c0, c1 - c0, None))
+                self._seek_next = (step, c1)
+            return self._cached[1], self._cached[2]
         if self._cached is not None and self._cached[0] == step:
             self._walk_to(step + 1)
             return self._cached[1], self._cached[2]

@@ -10,8 +10,9 @@ Sizes = Mapping[str, float]
 
 UNITS: tuple[str, ...] = ("examples", "tokens", "characters", "bytes", "documents")
 
-Composition = Literal["exact", "iid"]
-"""How a batch's domain counts are drawn: largest remainder with carried residuals, or i.i.d."""
+Composition = Literal["exact", "iid", "seekable"]
+"""How a batch's domain counts are drawn: largest remainder with carried residuals, i.i.d., or
+the closed-form (O(1)-seek) divisor method of `coolmix.seekable`."""
 
 Reduction = Literal["mean", "self_normalized", "sum"]
 """How `coolmix.weighted_loss` normalises Σ w·ℓ: by the count, by Σ w, or not at all."""

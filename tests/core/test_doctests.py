@@ -19,6 +19,7 @@ CORE = (
     "schedule",
     "schedules",
     "permutation",
+    "seekable",
     "sampler",
     "weighting",
     "packing",

@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader  # noqa: E402
 import coolmix as cm  # noqa: E402
 from coolmix.errors import ConfigError  # noqa: E402
 from coolmix.integrations.collate import MixtureCollator  # noqa: E402
-from coolmix.integrations.ranks import DataParallel, data_parallel  # noqa: E402
+from coolmix.integrations.ranks import DataParallel, data_parallel, env_int  # noqa: E402
+from coolmix.integrations.streams import PackedStreams, StreamMixture  # noqa: E402
 from coolmix.integrations.torch import (  # noqa: E402
     MixtureBatchSampler,
     MixtureDataset,
@@ -184,6 +185,125 @@ def test_iterable_dataset_with_spawned_workers_uses_the_parents_rank(no_dist):
     assert got == [make_sampler().batch(t, 1, 2)[1].tolist() for t in range(STEPS)]
 
 
+@pytest.mark.parametrize(
+    ("var", "value", "lo"),
+    [
+        ("RANK", "x", 0),
+        ("RANK", "1_0", 0),
+        ("WORLD_SIZE", "2.0", 1),
+        ("WORLD_SIZE", "0", 1),
+        ("LOCAL_RANK", "-1", 0),
+    ],
+)
+def test_env_int_is_one_line_naming_the_variable_and_value(no_dist, var, value, lo):
+    no_dist.setenv(var, value)
+    with pytest.raises(ConfigError) as e:
+        env_int(var, 0, lo=lo)
+    assert (e.value.field, e.value.value) == (var, value)
+    assert str(e.value) == f"{var}={value!r}: environment variable must be an integer >= {lo}"
+    no_dist.setenv(var, " 3 ")
+    assert env_int(var, 0, lo=lo) == 3
+    no_dist.setenv(var, "")
+    assert env_int(var, 7, lo=lo) == 7 and env_int(var) is None
+
+
+def test_trainer_adapters_and_cli_read_the_environment_through_env_int(no_dist, capsys):
+    """One reader, one message: RANK=x fails alike in the adapters, `train.distributed` and the CLI."""
+    from coolmix.cli.__main__ import main
+    from coolmix.train import distributed
+
+    no_dist.setenv("RANK", "x")
+    want = "RANK='x': environment variable must be an integer >= 0"
+    for fails in (DataParallel().resolve, lambda: distributed.setup("cpu")):
+        with pytest.raises(ConfigError) as e:
+            fails()
+        assert str(e.value) == want
+    assert main(["train", "never-read.toml"]) == 2  # RANK is read first: rank 0 alone prints
+    assert capsys.readouterr().err == f"coolmix: error: {want}\n"
+
+
+# -- streaming mixers take the same data-parallel coordinate -----------------------------------------
+
+STREAM_SIZES = {"a": 40, "b": 7}
+
+
+def streams(kind, **dp):
+    """A small `StreamMixture` or `PackedStreams` whose items reveal their domain and position."""
+    if kind == "mixture":
+        sources = {n: [f"{n}-{j}" for j in range(k)] for n, k in STREAM_SIZES.items()}
+        return StreamMixture(sources, STREAM_SIZES, 5.0, total_steps=6, batch_size=4, seed=1, **dp)
+    sources = {
+        n: [[100 * (i + 1) + j] * (1 + j % 3) for j in range(k)]
+        for i, (n, k) in enumerate(STREAM_SIZES.items())
+    }
+    return PackedStreams(sources, STREAM_SIZES, 5.0, total_steps=6, rows=4, seq_len=5, **dp)
+
+
+def stream_batches(mixer):
+    """Batches as plain lists (packed batches are dicts of arrays)."""
+    return [{k: v.tolist() for k, v in b.items()} if isinstance(b, dict) else b for b in mixer]
+
+
+@pytest.mark.parametrize("kind", ["mixture", "packed"])
+def test_streams_take_a_mesh_group_or_default_group_like_the_adapters(no_dist, kind):
+    want = stream_batches(streams(kind, rank=1, world_size=2))
+    assert want != stream_batches(streams(kind, rank=0, world_size=2))  # dp ranks read different lanes
+    for tp in range(2):  # TP peers of dp rank 1 read identical batches
+        mixer = streams(kind, mesh=FakeMesh((1, tp), (2, 2)))
+        assert (mixer.rank, mixer.world_size) == (1, 2)
+        assert stream_batches(mixer) == want
+    group = object()
+    no_dist.setattr(torch.distributed, "is_initialized", lambda: True)
+    no_dist.setattr(torch.distributed, "get_rank", lambda g=None: 1 if g is group else 3)
+    no_dist.setattr(torch.distributed, "get_world_size", lambda g=None: 2 if g is group else 4)
+    assert stream_batches(streams(kind, group=group)) == want
+    join(no_dist, 1, 2)
+    assert stream_batches(streams(kind)) == want  # the default group, resolved at iteration
+
+
+@pytest.mark.parametrize("kind", ["mixture", "packed"])
+def test_streams_built_before_init_process_group_resolve_when_iterated(no_dist, kind):
+    no_dist.setenv("WORLD_SIZE", "2")
+    no_dist.setenv("RANK", "1")
+    mixer = streams(kind)  # under torchrun, before init_process_group: fine
+    with pytest.raises(ConfigError) as e:  # iterating now would read lane 0 of 1 on every process
+        next(iter(mixer))
+    assert e.value.field == "WORLD_SIZE" and "init_process_group" in str(e.value)
+    join(no_dist, 1, 2)
+    assert stream_batches(mixer) == stream_batches(streams(kind, rank=1, world_size=2))
+    no_dist.setenv("RANK", "x")
+    no_dist.setattr(torch.distributed, "is_initialized", lambda: False)
+    with pytest.raises(ConfigError) as e:
+        next(iter(streams(kind)))
+    assert (e.value.field, e.value.value) == ("RANK", "x")
+
+
+def test_pickled_streams_carry_the_coordinate_resolved_in_the_parent(no_dist):
+    """A spawned DataLoader worker has no process group: it must not fall back to rank 0 of 1."""
+    join(no_dist, 1, 2)
+    copy = pickle.loads(pickle.dumps(streams("mixture").as_torch()))
+    no_dist.setattr(torch.distributed, "is_initialized", lambda: False)
+    assert copy.inner.dp.resolve() == (1, 2)
+    assert stream_batches(copy) == stream_batches(streams("mixture", rank=1, world_size=2))
+
+
+def test_streams_check_their_arguments_once_for_both_mixers():
+    for kind, field in (("mixture", "batch_size"), ("packed", "rows")):
+        with pytest.raises(ConfigError) as e:  # an explicit dp size that does not divide: at once
+            streams(kind, rank=0, world_size=3)
+        assert e.value.field == field and "world_size=3" in str(e.value)
+        with pytest.raises(ConfigError) as e:
+            streams(kind, rank=1)
+        assert e.value.field == "world_size"
+        with pytest.raises(ConfigError) as e:
+            streams(kind, rank=0, world_size=2, mesh=FakeMesh((0, 0), (2, 2)))
+        assert e.value.field == "mesh"
+    with pytest.raises(ConfigError, match=r"^batch_size=0: must be an integer in"):
+        StreamMixture({"a": [1]}, {"a": 1}, 1.0, total_steps=2, batch_size=0)
+    with pytest.raises(ConfigError, match=r"^rows=0: must be an integer in"):
+        PackedStreams({"a": [[1]]}, {"a": 1}, 1.0, total_steps=2, rows=0, seq_len=4)
+
+
 # -- real process groups under torchrun (gloo, CPU) --------------------------------------------------
 
 TORCHRUN_SCRIPT = """
@@ -211,12 +331,16 @@ if mode == "mesh":
     ids = MixtureIterableDataset(T.DOMAINS, T.make_sampler(), mesh=mesh)
     dl = DataLoader(ids, batch_size=ids.batch_size, collate_fn=MixtureCollator(), num_workers=2)
     record["iterable"] = [ds.flat_index(b["domain"], b["index"]).tolist() for b in dl]
+    record["streams"] = T.stream_batches(T.streams("mixture", mesh=mesh))
+    record["streams_group"] = T.stream_batches(T.streams("packed", group=mesh.get_group("dp")))
 else:  # built before init_process_group, as a script that sets up data first would
     bs = MixtureBatchSampler(T.make_sampler())
     ids = MixtureIterableDataset(T.DOMAINS, T.make_sampler())
+    mixer = T.streams("mixture")
     dist.init_process_group("gloo")
     record["coords"] = [dist.get_rank(), 0]
     record["sampler"] = list(bs)
+    record["streams"] = T.stream_batches(mixer)
     dl = DataLoader(ids, batch_size=ids.batch_size, collate_fn=MixtureCollator())
     ds = MixtureDataset(T.DOMAINS)
     record["iterable"] = [ds.flat_index(b["domain"], b["index"]).tolist() for b in dl]
@@ -253,6 +377,11 @@ def test_torchrun_tp2_dp2_mesh(tmp_path):
             assert peers[0] == peers[1] == flat_stream(dp, 2), key
         union = [ranks[0][key][t] + ranks[2][key][t] for t in range(STEPS)]
         assert union == flat_stream(), key
+    for key, kind in (("streams", "mixture"), ("streams_group", "packed")):
+        for dp in range(2):
+            peers = [r[key] for r in ranks if r["coords"][0] == dp]
+            want = json.loads(json.dumps(stream_batches(streams(kind, rank=dp, world_size=2))))
+            assert peers[0] == peers[1] == want, key
 
 
 @pytest.mark.slow
@@ -261,3 +390,5 @@ def test_torchrun_sampler_built_before_init_process_group(tmp_path):
     for r, rec in enumerate(ranks):
         assert rec["coords"][0] == r
         assert rec["sampler"] == rec["iterable"] == flat_stream(r, 2)
+        want = json.loads(json.dumps(stream_batches(streams("mixture", rank=r, world_size=2))))
+        assert rec["streams"] == want

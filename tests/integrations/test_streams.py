@@ -161,6 +161,21 @@ def test_stream_mixture_resumes_exactly(kind, stop, tmp_path):
     assert list(again.lane(0, 2, 1, 2)) == whole[stop:]
 
 
+@pytest.mark.parametrize("layout", [(2, 4), (4, 2)])  # other workers; other world size
+def test_resume_under_another_layout_names_the_field_and_both_layouts(layout):
+    """Lanes are not elastic: a state saved as lane 1 of [2 ranks, 2 workers] says so, on one line."""
+    mix = mixture(make_sources("factory", None))
+    next(mix.lane(0, 2, 1, 2))
+    state = json.loads(json.dumps(mix.state_dict()))
+    again = mixture(make_sources("factory", None))
+    again.load_state_dict(state)
+    world_size, workers = layout
+    with pytest.raises(ConfigError) as e:
+        next(again.lane(0, world_size, 1, workers))  # the same lane id (1), another layout
+    assert (e.value.field, e.value.value) == ("stream_state.layout", [2, 2])
+    assert f"resumed under {list(layout)}" in str(e.value) and "\n" not in str(e.value)
+
+
 def packed(sources, **kw):
     return PackedStreams(
         sources, {"en": 900.0, "sw": 60.0}, Cooldown(hot=5.0, cold=1.0, at=0.5), 30, 4, 8, **kw
@@ -183,7 +198,7 @@ def test_packed_streams_resume_exactly_mid_document(kind, tmp_path):
     for want, got in zip(whole[5:], rest, strict=True):
         for key in want:
             np.testing.assert_array_equal(want[key], got[key])
-    with pytest.raises(ConfigError, match="another lane"):
+    with pytest.raises(ConfigError, match=r"^stream_state.lane=2: saved by another lane; this is lane 0"):
         other = packed(sources)
         other.load_state_dict(state)
         next(other.lane(0, 2, 0, 2))

@@ -152,3 +152,32 @@ def test_proxy_does_not_push_down_a_domain_missing_from_the_batch():
     batch = _batch(np.zeros(8, dtype=np.int64), np.random.default_rng(0))  # easy only
     proxy.step(0, batch, Bigram()(*batch.inputs))  # the untrained proxy: large excess on easy
     assert weights.current()["hard"] == pytest.approx((1 - 1e-3) * 0.5 + 1e-3 / 2, rel=1e-12)
+
+
+def test_proxy_weights_and_normaliser_come_from_step_weights(monkeypatch):
+    """w = α / q and N = Σ_b w_{d_b} are `coolmix.step_weights`'s self_normalized rule, not a copy."""
+    import coolmix.train.extensions as ext
+
+    calls = []
+
+    def spy(*args, **kwargs):
+        out = cm.step_weights(*args, **kwargs)
+        calls.append((args, kwargs))
+        return cm.StepWeights(out.weights * 2, out.normaliser + 0.25)  # marked: step must return these
+
+    monkeypatch.setattr(ext, "step_weights", spy)
+    sizes = {"easy": 1000, "hard": 1000}
+    sampler = cm.MixtureSampler(sizes, cm.Explicit({"easy": 0.75, "hard": 0.25}), total_steps=4, batch_size=8)
+    weights = DoReMiWeights(tuple(sizes))
+    proxy = DoReMiProxy(weights, _reference(), sampler, pad_id=V - 1, env=Env())
+    domains, _ = sampler.batch(0)
+    batch = _batch(domains, np.random.default_rng(0))
+    w, norm = proxy.step(0, batch, Bigram()(*batch.inputs))
+    ((args, kwargs),) = calls
+    assert kwargs == {"reduction": "self_normalized"}
+    alpha, q = np.array(list(weights.current().values())), np.array([0.75, 0.25])
+    np.testing.assert_array_equal(args[0], q)
+    np.testing.assert_array_equal(args[1], alpha)
+    np.testing.assert_array_equal(args[2], sampler.global_batch(0)[0])
+    assert w.tolist() == torch.tensor(2 * alpha / q, dtype=torch.float32).tolist()
+    assert norm == float((alpha / q)[domains].sum()) + 0.25

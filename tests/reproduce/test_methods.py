@@ -126,14 +126,19 @@ def test_doremi_expands_to_a_smaller_reference_and_proxy():
 def test_quick_has_two_seeds_on_the_core_comparisons():
     quick = {e.key: e for e in PRESETS["quick"].experiments}
     for key, methods in (
-        ("convergence", ("tau1", "tau5", "scal5", "tau5_clip", "scal5_clip")),
-        ("lm", ("tau1", "tau5", "cooldown", "increasing", "doremi", "late_upsample", "tau_warmup")),
+        ("convergence", ("tau1", "tau2", "scal2", "tau3", "scal3", "tau5", "scal5")),
+        ("lm", ("tau1", "tau5", "tau100", "cooldown", "increasing", "doremi")),
     ):
         for m in methods:
             assert len(quick[key].seeds_for(m)) >= 2, (key, m)
     full = {e.key: e for e in PRESETS["full-lm"].experiments}
     for m in ("tau1", "tau5", "cooldown", "doremi"):
         assert len(full["lm"].seeds_for(m)) == 5
+    # what quick leaves out for time runs in full-lm, on 3 seeds
+    for m in ("late_upsample", "tau_warmup", "dense1", "unimax", "order_matters", "adaptive"):
+        assert len(full["lm"].seeds_for(m)) >= 3, m
+    for m in ("tau5_clip", "scal5_clip"):
+        assert len(full["convergence"].seeds_for(m)) >= 3, m
 
 
 def test_high_resource_split():

@@ -93,12 +93,31 @@ def test_hash_ignores_operational_fields_only():
         ("task.decode_len=1000000000", "task.decode_len=1000000000: must be an integer in [0, 65536]"),
         ("optim.clip=inf", "optim.clip=inf: must "),
         ("tokenizer.tau=true", "tokenizer.tau=True: must be a number"),
+        # [data] counts: the corpus layer checks >= 1 only; the upper bound is checked at load
+        (
+            "data.max_train=1000000000000000000000000000000",
+            "data.max_train=1000000000000000000000000000000: must be <= 2**62",
+        ),
+        ("data.max_train=0", "data.max_train=0: must be an integer >= 1"),
+        ("data.dev_size=99999999999999999999", "data.dev_size=99999999999999999999: must be <= 2**62"),
+        (
+            "data.train_sizes={en=100000000000000000000000}",
+            "data.train_sizes.en=100000000000000000000000: must be <= 2**62",
+        ),
     ],
 )
 def test_bad_values_name_the_field_on_one_line(override, message):
     with pytest.raises(ConfigError) as e:
         load_config(TINY_LM, [override])
     assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_absurd_max_train_is_rejected_at_load():
+    """``data.max_train=10**30`` used to pass the config and fail deep in corpus building."""
+    with pytest.raises(ConfigError) as e:
+        load_config(TINY_LM, [f"data.max_train={10**30}"])
+    assert (e.value.field, e.value.value) == ("data.max_train", 10**30) and "\n" not in str(e.value)
+    assert load_config(TINY_LM, [f"data.max_train={2**62}"]).data["max_train"] == 2**62  # the bound itself
 
 
 @pytest.mark.parametrize(

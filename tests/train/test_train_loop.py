@@ -218,3 +218,39 @@ def test_a_domain_the_schedule_skips_gets_weight_zero(tmp_path, lm_config, data_
     assert first["probs"] == {"en": 1.0, "sw": 0.0} and first["examples"]["sw"] == 0
     assert first["weights"] == {"en": pytest.approx(200 / 208, rel=1e-12), "sw": 0.0}
     assert last["weights"] == {"en": 1.0, "sw": 1.0}
+
+
+@pytest.mark.parametrize("reduction", ["mean", "self_normalized", "sum"])
+def test_loss_weights_take_weights_and_normaliser_from_step_weights(monkeypatch, reduction):
+    """`LossWeights` has no maths of its own: both numbers are `coolmix.step_weights`'s, and the
+    device tensor is rebuilt only when p(t) changes (here at the Cooldown switch, step 4)."""
+    import coolmix.train.loop as loopmod
+
+    calls = []
+
+    def spy(*args, **kwargs):
+        out = cm.step_weights(*args, **kwargs)
+        calls.append((kwargs["reduction"], out))
+        return cm.StepWeights(out.weights, out.normaliser + 0.5)  # marked: the loop must return this
+
+    monkeypatch.setattr(loopmod, "step_weights", spy)
+    sizes = {"en": 200, "sw": 8}
+    sampler = cm.MixtureSampler(
+        sizes, cm.Cooldown(hot=5, cold=1, at=0.5), total_steps=8, batch_size=6, seed=2
+    )
+    weights = loopmod.LossWeights(sampler, cm.Temperature(5), reduction, torch.device("cpu"))
+    tensors = []
+    for step in range(8):
+        domains, _ = sampler.batch(step)
+        w, norm = weights.at(step)
+        p, target = sampler.probs_array(step), cm.Temperature(5).array(sampler.names, sampler.sizes)
+        exact = cm.step_weights(p, target, domains, reduction=reduction)
+        assert w.tolist() == torch.tensor(exact.weights, dtype=torch.float32).tolist()
+        assert norm == exact.normaliser + 0.5
+        assert weights.mapping == dict(zip(sampler.names, exact.weights.tolist(), strict=True))
+        tensors.append(w)
+    assert all(t is tensors[0] for t in tensors[:4]) and all(t is tensors[4] for t in tensors[4:])
+    assert tensors[0] is not tensors[4]
+    # self_normalized needs Σ_b w_b of every batch; mean (B) and sum (1) only change with p(t)
+    assert len(calls) == (8 if reduction == "self_normalized" else 2)
+    assert {r for r, _ in calls} == {reduction}

@@ -41,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from coolmix.integrations.ranks import env_int
     from coolmix.train import load_config, train  # torch is imported here, not at CLI start-up
-    from coolmix.train.distributed import env_int
 
     main = env_int("RANK", 0) == 0
     show_warnings(main)

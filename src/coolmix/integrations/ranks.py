@@ -24,31 +24,54 @@ group of its own.
 from __future__ import annotations
 
 import os
+import re
+import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from coolmix.errors import ConfigError
 from coolmix.validate import check_int
 
-__all__ = ["DP_MESH_DIM", "DataParallel", "data_parallel"]
+__all__ = ["DP_MESH_DIM", "DataParallel", "DataParallelView", "data_parallel", "env_int"]
 
 DP_MESH_DIM = "dp"
 """The mesh dimension name read by default (torchtitan's and Megatron's name for data parallel)."""
 
 
-def _env_int(name: str) -> int | None:
-    """An integer environment variable (torchrun's RANK, WORLD_SIZE), or None when unset."""
+_ENV_INT = re.compile(r"[+-]?[0-9]+")
+
+
+@overload
+def env_int(name: str, default: int, lo: int = 0) -> int: ...
+@overload
+def env_int(name: str, default: None = None, lo: int = 0) -> int | None: ...
+def env_int(name: str, default: int | None = None, lo: int = 0) -> int | None:
+    """An integer environment variable (torchrun's ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``).
+
+    Unset or blank gives ``default``; anything but a decimal integer >= ``lo`` is a one-line
+    `ConfigError` naming the variable and its raw value. The one reader of these variables
+    (`coolmix.train.distributed` and the CLI use it too).
+
+    >>> env_int("COOLMIX_UNSET_EXAMPLE", 0)
+    0
+    """
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
-        return None
-    try:
-        return int(raw.strip())
-    except ValueError:
-        raise ConfigError(name, raw, "environment variable must be an integer") from None
+        return default
+    text = raw.strip()
+    if not _ENV_INT.fullmatch(text) or int(text) < lo:
+        raise ConfigError(name, raw, f"environment variable must be an integer >= {lo}")
+    return int(text)
 
 
 def _dist() -> Any:
-    """``torch.distributed`` when it is importable and available, else None (torch stays lazy)."""
+    """``torch.distributed`` when torch is loaded and distributed is available, else None.
+
+    A process that never imported torch cannot have joined a process group, so it is not
+    imported here (numpy-only users of `coolmix.integrations.streams` stay free of torch).
+    """
+    if "torch" not in sys.modules:
+        return None
     try:
         import torch.distributed as dist
     except ImportError:  # pragma: no cover - torch is installed wherever the adapters run
@@ -111,8 +134,8 @@ class DataParallel:
             return int(rank), int(dist.get_world_size(self.group))
         if joined:
             return int(dist.get_rank()), int(dist.get_world_size())
-        world = _env_int("WORLD_SIZE")
-        _env_int("RANK")  # a non-integer RANK is an error too, even when WORLD_SIZE is unset
+        world = env_int("WORLD_SIZE", lo=1)
+        env_int("RANK")  # a non-integer RANK is an error too, even when WORLD_SIZE is unset
         if world is not None and world > 1:
             raise ConfigError(
                 "WORLD_SIZE",
@@ -135,6 +158,26 @@ class DataParallel:
     def __setstate__(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
             object.__setattr__(self, key, value)
+
+
+class DataParallelView:
+    """Mixin: ``rank`` / ``world_size`` of an adapter that keeps its `DataParallel` as ``dp``.
+
+    Both are resolved when read, so reading them before ``init_process_group`` raises the same
+    errors that iterating would.
+    """
+
+    dp: DataParallel
+
+    @property
+    def rank(self) -> int:
+        """This process's data-parallel rank, resolved now."""
+        return self.dp.resolve()[0]
+
+    @property
+    def world_size(self) -> int:
+        """The data-parallel size, resolved now."""
+        return self.dp.resolve()[1]
 
 
 def check_int_in(field: str, value: Any, size: int) -> int:

@@ -15,6 +15,12 @@ lanes and, within a pass, each lane reads its sub-stream without gaps:
 - a source with its own ``shard(num_shards, index)`` (HF-style): that, with ``(L, ℓ)``;
 - anything else: every L-th item (round-robin by item index; the others are read and dropped).
 
+The data-parallel rank and size come from `coolmix.integrations.ranks`, as for the torch
+adapters: explicit ``rank``/``world_size``, a process ``group`` or a device ``mesh`` (its
+``mesh_dim``), else the default group, resolved when iteration starts. Tensor-parallel peers
+(same dp rank) read identical batches, and ``WORLD_SIZE`` > 1 with no group joined is a
+`ConfigError`, not a silent world of one.
+
 Each lane runs the schedule on its own: `StreamMixture` gives each of its batches exact
 per-domain counts (largest remainder with carried residuals, `coolmix.sampler.exact_counts`);
 `PackedStreams` packs (rows/world_size, seq_len) batches with a `coolmix.packing.TokenPacker`.
@@ -28,9 +34,11 @@ state is *skipped forward*: re-iterated from the start of its pass and ``consume
 (cost proportional to the items read in the current pass; a ``transform`` given here runs only on
 kept items, so prefer passing raw items and tokenising through ``transform``). The lane layout is
 part of the state: resume needs the same world size and worker count (lanes are independent, so
-this stream is not world-size-elastic like `MixtureSampler`). With DataLoader workers, use
-``torchdata.stateful_dataloader.StatefulDataLoader(ds.as_torch(), batch_size=None, ...)``: it calls
-`state_dict` / `load_state_dict` inside each worker, which is the protocol implemented here.
+this stream is not world-size-elastic like `MixtureSampler`); another layout is a `ConfigError`
+naming ``stream_state.layout`` with the saved and the current ``[world_size, workers]``. With
+DataLoader workers, use ``torchdata.stateful_dataloader.StatefulDataLoader(ds.as_torch(),
+batch_size=None, ...)``: it calls `state_dict` / `load_state_dict` inside each worker, which is
+the protocol implemented here.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from coolmix.errors import ConfigError
+from coolmix.integrations.ranks import DP_MESH_DIM, DataParallel, DataParallelView, data_parallel
 from coolmix.mixture import Mixture
 from coolmix.packing import LongDocs, TokenPacker, as_tokens, resolve_schedule
 from coolmix.permutation import derive_key, permute, splitmix64
@@ -215,27 +224,23 @@ def _read_lines(files: list[Path]) -> Iterator[Any]:
 # -- lanes ----------------------------------------------------------------------------------------
 
 
-def _layout(rank: int | None, world_size: int | None) -> tuple[int, int, int, int]:
-    """(rank, world_size, worker, workers), resolved at iteration time (explicit, else torch's)."""
-    if (rank is None) != (world_size is None):
-        raise ConfigError(
-            "rank" if rank is None else "world_size", None, "give both rank and world_size, or neither"
-        )
-    worker, workers = 0, 1
-    if "torch" in sys.modules:
-        import torch.distributed as dist
-        from torch.utils.data import get_worker_info
+def _worker() -> tuple[int, int]:
+    """(worker id, workers) of the DataLoader worker running this, else (0, 1) (torch stays lazy)."""
+    if "torch" not in sys.modules:
+        return 0, 1
+    from torch.utils.data import get_worker_info
 
-        info = get_worker_info()
-        if info is not None:
-            worker, workers = info.id, info.num_workers
-        if rank is None and dist.is_available() and dist.is_initialized():
-            rank, world_size = dist.get_rank(), dist.get_world_size()
-    return (rank or 0), (world_size or 1), worker, workers
+    info = get_worker_info()
+    return (0, 1) if info is None else (info.id, info.num_workers)
 
 
-class _Lanes:
-    """Shared machinery: sources, the schedule, per-lane state, the torch / StatefulDataLoader protocol."""
+class _Lanes(DataParallelView):
+    """Shared machinery: argument checks, sources, the schedule, the data-parallel coordinate,
+    per-lane state, the torch / StatefulDataLoader protocol.
+
+    ``per_step`` is the subclass's global amount per step, ``(field, value, largest)``
+    (``batch_size`` examples or ``rows``), split evenly over the data-parallel ranks.
+    """
 
     def __init__(
         self,
@@ -243,8 +248,8 @@ class _Lanes:
         sizes: Mapping[str, float] | Mixture,
         schedule: Schedule | float | Mapping[str, Any],
         total_steps: int,
-        rank: int | None,
-        world_size: int | None,
+        per_step: tuple[str, Any, int],
+        dp: DataParallel,
         transform: Callable[[Any], Any] | None,
     ) -> None:
         self.names, self.sizes, self.schedule, self.total_steps = resolve_schedule(
@@ -256,13 +261,21 @@ class _Lanes:
         for n in self.names:
             _kind(sources[n])
         self.sources = {n: sources[n] for n in self.names}
-        if world_size is not None:
-            world_size = check_int("world_size", world_size, lo=1)
-            rank = check_int("rank", rank, lo=0, hi=world_size - 1)
-        self.rank, self.world_size = rank, world_size
+        field, value, largest = per_step
+        self._per_step = (field, check_int(field, value, lo=1, hi=largest))
+        self.dp = dp
+        if dp.explicit:  # a fixed coordinate is checked now; the others when iteration starts
+            self._per_rank(dp.world_size)
         self.transform = transform
         self._lane: dict[str, Any] | None = None
         self._loaded: Mapping[str, Any] | None = None
+
+    def _per_rank(self, world_size: int) -> int:
+        """This rank's share of the per-step amount; it must divide evenly."""
+        field, value = self._per_step
+        if value % world_size:
+            raise ConfigError(field, value, f"not divisible by world_size={world_size}")
+        return value // world_size
 
     # lane construction -------------------------------------------------------------------------
 
@@ -277,8 +290,10 @@ class _Lanes:
         return self._run(self._lane, worker, workers)
 
     def __iter__(self) -> Iterator[Any]:
-        rank, world_size, worker, workers = _layout(self.rank, self.world_size)
-        return self.lane(rank, world_size, worker, workers)
+        # resolved now, not at construction: a mixer may be built before init_process_group, and a
+        # spawned worker got the coordinate resolved in the parent (pickled with DataParallel)
+        rank, world_size = self.dp.resolve()
+        return self.lane(rank, world_size, *_worker())
 
     def _streams(self, lane_id: int, lanes: int) -> list[DomainStream]:
         return [DomainStream(self.sources[n], n, lane_id, lanes) for n in self.names]
@@ -312,11 +327,13 @@ class _Lanes:
         self._lane = None
 
     def _restore(self, state: Mapping[str, Any], lane_id: int, layout: list[int]) -> None:
-        if list(state.get(LAYOUT_KEY, [])) != layout or state.get("lane") != lane_id:
-            got = {"lane": state.get("lane"), LAYOUT_KEY: state.get(LAYOUT_KEY)}
-            raise ConfigError(
-                "stream_state", got, f"saved by another lane; this is lane {lane_id} of {layout}"
-            )
+        saved = state.get(LAYOUT_KEY)
+        if not isinstance(saved, (list, tuple)) or list(saved) != layout:
+            why = f"saved under [world_size, workers] = {saved}, resumed under {layout} (must be equal)"
+            raise ConfigError(f"stream_state.{LAYOUT_KEY}", saved, why)
+        if state.get("lane") != lane_id:
+            why = f"saved by another lane; this is lane {lane_id} (rank·workers + worker) of {layout}"
+            raise ConfigError("stream_state.lane", state.get("lane"), why)
         assert self._lane is not None
         for n, s in zip(self.names, self._lane["streams"], strict=True):
             s.load_state_dict(state["streams"][n])
@@ -368,17 +385,22 @@ class StreamMixture(_Lanes):
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
+        group: Any = None,
+        mesh: Any = None,
+        mesh_dim: str = DP_MESH_DIM,
         transform: Callable[[Any], Any] | None = None,
         tokens: Callable[[Any], int] | None = None,
     ) -> None:
-        super().__init__(sources, sizes, schedule, total_steps, rank, world_size, transform)
-        self.batch_size = check_int("batch_size", batch_size, lo=1, hi=2**26)
+        dp = data_parallel(rank, world_size, group=group, mesh=mesh, mesh_dim=mesh_dim)
+        super().__init__(
+            sources, sizes, schedule, total_steps, ("batch_size", batch_size, 2**26), dp, transform
+        )
+        self.batch_size = self._per_step[1]
         self.seed = check_int("seed", seed, lo=0)
         self.tokens = tokens
 
     def _new_lane(self, lane_id: int, world_size: int, workers: int) -> dict[str, Any]:
-        if self.batch_size % world_size:
-            raise ConfigError("batch_size", self.batch_size, f"not divisible by world_size={world_size}")
+        local = self._per_rank(world_size)
         k = len(self.names)
         lane: dict[str, Any] = {
             "id": lane_id,
@@ -387,7 +409,7 @@ class StreamMixture(_Lanes):
             "residuals": np.zeros(k),
             "docs": np.zeros(k, dtype=np.int64),
             "toks": np.zeros(k, dtype=np.int64),
-            "local": self.batch_size // world_size,
+            "local": local,
         }
         lane[REALISED_KEY] = lambda: {
             n: {"documents": int(d), "tokens": int(t)}
@@ -448,26 +470,29 @@ class PackedStreams(_Lanes):
         *,
         rank: int | None = None,
         world_size: int | None = None,
+        group: Any = None,
+        mesh: Any = None,
+        mesh_dim: str = DP_MESH_DIM,
         transform: Callable[[Any], Any] | None = None,
         tokens: Callable[[Any], Any] = as_tokens,
         pad_id: int = 0,
         long_docs: LongDocs = "split",
     ) -> None:
-        super().__init__(sources, sizes, schedule, total_steps, rank, world_size, transform)
-        self.rows = check_int("rows", rows, lo=1, hi=2**20)
+        dp = data_parallel(rank, world_size, group=group, mesh=mesh, mesh_dim=mesh_dim)
+        super().__init__(sources, sizes, schedule, total_steps, ("rows", rows, 2**20), dp, transform)
+        self.rows = self._per_step[1]
         self.seq_len = check_int("seq_len", seq_len, lo=1, hi=2**24)
         self.tokens, self.pad_id, self.long_docs = tokens, pad_id, long_docs
         TokenPacker(sizes, self.schedule, total_steps, 1, self.seq_len, pad_id=pad_id, long_docs=long_docs)
 
     def _new_lane(self, lane_id: int, world_size: int, workers: int) -> dict[str, Any]:
-        if self.rows % world_size:
-            raise ConfigError("rows", self.rows, f"not divisible by world_size={world_size}")
+        local = self._per_rank(world_size)
         sizes = dict(zip(self.names, self.sizes.tolist(), strict=True))
         packer = TokenPacker(
             sizes,
             self.schedule,
             self.total_steps,
-            self.rows // world_size,
+            local,
             self.seq_len,
             pad_id=self.pad_id,
             long_docs=self.long_docs,
@@ -518,7 +543,8 @@ def _torch_class() -> type:
             def load_state_dict(self, state: Mapping[str, Any]) -> None:
                 self.inner.load_state_dict(state)
 
-        TorchStreams.__module__ = __name__
+        # pickle (spawned DataLoader workers) finds the class as module.qualname, via __getattr__
+        TorchStreams.__module__, TorchStreams.__qualname__ = __name__, "TorchStreams"
         _TORCH_CLASS.append(TorchStreams)
     return _TORCH_CLASS[0]
 

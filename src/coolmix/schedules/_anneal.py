@@ -64,5 +64,24 @@ class Anneal(Schedule):
     def probs(self, step: int, ctx: Context) -> np.ndarray:
         return ctx.temperature(self.tau(step, ctx))
 
+    def taus(self, steps: np.ndarray, total_steps: int) -> np.ndarray:
+        """τ at every step of ``steps`` (vectorised `tau`; equal to it up to rounding)."""
+        x = np.clip((steps / total_steps - self.begin) / (self.finish - self.begin), 0.0, 1.0)
+        if self.shape == "linear":
+            t = self.start + (self.end - self.start) * x
+        elif self.shape == "cosine":
+            t = self.end + (self.start - self.end) * 0.5 * (1.0 + np.cos(np.pi * x))
+        else:
+            t = np.exp(math.log(self.start) + (math.log(self.end) - math.log(self.start)) * x)
+        return np.clip(t, min(self.start, self.end), max(self.start, self.end))
+
+    def probs_rows(self, start: int, stop: int, ctx: Context) -> np.ndarray:
+        """p ∝ n^(1/τ(s)) for s in [start, stop), one vectorised pass in log space."""
+        tau = self.taus(np.arange(start, stop, dtype=np.float64), ctx.total_steps)
+        logn = np.log(np.asarray(ctx.sizes, dtype=np.float64))
+        logits = (logn - logn.max())[None, :] / tau[:, None]
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
     def breakpoints(self, ctx: Context) -> tuple[int, ...] | None:
         return None

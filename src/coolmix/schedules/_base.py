@@ -143,6 +143,12 @@ class Schedule:
     def probs(self, step: int, ctx: Context) -> np.ndarray:
         raise NotImplementedError
 
+    def probs_rows(self, start: int, stop: int, ctx: Context) -> np.ndarray:
+        """p(start), …, p(stop − 1) as a (stop − start, k) array; continuous schedules override
+        it with a vectorised form, so long prefix sums Σ_s p(s) (seekable streams) stay cheap."""
+        rows = [self.probs(s, ctx) for s in range(start, stop)]
+        return np.array(rows, dtype=np.float64).reshape(stop - start, len(ctx.names))
+
     def tau(self, step: int, ctx: Context) -> float | None:
         """The temperature in force at ``step``, or None where it is not a temperature."""
         return None

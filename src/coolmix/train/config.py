@@ -24,6 +24,7 @@ from coolmix.config import apply_overrides, build, dump_toml, load_file, to_dict
 from coolmix.distributions import Distribution, distribution_from_dict
 from coolmix.errors import ConfigError
 from coolmix.schedule import Schedule, schedule_from_dict
+from coolmix.types import Composition
 from coolmix.validate import check_float, check_int
 
 __all__ = [
@@ -144,8 +145,9 @@ class BalanceConfig:
     """Distribution the loss is re-weighted towards (a τ number or table), or ``"none"``."""
     reduction: Literal["mean", "self_normalized", "sum"] = "mean"
     """How weighted per-example losses are reduced over the *global* batch (see `weighted_loss`)."""
-    composition: Literal["exact", "iid"] = "exact"
-    """Per-batch domain counts: largest remainder (``exact``) or independent draws (``iid``)."""
+    composition: Composition = "exact"
+    """Per-batch domain counts: largest remainder (``exact``), O(1)-seekable arrivals
+    (``seekable``) or independent draws (``iid``); see `coolmix.MixtureSampler`."""
 
     def __post_init__(self) -> None:
         self.schedule()
@@ -353,7 +355,23 @@ class TrainConfig:
         if not self.data:
             raise ConfigError("data", self.data, "a [data] table (at least name and langs) is required")
         self.corpus_spec()
+        self._check_data_counts()
         self._check_batch_memory()
+
+    def _check_data_counts(self) -> None:
+        """``[data]`` counts bounded by `MAX_INT`, here at parse time (after the corpus layer's checks).
+
+        The corpus layer checks only the lower bounds, so ``data.max_train=10**30`` would pass
+        and fail late, deep in corpus building; every count must fit int64 arithmetic.
+        """
+        d = self.data
+        if d.get("max_train") is not None:
+            check_int("data.max_train", d["max_train"], lo=1)
+        for name in ("dev_size", "test_size"):
+            if d.get(name) is not None:
+                check_int(f"data.{name}", d[name], lo=0)
+        for lang, n in (d.get("train_sizes") or {}).items():
+            check_int(f"data.train_sizes.{lang}", n, lo=1)
 
     def _check_batch_memory(self) -> None:
         """Refuse a batch whose logits alone cannot fit in this machine's memory.

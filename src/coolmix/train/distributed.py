@@ -8,7 +8,6 @@ inside the loop (style.md principle 8).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,13 +15,13 @@ import torch
 import torch.distributed as dist
 
 from coolmix.errors import ConfigError
+from coolmix.integrations.ranks import env_int
 
 __all__ = [
     "Env",
     "all_gather_objects",
     "all_reduce_sum",
     "barrier",
-    "env_int",
     "setup",
     "teardown",
     "wrap",
@@ -54,7 +53,8 @@ def setup(device: str = "auto") -> Env:
     ``device="auto"`` uses CUDA when available (one GPU per local rank), else CPU. An already
     initialised group (a caller running us inside its own torchrun job) is reused, not owned.
     ``device="cuda"`` without a usable GPU, or ``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` that are
-    not integers, raise a one-line `ConfigError` before anything is built.
+    not integers (read by `coolmix.integrations.ranks.env_int`, the one reader of them), raise a
+    one-line `ConfigError` before anything is built.
     """
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("run.device", device, "no CUDA GPU is available here; use 'auto' or 'cpu'")
@@ -75,21 +75,6 @@ def setup(device: str = "auto") -> Env:
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
         owns = True
     return Env(dist.get_rank(), dist.get_world_size(), _device(use_cuda, local_rank), owns)
-
-
-def env_int(name: str, default: int, lo: int = 0) -> int:
-    """An integer environment variable (torchrun's ``WORLD_SIZE``, ``RANK``...), or ``default``
-    when unset; ConfigError naming the variable when it is not an integer >= ``lo``."""
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ConfigError(name, raw, f"environment variable must be an integer >= {lo}") from None
-    if value < lo:
-        raise ConfigError(name, raw, f"environment variable must be an integer >= {lo}")
-    return value
 
 
 def _device(use_cuda: bool, local_rank: int) -> torch.device:

@@ -35,6 +35,7 @@ from coolmix.methods.doremi import DoReMiWeights
 from coolmix.mixture import resource_buckets
 from coolmix.sampler import MixtureSampler
 from coolmix.train.distributed import Env, all_reduce_sum
+from coolmix.weighting import step_weights
 
 __all__ = [
     "AdaptiveSwitch",
@@ -169,7 +170,8 @@ class DoReMiProxy:
     `DoReMiWeights.update` with only the domains present in the batch, and the proxy's loss
     importance-weighted by α_i / q_i (q: the proxy's own sampling distribution, which should
     put every domain in every batch: uniform or the reference weights) and self-normalised
-    over the global batch, as in the author's fork (loss = Σ ℓ·w / Σ w).
+    over the global batch, as in the author's fork (loss = Σ ℓ·w / Σ w); both the weights and
+    the normaliser come from `coolmix.step_weights` (``reduction="self_normalized"``).
     """
 
     def __init__(
@@ -223,10 +225,14 @@ class DoReMiProxy:
             if sums_np[1, i] > 0
         }
         alpha = np.array(list(self.weights.update(excess).values()))
-        q = self.sampler.probs_array(step)
-        w = np.divide(alpha, q, out=np.zeros_like(alpha), where=q > 0)
-        norm = float(w[self.sampler.global_batch(step)[0]].sum())
-        return torch.tensor(w, dtype=torch.float32, device=logits.device), norm
+        # w = α / q and N = Σ_b w_{d_b} over the global batch: the core helper's self_normalized rule
+        sw = step_weights(
+            self.sampler.probs_array(step),
+            alpha,
+            self.sampler.global_batch(step)[0],
+            reduction="self_normalized",
+        )
+        return torch.tensor(sw.weights, dtype=torch.float32, device=logits.device), sw.normaliser
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from coolmix.distributions import Distribution
@@ -43,7 +42,7 @@ from coolmix.train.metrics import (
     TensorBoardSink,
     jsonable,
 )
-from coolmix.weighting import weighted_loss
+from coolmix.weighting import step_weights, weighted_loss
 
 __all__ = [
     "CONFIG_FILE",
@@ -277,12 +276,14 @@ def make_optimizer(model: torch.nn.Module, optim: OptimConfig) -> torch.optim.Ad
 class LossWeights:
     """Per-domain loss weights in force at a step, and the normaliser of the *global* batch.
 
-    Weights are w_i = p_target,i / p_sample,i(t) (Li et al. 2025, Thm. 1; all 1 without a target),
-    with p_sample(t) the sampler's own probabilities, so every schedule is handled alike; they are
-    recomputed only when p(t) changes (a Cooldown switch, an anneal step). A domain the sampler
-    skips at a step (p = 0) is not in the batch and gets weight 0. The normaliser is B (``mean``),
-    Σ_b w_b over the global batch (``self_normalized``) or 1 (``sum``); every rank computes it
-    from the sampler's global batch, with no communication.
+    Both come from the core helper `coolmix.step_weights` (the one the HF Trainer uses too):
+    w_i = p_target,i / p_sample,i(t) (Li et al. 2025, Thm. 1; all 1 without a target), with
+    p_sample(t) the sampler's own probabilities, so every schedule is handled alike. A domain
+    the sampler skips at a step (p = 0) is not in the batch and gets weight 0. The normaliser is
+    B (``mean``), Σ_b w_b over the global batch (``self_normalized``) or 1 (``sum``); every rank
+    computes it from the sampler's global batch, with no communication. The weights (device
+    tensor and logged mapping) are recomputed only when p(t) changes (a Cooldown switch, an
+    anneal step); so is the normaliser, except ``self_normalized``'s, which is per batch.
     """
 
     def __init__(
@@ -290,27 +291,26 @@ class LossWeights:
     ) -> None:
         self.sampler, self.reduction, self.device = sampler, reduction, device
         self.target = None if target is None else target.array(sampler.names, sampler.sizes)
-        self._key: tuple[float, ...] | None = None
+        self._key: bytes | None = None  # p(t) the cached weights were computed for
         self.mapping: dict[str, float] = {}
-        self._w = np.ones(len(sampler.names))
         self._w_t = torch.ones(len(sampler.names), device=device)
+        self._norm = 1.0
 
     def at(self, step: int) -> tuple[torch.Tensor, float]:
-        key = tuple(self.sampler.probs_at(step).values())
-        if key != self._key:
-            self._key = key
-            if self.target is not None:
-                p = np.array(key)
-                self._w = np.divide(self.target, p, out=np.zeros_like(p), where=p > 0)
-            self.mapping = dict(zip(self.sampler.names, self._w.tolist(), strict=True))
-            self._w_t = torch.tensor(self._w, dtype=torch.float32, device=self.device)
-        if self.reduction == "mean":
-            norm = float(self.sampler.batch_size)
-        elif self.reduction == "self_normalized":
-            norm = float(self._w[self.sampler.global_batch(step)[0]].sum())
-        else:
-            norm = 1.0
-        return self._w_t, norm
+        p = self.sampler.probs_array(step)
+        key = p.tobytes()
+        # B (mean) and 1 (sum) do not depend on which domains were drawn, so they are cached with
+        # the weights; Σ_b w_b (self_normalized) changes with every batch. The global batch is
+        # the sampler's cached one: the loop has just sliced it.
+        if key != self._key or self.reduction == "self_normalized":
+            domains = None if self.reduction == "sum" else self.sampler.global_batch(step)[0]
+            sw = step_weights(p, self.target, domains, reduction=self.reduction)
+            self._norm = sw.normaliser
+            if key != self._key:  # a new p(t): one host -> device copy, not one per step
+                self._key = key
+                self.mapping = dict(zip(self.sampler.names, sw.weights.tolist(), strict=True))
+                self._w_t = torch.tensor(sw.weights, dtype=torch.float32, device=self.device)
+        return self._w_t, self._norm
 
 
 def tune_malloc(keep_bytes: int = 1 << 30) -> bool:
