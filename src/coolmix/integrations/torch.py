@@ -55,7 +55,7 @@ from coolmix.integrations.collate import (
     MixtureCollator,
     PadCollator,
 )
-from coolmix.integrations.ranks import DP_MESH_DIM, DataParallel, data_parallel
+from coolmix.integrations.ranks import DP_MESH_DIM, DataParallel, DataParallelView, data_parallel
 from coolmix.sampler import EVENTS_KEY, STEP_KEY, MixtureSampler
 from coolmix.validate import check_int
 
@@ -252,21 +252,10 @@ def _tag(example: Any, domain: int, name: str, index: int) -> Any:
 # -- map-style: the main process samples, workers fetch ---------------------------------------------
 
 
-class _DataParallelView:
-    """``rank`` / ``world_size`` / ``batch_size`` of an adapter, resolved when asked (at iteration start)."""
+class _DataParallelView(DataParallelView):
+    """`DataParallelView` plus ``batch_size``: examples per step on this rank (B / dp size)."""
 
     sampler: MixtureSampler
-    dp: Any
-
-    @property
-    def rank(self) -> int:
-        """This process's data-parallel rank, resolved now (see `coolmix.integrations.ranks`)."""
-        return self.dp.resolve()[0]
-
-    @property
-    def world_size(self) -> int:
-        """The data-parallel size, resolved now."""
-        return self.dp.resolve()[1]
 
     @property
     def batch_size(self) -> int:
