@@ -85,8 +85,10 @@ def as_tokens(doc: Any) -> np.ndarray:
         if "input_ids" not in doc:
             raise ConfigError("document", sorted(doc)[:5], "a mapping document needs an 'input_ids' entry")
         doc = doc["input_ids"]
+        if type(doc) is np.ndarray and doc.ndim == 1 and doc.dtype == np.int64:
+            return doc  # {"input_ids": int64 array}: the other common hot path
     arr = np.asarray(doc)
-    if arr.ndim != 1 or not (arr.size == 0 or np.issubdtype(arr.dtype, np.integer)):
+    if arr.ndim != 1 or not (arr.size == 0 or arr.dtype.kind in "iu"):  # kind: np.integer, cheaply
         raise ConfigError("document", arr.shape, "must be a 1-D sequence of integer token ids")
     return arr.astype(np.int64, copy=False)
 
@@ -251,15 +253,16 @@ class TokenPacker:
         """p(step) aligned with ``names`` (exposure-driven schedules read the realised tokens)."""
         return self.schedule.probs(int(step), self._ctx)
 
-    def _choose(self, p: np.ndarray) -> int:
+    def _choose(self, p: np.ndarray, all_on: bool) -> int:
         """The active domain with the largest deficit Z − Y; inactive domains forfeit theirs.
 
         A switched-off domain (p_i = 0) gets no document and its deficit (either sign) is spread
         over the active domains by p, so Σ (Z − Y) stays 0 and no old debt is paid later.
+        ``all_on`` is ``p.min() > 0``, computed once per batch.
         """
+        if all_on:
+            return int((self._target - self._realised).argmax())
         deficit = self._target - self._realised
-        if p.min() > 0:
-            return int(np.argmax(deficit))
         off = p <= 0
         if off.any():
             spill = deficit[off].sum()
@@ -268,10 +271,10 @@ class TokenPacker:
             deficit = self._target - self._realised
         return int(np.argmax(np.where(off, -np.inf, deficit)))
 
-    def _next(self, p: np.ndarray, next_doc: Callable[[int], Any]) -> None:
+    def _next(self, p: np.ndarray, next_doc: Callable[[int], Any], all_on: bool) -> tuple:
         empty = 0
         while True:
-            d = self._choose(p)
+            d = self._choose(p, all_on)
             toks = as_tokens(next_doc(d))
             self._docs[d] += 1
             if toks.size:
@@ -284,9 +287,11 @@ class TokenPacker:
         if self.long_docs == "truncate" and toks.size > self.seq_len:
             self._truncated[d] += toks.size - self.seq_len
             toks = toks[: self.seq_len]
-        self._longest[d] = max(self._longest[d], toks.size)
+        if toks.size > self._longest[d]:
+            self._longest[d] = toks.size
         self._pending = (d, toks, 0, self._next_doc_id)
         self._next_doc_id += 1
+        return self._pending
 
     def pack(self, next_doc: Callable[[int], Any], step: int | None = None) -> dict[str, np.ndarray]:
         """The next batch; ``step`` is the schedule step it belongs to (default: `step`).
@@ -296,28 +301,55 @@ class TokenPacker:
         sched_step = self._step if step is None else int(step)
         p = self.probs_array(sched_step)
         R, T = self.rows, self.seq_len
-        ids = np.full(R * T, self.pad_id, dtype=np.int64)
-        dom = np.full(R * T, PAD_DOMAIN, dtype=np.int64)
-        doc = np.full(R * T, PAD_DOMAIN, dtype=np.int64)
-        pos = np.zeros(R * T, dtype=np.int64)
+        size, truncate, all_on = R * T, self.long_docs == "truncate", bool(p.min() > 0)
+        target, realised = self._target, self._realised
+        # One segment per placement (or per padded row end): token views, domain, document id,
+        # length and start offset, turned into the (R, T) arrays by a few numpy calls at the end.
+        # Z is still updated per placement, in the same float order, so the deficits (and with
+        # them every choice and the saved state) are exactly those of a token-by-token fill.
+        parts: list[np.ndarray] = []
+        seg_dom: list[int] = []
+        seg_doc: list[int] = []
+        seg_len: list[int] = []
+        seg_start: list[int] = []
+        pad = None
         c = 0
-        while c < R * T:
-            if self._pending is None:
-                self._next(p, next_doc)
-            d, toks, off, doc_id = self._pending  # type: ignore[misc]
+        pending = self._pending
+        while c < size:
+            if pending is None:
+                pending = self._next(p, next_doc, all_on)
+            d, toks, off, doc_id = pending
             room = T - c % T
-            if self.long_docs == "truncate" and toks.size - off > room:
-                c += room  # pad the rest of this row; the document starts the next one
+            left = toks.size - off
+            if truncate and left > room:  # pad the rest of this row; the document starts the next one
+                if pad is None:
+                    pad = np.full(T, self.pad_id, dtype=np.int64)
+                parts.append(pad[:room])
+                seg_dom.append(PAD_DOMAIN)
+                seg_doc.append(PAD_DOMAIN)
+                seg_len.append(room)
+                seg_start.append(-1)  # marks padding: its positions are 0
+                c += room
                 continue
-            n = min(toks.size - off, room)
-            ids[c : c + n] = toks[off : off + n]
-            dom[c : c + n], doc[c : c + n] = d, doc_id
-            pos[c : c + n] = np.arange(n)
-            self._realised[d] += n
-            self._target += p * n
+            n = left if left < room else room
+            parts.append(toks[off : off + n])
+            seg_dom.append(d)
+            seg_doc.append(doc_id)
+            seg_len.append(n)
+            seg_start.append(c)
+            realised[d] += n
+            target += p * n
             c += n
-            self._pending = None if off + n == toks.size else (d, toks, off + n, doc_id)
+            pending = None if n == left else (d, toks, off + n, doc_id)
+            self._pending = pending
         self._step += 1
+        lens = np.array(seg_len, dtype=np.int64)
+        ids = np.concatenate(parts)
+        dom = np.repeat(np.array(seg_dom, dtype=np.int64), lens)
+        doc = np.repeat(np.array(seg_doc, dtype=np.int64), lens)
+        pos = np.arange(size, dtype=np.int64) - np.repeat(np.array(seg_start, dtype=np.int64), lens)
+        if pad is not None:
+            pos[dom == PAD_DOMAIN] = 0
         return _finish(ids.reshape(R, T), dom.reshape(R, T), doc.reshape(R, T), pos.reshape(R, T))
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -49,15 +50,17 @@ class Anneal(Schedule):
         if self.finish <= self.begin:
             raise ConfigError("finish", self.finish, f"must be > begin={self.begin}")
 
+    def _shaped(self, x: Any, cos: Callable[[Any], Any], exp: Callable[[Any], Any]) -> Any:
+        """τ at progress x ∈ [0, 1] (a float with math's cos/exp, or an array with numpy's)."""
+        if self.shape == "linear":
+            return self.start + (self.end - self.start) * x
+        if self.shape == "cosine":
+            return self.end + (self.start - self.end) * 0.5 * (1.0 + cos(math.pi * x))
+        return exp(math.log(self.start) + (math.log(self.end) - math.log(self.start)) * x)
+
     def tau(self, step: int, ctx: Context) -> float:
         x = (step / ctx.total_steps - self.begin) / (self.finish - self.begin)
-        x = min(max(x, 0.0), 1.0)
-        if self.shape == "linear":
-            t = self.start + (self.end - self.start) * x
-        elif self.shape == "cosine":
-            t = self.end + (self.start - self.end) * 0.5 * (1.0 + math.cos(math.pi * x))
-        else:
-            t = math.exp(math.log(self.start) + (math.log(self.end) - math.log(self.start)) * x)
+        t = self._shaped(min(max(x, 0.0), 1.0), math.cos, math.exp)
         # rounding can step just outside [min, max] of the ends (e.g. exp(log 1e-320) → 0): clamp
         return min(max(t, min(self.start, self.end)), max(self.start, self.end))
 
@@ -67,12 +70,7 @@ class Anneal(Schedule):
     def taus(self, steps: np.ndarray, total_steps: int) -> np.ndarray:
         """τ at every step of ``steps`` (vectorised `tau`; equal to it up to rounding)."""
         x = np.clip((steps / total_steps - self.begin) / (self.finish - self.begin), 0.0, 1.0)
-        if self.shape == "linear":
-            t = self.start + (self.end - self.start) * x
-        elif self.shape == "cosine":
-            t = self.end + (self.start - self.end) * 0.5 * (1.0 + np.cos(np.pi * x))
-        else:
-            t = np.exp(math.log(self.start) + (math.log(self.end) - math.log(self.start)) * x)
+        t = self._shaped(x, np.cos, np.exp)
         return np.clip(t, min(self.start, self.end), max(self.start, self.end))
 
     def probs_rows(self, start: int, stop: int, ctx: Context) -> np.ndarray:
