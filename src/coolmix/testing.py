@@ -44,6 +44,8 @@ __all__ = [
     "assert_rank_slices_partition",
     "assert_resumes_from_every_step",
     "check_schedule",
+    "mc4_mixture",
+    "mc4_schedules",
     "tiny_mixture",
     "tiny_schedules",
 ]
@@ -65,6 +67,22 @@ def tiny_schedules() -> dict[str, Schedule]:
         "anneal": Anneal(start=10.0, end=1.0, shape="cosine"),
         "order_matters": OrderMatters(high=("c",), at=0.5, then=Temperature(5.0)),
         "unimax_dynamic": UniMaxDynamic(max_epochs=2.0),
+    }
+
+
+def mc4_mixture() -> dict[str, int]:
+    """The paper's mC4 four (en, it, zh, sw in millions of documents, Li et al. 2025 Table 4)."""
+    return {"en": 2733, "it": 162, "zh": 39, "sw": 1}
+
+
+def mc4_schedules() -> dict[str, Schedule]:
+    """Schedules over `mc4_mixture()` for seek tests: constant, switch, stages, anneal, Order Matters."""
+    return {
+        "constant": Constant(Temperature(5)),
+        "cooldown": Cooldown(hot=5, cold=1, at=0.5),
+        "stages": Stages(starts=(0, 0.3, 0.7), dists=(Temperature(1), Uniform(), Temperature(3))),
+        "anneal": Anneal(start=10, end=1, shape="linear"),
+        "order_matters": OrderMatters(high=("en", "it"), at=0.4),
     }
 
 

@@ -13,17 +13,15 @@ from hypothesis import strategies as st
 import coolmix as cm
 from coolmix import seekable
 from coolmix.schedules._static import Cooldown
-from coolmix.testing import assert_rank_slices_partition, assert_resumes_from_every_step
+from coolmix.testing import (
+    assert_rank_slices_partition,
+    assert_resumes_from_every_step,
+    mc4_mixture,
+    mc4_schedules,
+)
 
-MC4 = {"en": 2733, "it": 162, "zh": 39, "sw": 1}
-SCHEDULES = {
-    "constant": cm.Constant(cm.Temperature(5)),
-    "cooldown": cm.Cooldown(hot=5, cold=1, at=0.5),
-    "stages": cm.Stages(starts=(0, 0.3, 0.7), dists=(cm.Temperature(1), cm.Uniform(), cm.Temperature(3))),
-    "anneal": cm.Anneal(start=10, end=1, shape="linear"),
-    "order_matters": cm.OrderMatters(high=("en", "it"), at=0.4),
-    "dense": cm.dense_decreasing(phases=4),
-}
+MC4 = mc4_mixture()
+SCHEDULES = {**mc4_schedules(), "dense": cm.dense_decreasing(phases=4)}
 STEPS, BATCH = 200, 7
 
 
