@@ -34,6 +34,8 @@ from coolmix.reproduce.stats import combine
 __all__ = ["CLAIMS", "Verdict", "evaluate_claims", "label", "mt_gate"]
 
 STATICS = ("tau1", "tau5", "tau100")
+# MT static candidates: the full-mt budget runs only τ=1 and τ=5 (docs/results/RUNS.md)
+MT_STATICS = ("tau1", "tau5")
 DIRECTION = ("late_upsample", "tau_warmup")
 
 CLAIMS: dict[str, tuple[str, str]] = {
@@ -143,7 +145,8 @@ def mt_gate(runs: Runs) -> tuple[bool | None, str]:
 
 
 def _e5_one(runs: Runs, exp: str) -> tuple[list[Comparison], list[Comparison]]:
-    got = need(runs, exp, ["cooldown", *STATICS])
+    statics = STATICS if exp == "lm" else MT_STATICS
+    got = need(runs, exp, ["cooldown", *statics])
     metric, higher = metric_of(exp)
     g = groups(got["tau1"][0])
     primary, secondary = [], []
@@ -162,7 +165,7 @@ def _e5_one(runs: Runs, exp: str) -> tuple[list[Comparison], list[Comparison]]:
     for grp in ("LRL", "all"):
         if not g[grp]:
             continue
-        best = best_method(got, STATICS, group_mean(g[grp], "dev", metric), higher)
+        best = best_method(got, statics, group_mean(g[grp], "dev", metric), higher)
         primary.append(
             compare_methods(
                 f"{exp} {'all-language' if grp == 'all' else grp} mean test {metric} (best static τ on dev)",
@@ -175,7 +178,7 @@ def _e5_one(runs: Runs, exp: str) -> tuple[list[Comparison], list[Comparison]]:
             )
         )
     for lang in g["all"]:
-        best = best_method(got, STATICS, group_mean([lang], "dev", metric), higher)
+        best = best_method(got, statics, group_mean([lang], "dev", metric), higher)
         secondary.append(
             compare_methods(
                 f"{exp} {lang} test {metric} (best static τ on dev)",
