@@ -8,6 +8,7 @@ losses, and the report must rebuild from metrics.json alone.
 import json
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,12 +98,14 @@ def test_report_sections_and_figures(out):
         "## Claims",
         "## Theory checks",
         "## Multilingual LM",
-        "## Which direction wins?",
-        "## Adaptive Cooldown",
         "## Cost",
         "DoReMi's learned domain weights",
     ):
         assert heading in text, heading
+    # E9's schedules and adaptive Cooldown run in full-lm only: their sections are there, not here
+    full = (Path(__file__).parents[2] / "docs" / "results" / "full-lm" / "report.md").read_text()
+    for heading in ("## Which direction wins?", "## Adaptive Cooldown"):
+        assert heading not in text and heading in full, heading
     assert (out / "figures" / "lm_curves.png").is_file() and (
         out / "figures" / "fig3_grad_norms.png"
     ).is_file()
