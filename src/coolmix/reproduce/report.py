@@ -141,7 +141,7 @@ def write_report(out: Path) -> Path:
         "theory": theory,
     }
     write_atomic_text(
-        out / "metrics.json", json.dumps(encode_json(metrics), indent=1, allow_nan=False) + "\n"
+        out / "metrics.json", json.dumps(encode_json(metrics), separators=(",", ":"), allow_nan=False) + "\n"
     )
     return path
 
