@@ -43,7 +43,9 @@ def decay(start, floor, rate, turn=None, rise=0.0):
     return f
 
 
-def convergence(ts_rate=60.0, s_rate=150.0, s_floor=5.6, tau5_rise=0.15, tau1_rise=0.0, seeds=3):
+def convergence(
+    ts_rate=60.0, s_rate=150.0, s_floor=5.6, tau5_rise=0.15, tau1_rise=0.0, seeds=3, taus=("2", "3", "5")
+):
     runs = []
     for s in range(seeds):
         runs.append(
@@ -55,7 +57,7 @@ def convergence(ts_rate=60.0, s_rate=150.0, s_floor=5.6, tau5_rise=0.15, tau1_ri
                 {"fr": decay(7, 4.5, 80), "ro": decay(7, 6.4, 80, 200, tau1_rise)},
             )
         )
-        for t in ("2", "3", "5"):
+        for t in taus:
             rise = tau5_rise if t == "5" else 0.0
             ro_ts = decay(7, 5.6, ts_rate, 160 if rise else None, rise)
             runs.append(curve_run("convergence", f"tau{t}", s, BI, {"fr": decay(7, 4.6, 80), "ro": ro_ts}))
@@ -83,6 +85,18 @@ def test_e4_overfitting_at_tau5_passes_and_a_tau1_rise_fails():
     e4 = by_claim(convergence())["E4"]
     assert e4.verdict == "PASS", [c.text() for c in e4.primary]
     assert by_claim(convergence(tau5_rise=0.0, tau1_rise=0.15))["E4"].verdict == "FAIL"
+
+
+def test_convergence_claims_use_the_taus_that_ran_and_need_tau2_and_tau5():
+    quick = by_claim(convergence(taus=("2", "5")))  # quick leaves the τ=3 pair out
+    assert (quick["E1"].verdict, quick["E4"].verdict) == ("PASS", "PASS")
+    assert by_claim(convergence(taus=("2", "5"), s_floor=6.2))["E2"].verdict == "FAIL"
+    assert [c.a for c in quick["E1"].primary] == ["tau2", "tau5"]
+    assert not any("τ=3" in c.text() for c in quick["E4"].primary + quick["E4"].secondary)
+    full = by_claim(convergence())
+    assert [c.a for c in full["E1"].primary] == ["tau2", "tau3", "tau5"]
+    assert any("τ=3" in c.text() for c in full["E4"].secondary)
+    assert by_claim(convergence(taus=("3", "5")))["E1"].verdict == "NOT RUN"  # the gap needs τ=2 and τ=5
 
 
 def lm_runs(table, seeds=3):

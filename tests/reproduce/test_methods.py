@@ -14,7 +14,7 @@ from coolmix.reproduce.methods import (
     method_sections,
     unimax_epochs,
 )
-from coolmix.reproduce.runner import expand
+from coolmix.reproduce.runner import by_priority, chain_depth, expand
 from coolmix.reproduce.specs import PRESETS, half_width
 
 SIZES = {"en": 1000, "it": 100, "sw": 10}
@@ -123,10 +123,23 @@ def test_doremi_expands_to_a_smaller_reference_and_proxy():
     assert half_width(main.config["model"]) == ref.config["model"] == proxy.config["model"]
 
 
+def test_runs_that_others_wait_on_are_scheduled_first():
+    exp = next(e for e in PRESETS["quick"].experiments if e.key == "lm")
+    specs = sorted(expand(exp, exp.base["data"]["train_sizes"]), key=lambda s: s.seed)
+    depth = chain_depth(specs)
+    assert depth["lm/doremi_ref/s0"] == 2 and depth["lm/doremi-proxy/s0"] == 1
+    assert depth["lm/doremi/s0"] == 0 and depth["lm/tau1/s1"] == 0
+    ready = [s for s in specs if not s.needs]
+    order = [s.id for s in by_priority(ready, depth)]
+    assert order[:2] == ["lm/doremi_ref/s0", "lm/doremi_ref/s1"]
+    rest = [s.id for s in ready if not s.id.startswith("lm/doremi_ref")]
+    assert order[2:] == rest  # ties keep the seed-major order
+
+
 def test_quick_has_two_seeds_on_the_core_comparisons():
     quick = {e.key: e for e in PRESETS["quick"].experiments}
     for key, methods in (
-        ("convergence", ("tau1", "tau2", "scal2", "tau3", "scal3", "tau5", "scal5")),
+        ("convergence", ("tau1", "tau2", "scal2", "tau5", "scal5")),
         ("lm", ("tau1", "tau5", "tau100", "cooldown", "increasing", "doremi")),
     ):
         for m in methods:
@@ -137,7 +150,7 @@ def test_quick_has_two_seeds_on_the_core_comparisons():
     # what quick leaves out for time runs in full-lm, on 3 seeds
     for m in ("late_upsample", "tau_warmup", "dense1", "unimax", "order_matters", "adaptive"):
         assert len(full["lm"].seeds_for(m)) >= 3, m
-    for m in ("tau5_clip", "scal5_clip"):
+    for m in ("tau3", "scal3", "tau5_clip", "scal5_clip"):
         assert len(full["convergence"].seeds_for(m)) >= 3, m
 
 

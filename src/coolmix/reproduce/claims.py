@@ -41,12 +41,12 @@ DIRECTION = ("late_upsample", "tau_warmup")
 CLAIMS: dict[str, tuple[str, str]] = {
     "E1": (
         "Sampling reaches a given dev loss in fewer steps than equal-weight scalarization; the gap grows with τ",
-        "for each τ ∈ {2, 3, 5}: steps until the LRL's dev loss first reaches a loss every run of the "
+        "for each τ ∈ {2, 3, 5} run (quick: 2, 5): steps until the LRL's dev loss first reaches a loss every run of the "
         "pair reaches, sampling − scalarization < 0",
     ),
     "E2": (
         "With enough steps, sampling and scalarization reach about the same loss",
-        "for each τ ∈ {2, 3, 5}: the LRL's final test loss, sampling vs scalarization, within ± the loss margin",
+        "for each τ ∈ {2, 3, 5} run (quick: 2, 5): the LRL's final test loss, sampling vs scalarization, within ± the loss margin",
     ),
     "E3": (
         "Mini-batch gradient norms vary more under scalarization than under sampling (paper: 2.25 vs 0.62)",

@@ -4,7 +4,8 @@ Each run trains through `coolmix.train.train` into ``<out>/runs/<experiment>/<me
 and leaves ``result.json`` (its final metrics record) when it finishes; a rerun skips finished
 runs and resumes unfinished ones from their last checkpoint (``force=True`` retrains).
 Runs go to a pool of worker processes (one torch thread each: on 2 cores, two 1-thread runs
-beat one 2-thread run); corpora and tokenizers are built once, before the pool starts.
+beat one 2-thread run), at most as many at once as there are workers, a run that others wait on
+(DoReMi's chain) first; corpora and tokenizers are built once, before the pool starts.
 DoReMi is three runs: a proxy-sized τ=3.33 reference, a Group-DRO proxy of the same size, and
 the main run on the proxy's time-averaged weights (``doremi_weights`` in both records).
 """
@@ -23,7 +24,7 @@ from typing import Any
 from coolmix.reproduce.methods import high_resource, method_sections
 from coolmix.reproduce.specs import Experiment, Preset
 
-__all__ = ["RunSpec", "expand", "run_preset"]
+__all__ = ["RunSpec", "by_priority", "chain_depth", "expand", "run_preset"]
 
 RESULT_FILE = "result.json"
 
@@ -147,12 +148,14 @@ def run_preset(
     # seed-major order (stable, so DoReMi's chain keeps its order): a part stopped early holds
     # whole seeds of every experiment, not every seed of a few methods; a rerun resumes the rest
     specs.sort(key=lambda s: s.seed)
+    depth = chain_depth(specs)
     _warm_caches(specs, progress)
     progress.start(len(specs))
     results: dict[str, RunResult] = {}
     pending = list(specs)
     running: dict[Future, tuple[RunSpec, Path, dict[str, Any]]] = {}
     n_workers = preset.workers if workers is None else workers
+    capacity = max(n_workers, 1)
     pool = (
         ProcessPoolExecutor(max_workers=n_workers, mp_context=_mp_context())
         if n_workers > 0
@@ -160,16 +163,21 @@ def run_preset(
     )
     with pool:
         while pending or running:
-            for spec in [s for s in pending if all(n in results for n in s.needs)]:
-                pending.remove(spec)
+            # submit no more than the pool runs at once, so a run whose dependents wait (DoReMi's
+            # reference and proxy) goes ahead of queued independent runs instead of behind them
+            for spec in by_priority([s for s in pending if all(n in results for n in s.needs)], depth):
                 cfg_dict = _resolve(spec, results)
                 cfg = TrainConfig.from_dict(cfg_dict)
                 d = run_dir(out, spec, config_hash(cfg))
                 done_file = d / RESULT_FILE
                 if done_file.is_file() and not force:
+                    pending.remove(spec)
                     results[spec.id] = RunResult(spec, d, json.loads(done_file.read_text()), 0.0, True)
                     progress.done(results[spec.id])
                     continue
+                if len(running) >= capacity:
+                    continue  # cached runs further down the list are still picked up
+                pending.remove(spec)
                 if force and d.exists():
                     shutil.rmtree(d)  # the trainer refuses to overwrite a run it was not asked to resume
                 running[pool.submit(_train_one, cfg_dict, str(d))] = (spec, d, cfg_dict)
@@ -189,6 +197,27 @@ def run_preset(
                 results[spec.id] = RunResult(spec, d, record, float(record.get("time", 0.0)), False)
                 progress.done(results[spec.id])
     return results
+
+
+def chain_depth(specs: list[RunSpec]) -> dict[str, int]:
+    """Run id → length of the longest chain of runs waiting on it (0: nothing needs it)."""
+    needed_by: dict[str, list[str]] = {s.id: [] for s in specs}
+    for s in specs:
+        for n in s.needs:
+            needed_by.setdefault(n, []).append(s.id)
+    depth: dict[str, int] = {}
+
+    def of(i: str) -> int:
+        if i not in depth:
+            depth[i] = max((1 + of(j) for j in needed_by.get(i, [])), default=0)
+        return depth[i]
+
+    return {s.id: of(s.id) for s in specs}
+
+
+def by_priority(ready: list[RunSpec], depth: Mapping[str, int]) -> list[RunSpec]:
+    """Ready runs, longest dependent chain first; ties keep their (seed-major) order."""
+    return sorted(ready, key=lambda s: -depth.get(s.id, 0))
 
 
 def _resolve(spec: RunSpec, results: Mapping[str, RunResult]) -> dict[str, Any]:
