@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator, Mapping
-from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -44,7 +43,7 @@ from coolmix.errors import ConfigError
 from coolmix.mixture import Mixture, check_items, check_sizes, to_mapping
 from coolmix.permutation import derive_key, permute, permute_each, splitmix64, width
 from coolmix.schedule import Context, Event, Schedule, as_schedule
-from coolmix.seekable import Target, batch_cursors, build_target, cursors_at
+from coolmix.seekable import Target, batch_cursors, build_target, cursors_at, piecewise_target
 from coolmix.types import UNITS, Composition, Sizes
 from coolmix.validate import MAX_INT, check_float, check_int
 
@@ -511,22 +510,11 @@ class MixtureSampler:
         return to_mapping(self.names, self.cumulative_target_array(step))
 
     def _closed_target(self, step: int) -> np.ndarray | None:
-        """Σ over constant pieces [a, b) of (b − a)·B·p(a), or None if some piece is not constant."""
+        """X(step) in closed form (`seekable.piecewise_target`), or None if a piece in force
+        before ``step`` is not piecewise-constant."""
         ctx = Context(self.names, self.sizes, self.total_steps, self._events)
-        cuts = {0, step}
-        for i, (start, sched) in enumerate(self._schedules):
-            bp = None if sched.needs_counts else sched.breakpoints(ctx)
-            if bp is None:
-                end = self._schedules[i + 1][0] if i + 1 < len(self._schedules) else step
-                if min(end, step) > start:
-                    return None
-                continue
-            cuts |= {start, *bp}
-        grid = sorted(c for c in cuts if 0 <= c <= step)
-        total = np.zeros(len(self.names))
-        for a, b in pairwise(grid):
-            total += (b - a) * self.batch_size * self._schedule_at(a).probs(a, ctx)
-        return total
+        target = piecewise_target(self._schedules, ctx, self.batch_size, upto=step)
+        return None if target is None else target.window(step, step)[0][0]
 
     # -- the stream ----------------------------------------------------------------------------
 

@@ -69,6 +69,8 @@ __all__ = [
     "batch_cursors",
     "build_target",
     "cursors_at",
+    "piecewise_grid",
+    "piecewise_target",
     "slot_domains",
 ]
 
@@ -161,6 +163,40 @@ class PrefixTarget(Target):
         return X[lo - b * BLOCK :], P[lo - b * BLOCK :]
 
 
+def piecewise_grid(
+    schedules: Sequence[tuple[int, Schedule]], ctx: Context, upto: int | None = None
+) -> list[int] | None:
+    """The steps where p may change (0, each schedule's start, its breakpoints), sorted; None if
+    a piece in force before ``upto`` (every piece when None) is not piecewise-constant."""
+    cuts = {0}
+    for j, (start, sched) in enumerate(schedules):
+        end = schedules[j + 1][0] if j + 1 < len(schedules) else None
+        if (upto is not None and start >= upto) or (end is not None and end <= start):
+            cuts.add(start)
+            continue  # never in force before ``upto`` (or replaced at the step it started)
+        bp = None if sched.needs_counts else sched.breakpoints(ctx)
+        if bp is None:
+            return None
+        cuts |= {start, *bp}
+    return sorted(c for c in cuts if c >= 0 and (upto is None or c <= upto))
+
+
+def piecewise_target(
+    schedules: Sequence[tuple[int, Schedule]], ctx: Context, batch_size: int, upto: int | None = None
+) -> PiecewiseTarget | None:
+    """The closed-form target of a schedule list, exact up to ``upto`` (everywhere when None), or
+    None where `piecewise_grid` finds a piece that is not piecewise-constant."""
+    grid = piecewise_grid(schedules, ctx, upto)
+    if grid is None:
+        return None
+
+    def probs(step: int) -> np.ndarray:
+        sched = next(s for start, s in reversed(schedules) if start <= step)
+        return sched.probs(step, ctx)
+
+    return PiecewiseTarget(grid, np.array([probs(c) for c in grid], dtype=np.float64), batch_size)
+
+
 def build_target(schedules: Sequence[tuple[int, Schedule]], ctx: Context, batch_size: int) -> Target:
     """The target of a schedule list ``[(start step, schedule), ...]`` (each in force from its
     start) under ``ctx`` (its events are a snapshot): closed form if every piece is
@@ -169,10 +205,9 @@ def build_target(schedules: Sequence[tuple[int, Schedule]], ctx: Context, batch_
     schedules = tuple(schedules)
     if any(s.needs_counts for _, s in schedules):
         raise ConfigError("composition", "seekable", "the schedule needs exposure (realised counts)")
-
-    def probs(step: int) -> np.ndarray:
-        sched = next(s for start, s in reversed(schedules) if start <= step)
-        return sched.probs(step, ctx)
+    closed = piecewise_target(schedules, ctx, batch_size)
+    if closed is not None:
+        return closed
 
     def rows(lo: int, hi: int) -> np.ndarray:
         """p(lo .. hi − 1), each stretch from the schedule in force (`Schedule.probs_rows`)."""
@@ -185,14 +220,7 @@ def build_target(schedules: Sequence[tuple[int, Schedule]], ctx: Context, batch_
                 parts.append(sched.probs_rows(a, b, ctx))
         return np.vstack(parts) if parts else np.zeros((0, len(ctx.names)))
 
-    cuts = {0} | {start for start, _ in schedules}
-    for _, sched in schedules:
-        bp = sched.breakpoints(ctx)
-        if bp is None:
-            return PrefixTarget(rows, len(ctx.names), batch_size)
-        cuts |= set(bp)
-    grid = sorted(c for c in cuts if c >= 0)
-    return PiecewiseTarget(grid, np.array([probs(c) for c in grid], dtype=np.float64), batch_size)
+    return PrefixTarget(rows, len(ctx.names), batch_size)
 
 
 def _bracket(
