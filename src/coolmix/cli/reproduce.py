@@ -13,7 +13,10 @@ HELP = "Run the paper's experiments at CPU scale and write report.md with a clai
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--preset", default="quick", help="quick (≈15 min on 2 cores) or full (3 seeds, longer)"
+        "--preset",
+        default="quick",
+        help="quick (≈12 min on 2 cores), full-lm (≈2 h), full-mt (≈3 h: run it in parts with --seeds), "
+        "full-lm-core (E5/E8 subset) or full (both full parts)",
     )
     parser.add_argument("--out", default="reproduce_out", help="output folder (runs, figures, report.md)")
     parser.add_argument("--force", action="store_true", help="retrain finished runs instead of reusing them")
