@@ -150,6 +150,15 @@ def test_mt_gate_excludes_mt_below_chrf_20_and_says_why():
     assert e5.verdict == "NOT RUN" and "15.0 < 20" in e5.evidence
     assert mt_gate(Runs(mt_runs(1.0)))[0] is True
     assert by_claim(mt_runs(1.0))["E5"].verdict == "PASS"
+    # the gate reads dev only (a test score above 20 does not open it) and needs every seed
+    lifted = mt_runs(0.5)
+    for r in lifted:
+        r.final["test"]["chrf"]["es"] = 40.0
+    assert mt_gate(Runs(lifted))[0] is False
+    one_high = mt_runs(0.5)
+    next(r for r in one_high if r.method == "tau1").final["dev"]["chrf"]["es"] = 40.0
+    ok, sentence = mt_gate(Runs(one_high))
+    assert ok is False and "lowest of 3 seeds) is 15.0 < 20" in sentence
     # with the LM table present, E5 is decided on it alone and names the closed gate
     both = by_claim(
         [

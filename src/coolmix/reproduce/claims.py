@@ -118,28 +118,31 @@ def evaluate_claims(runs: Runs, theory: Mapping[str, Any]) -> list[Verdict]:
 
 
 def mt_gate(runs: Runs) -> tuple[bool | None, str]:
-    """(passed, sentence): does the τ=1 MT run reach chrF ≥ `MT_GATE_CHRF` on its largest language?
-    ``passed`` is None when MT was not run. Best over the τ=1 runs' dev evals and final test."""
+    """(passed, sentence): does every τ=1 MT run reach chrF ≥ `MT_GATE_CHRF` on its largest
+    language? Each run's best **dev** chrF over its evals (the test split that the tables score
+    never opens the gate), then the lowest over seeds. ``passed`` is None when MT was not run."""
     rs = runs.get("mt", "tau1")
     if not rs:
         return None, ""
     sizes = rs[0].sizes()
     largest = max(sizes, key=lambda k: sizes[k])
-    vals = [
-        float(rec[split]["chrf"][largest])
-        for r in rs
-        for rec in (*r.curve, r.final)
-        for split in ("dev", "test")
-        if largest in rec.get(split, {}).get("chrf", {})
-    ]
-    vals = [v for v in vals if math.isfinite(v)]
-    if not vals:
-        return False, f"MT gate: the τ=1 run has no chrF on {largest} (the largest language)"
-    best = max(vals)
-    ok = best >= MT_GATE_CHRF
+    best = []
+    for r in rs:
+        vals = [
+            float(rec["dev"]["chrf"][largest])
+            for rec in (*r.curve, r.final)
+            if largest in rec.get("dev", {}).get("chrf", {})
+        ]
+        vals = [v for v in vals if math.isfinite(v)]
+        if vals:
+            best.append(max(vals))
+    if len(best) < len(rs):
+        return False, f"MT gate: a τ=1 run has no dev chrF on {largest} (the largest language)"
+    low = min(best)
+    ok = low >= MT_GATE_CHRF
     return ok, (
-        f"MT gate: the τ=1 run's best chrF on {largest} (the largest language) is {best:.1f} "
-        f"{'≥' if ok else '<'} {MT_GATE_CHRF:g}"
+        f"MT gate: the τ=1 runs' best dev chrF on {largest} (the largest language; the lowest of "
+        f"{len(best)} seed{'s' if len(best) > 1 else ''}) is {low:.1f} {'≥' if ok else '<'} {MT_GATE_CHRF:g}"
         + ("" if ok else "; MT is a pipeline check here, and every MT comparison is left out of the verdicts")
     )
 
