@@ -298,9 +298,12 @@ class _Lanes(DataParallelView):
     def _streams(self, lane_id: int, lanes: int) -> list[DomainStream]:
         return [DomainStream(self.sources[n], n, lane_id, lanes) for n in self.names]
 
-    def _item(self, streams: list[DomainStream], d: int) -> Any:
-        x = next(streams[d])
-        return self.transform(x) if self.transform is not None else x
+    def _puller(self, streams: list[DomainStream]) -> Callable[[int], Any]:
+        """d → the next (transformed) item of domain d; bound once per lane, as it runs per document."""
+        pull, transform = [s.__next__ for s in streams], self.transform
+        if transform is None:
+            return lambda d: pull[d]()
+        return lambda d: transform(pull[d]())
 
     # state -------------------------------------------------------------------------------------
 
@@ -421,6 +424,7 @@ class StreamMixture(_Lanes):
         b = lane["local"]
         order_key = derive_key(self.seed, "stream-order", lane["id"])
         ctx = Context(self.names, self.sizes, self.total_steps, (), lane["docs"])
+        item = self._puller(lane["streams"])
         while (step := lane["k"] * workers + worker) < self.total_steps:
             counts, lane["residuals"] = exact_counts(self.schedule.probs(step, ctx), b, lane["residuals"])
             domains = np.repeat(np.arange(len(self.names)), counts)
@@ -428,7 +432,7 @@ class StreamMixture(_Lanes):
             domains = domains[permute(np.arange(b, dtype=np.uint64), b, key).astype(np.int64)]
             batch = []
             for d in domains.tolist():
-                x = self._item(lane["streams"], d)
+                x = item(d)
                 lane["docs"][d] += 1
                 if self.tokens is not None:
                     lane["toks"][d] += int(self.tokens(x))
@@ -505,12 +509,10 @@ class PackedStreams(_Lanes):
         }
 
     def _run(self, lane: dict[str, Any], worker: int, workers: int) -> Iterator[dict[str, np.ndarray]]:
-        packer, tokens, transform = lane["packer"], self.tokens, self.transform
-        pull = [s.__next__ for s in lane["streams"]]  # bound once: this runs for every document
+        packer, tokens, item = lane["packer"], self.tokens, self._puller(lane["streams"])
 
-        def next_doc(d: int) -> Any:  # = self.tokens(self._item(streams, d)), minus two calls
-            x = pull[d]()
-            return tokens(x if transform is None else transform(x))
+        def next_doc(d: int) -> Any:
+            return tokens(item(d))
 
         while (step := packer.step * workers + worker) < self.total_steps:
             yield packer.pack(next_doc, step=step)

@@ -154,6 +154,7 @@ def run_preset(
     results: dict[str, RunResult] = {}
     pending = list(specs)
     running: dict[Future, tuple[RunSpec, Path, dict[str, Any]]] = {}
+    prepared: dict[str, tuple[dict[str, Any], Path]] = {}
     n_workers = preset.workers if workers is None else workers
     capacity = max(n_workers, 1)
     pool = (
@@ -166,9 +167,13 @@ def run_preset(
             # submit no more than the pool runs at once, so a run whose dependents wait (DoReMi's
             # reference and proxy) goes ahead of queued independent runs instead of behind them
             for spec in by_priority([s for s in pending if all(n in results for n in s.needs)], depth):
-                cfg_dict = _resolve(spec, results)
-                cfg = TrainConfig.from_dict(cfg_dict)
-                d = run_dir(out, spec, config_hash(cfg))
+                if spec.id not in prepared:  # a ready run's config is final: resolve and hash it once
+                    cfg_dict = _resolve(spec, results)
+                    prepared[spec.id] = (
+                        cfg_dict,
+                        run_dir(out, spec, config_hash(TrainConfig.from_dict(cfg_dict))),
+                    )
+                cfg_dict, d = prepared[spec.id]
                 done_file = d / RESULT_FILE
                 if done_file.is_file() and not force:
                     pending.remove(spec)
