@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset",
         default="quick",
-        help="quick (≈12 min on 2 cores), full-lm (≈2 h), full-mt (≈3 h: run it in parts with --seeds), "
+        help="quick (12–13 min on 2 cores), full-lm (≈2 h), full-mt (≈3 h: run it in parts with --seeds), "
         "full-lm-core (E5/E8 subset) or full (both full parts)",
     )
     parser.add_argument("--out", default="reproduce_out", help="output folder (runs, figures, report.md)")
