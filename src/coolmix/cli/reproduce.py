@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset",
         default="quick",
-        help="quick (12–13 min on 2 cores), full-lm (≈2 h), full-mt (≈3 h: run it in parts with --seeds), "
+        help="quick (12–15 min on 2 cores), full-lm (≈2 h), full-mt (≈3 h: run it in parts with --seeds), "
+        "lr-ablation (the Table-4 core; pair it with --set optim.schedule=…), "
         "full-lm-core (E5/E8 subset) or full (both full parts)",
     )
     parser.add_argument("--out", default="reproduce_out", help="output folder (runs, figures, report.md)")

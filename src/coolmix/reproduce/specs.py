@@ -181,6 +181,7 @@ BEYOND_METHODS = ("late_upsample", "tau_warmup")
 CONVERGENCE_METHODS = ("tau1", "tau2", "scal2", "tau3", "scal3", "tau5", "scal5", "tau5_clip", "scal5_clip")
 # quick keeps the τ=2 and τ=5 pairs (E1's "gap grows with τ" needs two τ) and τ=1 (E4)
 QUICK_CONVERGENCE = ("tau1", "tau2", "scal2", "tau5", "scal5")
+LR_ABLATION_METHODS = ("tau1", "tau5", "tau100", "cooldown", "increasing", "tau_warmup", "late_upsample")
 QUICK_LM = ("tau1", "tau5", "tau100", "cooldown", "doremi", "increasing")
 
 
@@ -280,6 +281,17 @@ PRESETS: dict[str, Preset] = {
         variance_examples=48,
         theorem1_steps=20,
         notes=("the E5/E8-deciding subset of full-lm; the other claims are not run",),
+    ),
+    # the LR-schedule ablation (issue 19): the Table-4 core × 3 seeds, with full-lm's configs, so
+    # under the default cosine it shares full-lm's runs; run it once per `--set optim.schedule=`
+    # (inverse_sqrt, constant) into its own folder and compare the reports' verdicts
+    "lr-ablation": Preset(
+        "lr-ablation",
+        (_lm_experiment(LM4_FULL, 800, LR_ABLATION_METHODS, (0, 1, 2)),),
+        workers=2,
+        variance_examples=48,
+        theorem1_steps=20,
+        notes=("the Table-4 core under one LR schedule (`--set optim.schedule=`); E7/E8's DoReMi not run",),
     ),
     "full-mt": Preset("full-mt", _FULL_MT, workers=2, variance_examples=48, theorem1_steps=20),
     "full": Preset("full", (*_FULL_LM, *_FULL_MT), workers=2, variance_examples=48, theorem1_steps=20),
