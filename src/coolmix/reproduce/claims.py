@@ -17,6 +17,8 @@ from coolmix.reproduce import claims_convergence as conv
 from coolmix.reproduce.checks import evaluate_checks
 from coolmix.reproduce.compare import (
     MT_GATE_CHRF,
+    MT_STATICS,
+    STATICS,
     Comparison,
     Missing,
     Verdict,
@@ -28,14 +30,12 @@ from coolmix.reproduce.compare import (
     metric_of,
     need,
 )
+from coolmix.reproduce.premise import mechanism_e5, mechanism_e8, premise, premise_notes
 from coolmix.reproduce.results import MissingSplit, Runs
 from coolmix.reproduce.stats import combine
 
 __all__ = ["CLAIMS", "Verdict", "evaluate_claims", "label", "mt_gate"]
 
-STATICS = ("tau1", "tau5", "tau100")
-# MT static candidates: the full-mt budget runs only τ=1 and τ=5 (docs/results/RUNS.md)
-MT_STATICS = ("tau1", "tau5")
 DIRECTION = ("late_upsample", "tau_warmup")
 
 CLAIMS: dict[str, tuple[str, str]] = {
@@ -81,8 +81,22 @@ CLAIMS: dict[str, tuple[str, str]] = {
         "(late upsampling, Blakeney et al. 2024; τ warm-up 1→5, Wang et al. 2020)",
         "LM test split: Cooldown better than late_upsample and better than tau_warmup on the LRL mean loss",
     ),
+    "E5m": (
+        "Mechanism of E5: where τ=5 overfits an LRL, Cooldown keeps that LRL near the best static τ",
+        "E5's LRL comparison restricted to the LRLs whose τ=5 dev loss the overfitting detector flags in every "
+        "seed (the premise; dev only): Cooldown no worse than the best static τ (chosen on their dev mean)",
+    ),
+    "E8m": (
+        "Mechanism of E8: where τ=5 overfits an LRL, Cooldown beats every static τ on it",
+        "E8's per-LRL comparison restricted to the LRLs whose τ=5 dev loss the overfitting detector flags in "
+        "every seed: Cooldown better than the best static τ on each (chosen on dev)",
+    ),
 }
-"""Claim id → (statement, primary comparison). E9 is ours, reported apart from the paper's claims."""
+"""Claim id → (statement, primary comparison). E9 is ours, reported apart from the paper's claims;
+E5m/E8m restrict E5/E8 to the languages where Cooldown's premise holds (`premise.py`)."""
+
+KINDS = {"E9": "beyond", "E5m": "mechanism", "E8m": "mechanism"}
+"""Claim id → kind, where it is not "claim"."""
 
 Parts = tuple[list[Comparison], list[Comparison], list[str]]
 
@@ -99,11 +113,13 @@ def evaluate_claims(runs: Runs, theory: Mapping[str, Any]) -> list[Verdict]:
         "E7": lambda: _e7(runs),
         "E8": lambda: _e8(runs),
         "E9": lambda: _e9(runs),
+        "E5m": lambda: _e5m(runs),
+        "E8m": lambda: _e8m(runs),
     }
     out = evaluate_checks(theory)
     for key, fn in fns.items():
         text, rule = CLAIMS[key]
-        kind = "beyond" if key == "E9" else "claim"
+        kind = KINDS.get(key, "claim")
         try:
             primary, secondary, notes = fn()
         except (Missing, MissingSplit) as e:
@@ -212,9 +228,53 @@ def _e5(runs: Runs) -> Parts:
         ran.append(exp)
         primary += p
         secondary += s
+        notes += premise_notes(premise(runs, exp), exp, _failed_langs(s, exp))
     if not ran:
         raise Missing("neither the LM nor a gated MT table was run: " + "; ".join(notes))
     return primary, secondary, notes
+
+
+def _failed_langs(comparisons: list[Comparison], exp: str) -> list[str]:
+    """Languages whose single-language comparison (label "<exp> <lang> ..." or "<lang> ...") FAILed."""
+    out = []
+    for c in comparisons:
+        words = c.label.split()
+        lang = words[1] if words[0] == exp and len(words) > 1 else words[0]
+        if c.outcome == "FAIL" and lang not in out:
+            out.append(lang)
+    return out
+
+
+def _gated(runs: Runs) -> tuple[list[str], list[str]]:
+    """(experiments whose Cooldown comparisons count, notes): the LM, and MT if its gate passed."""
+    exps, notes = ["lm"], []
+    ok, sentence = mt_gate(runs)
+    if ok:
+        exps.append("mt")
+    elif ok is False:
+        notes.append(sentence)
+    return exps, notes
+
+
+def _e5m(runs: Runs) -> Parts:
+    primary, secondary, notes = [], [], []
+    exps, notes = _gated(runs)
+    for exp in exps:
+        try:
+            p, s = mechanism_e5(runs, exp)
+        except Missing as e:
+            notes.append(str(e))
+            continue
+        primary += p
+        secondary += s
+    if not primary:
+        raise Missing("; ".join(notes) or "no experiment with τ=5 and Cooldown runs")
+    return primary, secondary, notes
+
+
+def _e8m(runs: Runs) -> Parts:
+    primary, secondary = mechanism_e8(runs)
+    return primary, secondary, []
 
 
 def _e6(runs: Runs) -> Parts:
@@ -288,7 +348,7 @@ def _e8(runs: Runs) -> Parts:
     secondary.append(
         compare_methods("HRL mean test loss", got, "cooldown", "tau1", group_mean(g["HRL"]), "no_worse", "lm")
     )
-    return primary, secondary, []
+    return primary, secondary, premise_notes(premise(runs, "lm"), "lm", _failed_langs(primary, "lm"))
 
 
 def _e9(runs: Runs) -> Parts:

@@ -18,6 +18,8 @@ from coolmix.reproduce.stats import Interval, Kind, decide, paired, paired_inter
 __all__ = [
     "MARGINS",
     "MT_GATE_CHRF",
+    "MT_STATICS",
+    "STATICS",
     "Comparison",
     "Margin",
     "Missing",
@@ -32,6 +34,11 @@ __all__ = [
     "need",
     "per_seed",
 ]
+
+STATICS = ("tau1", "tau5", "tau100")
+"""The static-τ candidates for "the best static τ" (LM)."""
+MT_STATICS = ("tau1", "tau5")
+"""MT's static candidates: the full-mt budget runs only τ=1 and τ=5 (docs/results/RUNS.md)."""
 
 MT_GATE_CHRF = 20.0
 """A τ=1 MT run must reach this chrF on its largest language before MT counts as evidence."""
