@@ -19,9 +19,14 @@ against the token target Σ_t R·T·p(t) (final, in percentage points, and the w
 |Y_i − X_i| over steps, in tokens), and the tracemalloc peak at two stream lengths (in-process,
 no workers) to show memory is flat in stream length.
 
-Run (from the repository root; about a minute; the table goes to benchmarks/results_pipeline.md)::
+"coolmix, per-tensor transfer" is the same stream with its batches sent as six tensors (what
+``as_torch()`` gave before): it isolates the DataLoader transfer. Rounds run every system once, in
+rotated order, so foreign load on a shared machine hits all of them; ratios are paired per round.
 
-    .venv/bin/python benchmarks/bench_pipeline.py [--steps 400] [--out PATH]
+Run (from the repository root; about 2 minutes; the table goes to benchmarks/results_pipeline.md)::
+
+    .venv/bin/python benchmarks/bench_pipeline.py [--steps 400] [--repeats 3] [--out PATH]
+    .venv/bin/python benchmarks/bench_pipeline.py --smoke     # seconds: 16 batches, no file written
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -112,6 +118,26 @@ def coolmix_batches(steps: int, workers: int) -> Iterator[torch.Tensor]:
         yield b["domain_ids"]
 
 
+class PerTensor(IterableDataset):
+    """The stream's plain numpy dicts: the DataLoader turns each array into a tensor in the worker and
+    sends each through its own shared-memory file descriptor (what ``as_torch()`` did before)."""
+
+    def __init__(self, inner: PackedStreams) -> None:
+        self.inner = inner
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter(self.inner)
+
+
+def coolmix_per_tensor_batches(steps: int, workers: int) -> Iterator[torch.Tensor]:
+    ps = PackedStreams({n: Docs(i) for i, n in enumerate(NAMES)}, SIZES, SCHED, steps, ROWS, SEQ)
+    if workers == 0:
+        yield from coolmix_batches(steps, 0)
+        return
+    for b in DataLoader(PerTensor(ps), batch_size=None, num_workers=workers):
+        yield b["domain_ids"]
+
+
 def _hf_phase(p: np.ndarray) -> object:
     import datasets
 
@@ -191,9 +217,11 @@ def torchdata_batches(steps: int, workers: int) -> Iterator[torch.Tensor]:
 
 SYSTEMS = {
     "coolmix `PackedStreams` (token deficit)": coolmix_batches,
+    "coolmix, per-tensor transfer (`as_torch()` before 2026-12-06)": coolmix_per_tensor_batches,
     "HF `interleave_datasets` + packing map": hf_batches,
     "torchdata `MultiNodeWeightedSampler` + packing": torchdata_batches,
 }
+TORCHDATA = "torchdata `MultiNodeWeightedSampler` + packing"
 
 
 def run_throughput(fn, steps: int) -> dict:
@@ -224,44 +252,71 @@ def run_memory(fn, steps: int) -> float:
     return peak / 2**20
 
 
+def _range(xs: list[float], fmt: str) -> str:
+    """Median and [min–max] of repeated measurements."""
+    med = format(float(np.median(xs)), fmt)
+    return med if len(xs) == 1 else f"{med} [{min(xs):{fmt}}–{max(xs):{fmt}}]"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=400, help="batches per throughput run")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds; each runs every system once, rotated")
     ap.add_argument("--mem-steps", type=int, default=40, help="shorter memory run; the long one is 4×")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--out", type=Path, default=None, help=f"markdown file (default {DEFAULT_OUT.name})")
+    ap.add_argument("--smoke", action="store_true", help="seconds: 16 batches, one round, no file written")
     args = ap.parse_args()
-    rows = []
-    for name, fn in SYSTEMS.items():
-        t0 = time.perf_counter()
-        r = run_throughput(fn, args.steps)
-        t1 = time.perf_counter()
-        r["mem"] = (run_memory(fn, args.mem_steps), run_memory(fn, 4 * args.mem_steps))
-        rows.append((name, r))
-        print(
-            f"{name}: {r['tok_s'] / 1e6:.2f} M tok/s, share err {r['share_pp']:.2f} pp "
-            f"(throughput {t1 - t0:.1f} s, memory {time.perf_counter() - t1:.1f} s)",
-            flush=True,
-        )
-    base = rows[0][1]["tok_s"]
+    if args.smoke:
+        args.steps, args.repeats, args.mem_steps = 16, 1, 4
+    elif args.out is None:
+        args.out = DEFAULT_OUT
+    names = list(SYSTEMS)
+    runs: dict[str, list[dict]] = {n: [] for n in names}
+    load = [os.getloadavg()[0]]
+    for rep in range(args.repeats):  # rotate the order: a burst of foreign load hits every system
+        for name in names[rep % len(names) :] + names[: rep % len(names)]:
+            r = run_throughput(SYSTEMS[name], args.steps)
+            runs[name].append(r)
+            print(
+                f"round {rep}: {name}: {r['tok_s'] / 1e6:.2f} M tok/s, share err {r['share_pp']:.3f} pp",
+                flush=True,
+            )
+        load.append(os.getloadavg()[0])
+    mem = {
+        n: (run_memory(SYSTEMS[n], args.mem_steps), run_memory(SYSTEMS[n], 4 * args.mem_steps)) for n in names
+    }
+    base = runs[names[0]]
     lines = [
+        f"`{' '.join(['python', 'benchmarks/bench_pipeline.py', *sys.argv[1:]])}`, "
+        f"{time.strftime('%Y-%m-%d')}, load average {min(load):.1f}–{max(load):.1f} "
+        f"on {os.cpu_count()} cores.",
+        "",
         f"{args.steps} batches of {ROWS}×{SEQ} tokens, DataLoader 2 workers; 4 domains (Zipf counts "
         f"{DOCS}, mean lengths {[int(m) for m in MEAN_LEN]}); Cooldown(hot=5, cold=1, at=0.5) in tokens. "
-        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"torch {torch.__version__}. Peers get length-corrected document probabilities "
-        "p_doc,i ∝ p_i / mean_len_i (their best case); packed rows never pad.",
+        f"{platform.machine()}, Python {platform.python_version()}, torch {torch.__version__}. "
+        "Peers get length-corrected document probabilities p_doc,i ∝ p_i / mean_len_i (their best case); "
+        f"packed rows never pad. {args.repeats} rounds, each running every system once (order rotated); "
+        "median [min–max] over rounds; ratios are paired within a round.",
         "",
-        "| system | packed tok/s | × coolmix | token-share error (pp) | worst cumulative error (tokens) "
+        "| system | packed tok/s | × coolmix | × torchdata | token-share error (pp) "
+        "| worst cumulative error (tokens) "
         f"| traced peak MB ({args.mem_steps} → {4 * args.mem_steps} batches) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, r in rows:
+    for name in names:
+        rs = runs[name]
+        tok = [r["tok_s"] / 1e6 for r in rs]
+        vs_base = [r["tok_s"] / b["tok_s"] for r, b in zip(rs, base, strict=True)]
+        vs_td = [r["tok_s"] / t["tok_s"] for r, t in zip(rs, runs[TORCHDATA], strict=True)]
         lines.append(
-            f"| {name} | {r['tok_s'] / 1e6:.2f} M | {r['tok_s'] / base:.2f} | {r['share_pp']:.3f} "
-            f"| {r['worst']:.0f} | {r['mem'][0]:.1f} → {r['mem'][1]:.1f} |"
+            f"| {name} | {_range(tok, '.2f')} M | {_range(vs_base, '.2f')} | {_range(vs_td, '.2f')} "
+            f"| {max(r['share_pp'] for r in rs):.3f} | {max(r['worst'] for r in rs):.0f} "
+            f"| {mem[name][0]:.1f} → {mem[name][1]:.1f} |"
         )
     text = "\n".join(lines) + "\n"
     print(text)
-    args.out.write_text(text)
+    if args.out is not None:
+        args.out.write_text(text)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ distance of the realised domain shares to p.
 Run (from the repository root, in the benchmark venv, see benchmarks/README.md)::
 
     .venv-bench/bin/python benchmarks/bench_sampler.py            # full run, < 3 min
-    .venv-bench/bin/python benchmarks/bench_sampler.py --quick    # smoke run
+    .venv-bench/bin/python benchmarks/bench_sampler.py --quick    # short run, ~35 s
+    .venv-bench/bin/python benchmarks/bench_sampler.py --smoke    # CI: every system once, mC4 only, no file
 """
 
 from __future__ import annotations
@@ -365,22 +366,31 @@ def _fmt_bytes(b: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="short budgets (smoke run, ~30 s)")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"markdown output (default {DEFAULT_OUT})")
+    ap.add_argument(
+        "--smoke", action="store_true", help="seconds: every system once on mC4, tiny budgets, no file"
+    )
+    ap.add_argument("--out", type=Path, default=None, help=f"markdown output (default {DEFAULT_OUT})")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.out is None and not args.smoke:
+        args.out = DEFAULT_OUT
 
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return 0
 
     budget, warmup, traced = (0.3, 0.1, 0.1) if args.quick else (2.0, 0.3, 0.3)
+    mixtures, exponents = ("mc4", "zipf1000"), SWEEP_EXPONENTS
+    if args.smoke:
+        budget, warmup, traced = 0.05, 0.02, 0.02
+        mixtures, exponents = ("mc4",), SWEEP_EXPONENTS[:1]
     exe = sys.executable if os.path.isabs(sys.argv[0]) else os.path.relpath(sys.executable)
     command = shlex.join([exe, *sys.argv]) if argv is None else shlex.join([exe, __file__, *argv])
     t_start = time.perf_counter()
 
     results: dict[tuple[str, str], dict] = {}
     versions: set[str] = set()
-    for mixture in ("mc4", "zipf1000"):
+    for mixture in mixtures:
         for system, label, bs in SYSTEMS:
             spec = {
                 "system": system,
@@ -398,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  [{time.perf_counter() - t_start:5.1f}s] {mixture:9s} {label}: {shown}", file=sys.stderr)
 
     sweep: dict[int, dict] = {}
-    for e in SWEEP_EXPONENTS:
+    for e in exponents:
         spec = {
             "system": "coolmix-exact",
             "mixture": f"flat4e{e}",
@@ -413,9 +423,10 @@ def main(argv: list[str] | None = None) -> int:
 
     md = render(results, sweep, versions, command, budget, time.perf_counter() - t_start)
     print(md)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(md)
-    print(f"wrote {args.out}", file=sys.stderr)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(md)
+        print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
 
@@ -437,7 +448,7 @@ def render(results, sweep, versions, command, budget, elapsed) -> str:
         "TV(share, p) | check |",
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
-    for mixture in ("mc4", "zipf1000"):
+    for mixture in dict.fromkeys(m for _, m in results):
         ref = results.get((REFERENCE, mixture), {}).get("pairs_per_s")
         for _system, label, _bs in SYSTEMS:
             r = results[(label, mixture)]

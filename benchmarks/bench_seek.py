@@ -16,6 +16,7 @@
 Mixture: the paper's four languages, batch 256. Run (from the repository root; < 1 minute)::
 
     .venv/bin/python benchmarks/bench_seek.py [--max-measured 100000]
+    .venv/bin/python benchmarks/bench_seek.py --smoke     # seconds: steps 10^2 and 10^3 only
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ def _ms(seconds: float) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-measured", type=int, default=100_000, help="largest step walked for real")
+    ap.add_argument("--smoke", action="store_true", help="seconds: steps 10^2 and 10^3 only")
     args = ap.parse_args()
-    total = max(STEPS)
+    steps = STEPS[:2] if args.smoke else STEPS
+    total = max(steps)
     rng = np.random.default_rng(0)
     load = os.getloadavg()[0]
     print(f"host: {os.cpu_count()} CPUs, load {load:.1f}; checkpoint every {CHECKPOINT_EVERY} steps\n")
@@ -57,7 +60,7 @@ def main() -> None:
     exact: dict[tuple[str, int], tuple[float, bool]] = {}  # cold exact seek, and whether measured
     for name, sched in SCHEDULES.items():
         rate = None
-        for t in STEPS:
+        for t in steps:
             if t <= args.max_measured:
                 s = cm.MixtureSampler(MC4, sched, total_steps=total, batch_size=256, seed=0)
                 t0 = time.perf_counter()
@@ -85,10 +88,12 @@ def main() -> None:
                 row = (f"~{_ms(rate * t)}", "as above (bounded)", tgt)
                 exact[name, t] = (rate * t, False)
             print(f"| {name} | {t:.0e} | {row[0]} | {row[1]} | {row[2]} |")
-    seekable_table(exact, total, args.max_measured)
+    seekable_table(exact, total, args.max_measured, steps)
 
 
-def seekable_table(exact: dict[tuple[str, int], tuple[float, bool]], total: int, max_measured: int) -> None:
+def seekable_table(
+    exact: dict[tuple[str, int], tuple[float, bool]], total: int, max_measured: int, steps: list[int]
+) -> None:
     """Cold batch(t) of a fresh seekable sampler beside the exact mode's cold seek."""
     print("\n| schedule | step | exact, cold | seekable, cold | exact / seekable |")
     print("|---|---:|---:|---:|---:|")
@@ -96,7 +101,7 @@ def seekable_table(exact: dict[tuple[str, int], tuple[float, bool]], total: int,
         if sched.needs_counts:
             continue
         rate = None
-        for t in STEPS:
+        for t in steps:
             if rate is not None and t > max_measured:  # O(t) prefix table: extrapolate
                 secs, mark = rate * t, "~"
             else:

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_trainer.py                 # LM, Bible en/it/zh/sw, ~3 min
     .venv/bin/python benchmarks/bench_trainer.py --steps 60 --reps 5 --bf16
+    .venv/bin/python benchmarks/bench_trainer.py --smoke         # seconds: 6 steps, 1 rep, small data
 
 Both loops start from the same seeded initial weights and consume the same batches. The bare
 loop gets them pre-built: its step is forward + token-mean cross-entropy + backward + clip +
@@ -40,6 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -87,7 +89,7 @@ class StepTimer:
         pass
 
     def step_times(self) -> list[float]:
-        return [b - a for a, b in zip(self.stamps, self.stamps[1:], strict=True)]
+        return [b - a for a, b in pairwise(self.stamps)]
 
 
 def bare_loop(cfg, data, batches) -> list[float]:
@@ -129,7 +131,10 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--keep-denormals", action="store_true", help="do not flush denormals to zero")
     ap.add_argument("--default-malloc", action="store_true", help="leave glibc's malloc untuned")
+    ap.add_argument("--smoke", action="store_true", help="seconds: 6 steps, 1 rep, 2,000 training verses")
     args = ap.parse_args()
+    if args.smoke:
+        args.steps, args.reps = WARMUP + 3, 1
     torch.set_flush_denormal(not args.keep_denormals)
     if not args.default_malloc:
         tune_malloc()  # what the trainer does on CPU; process-wide, so the bare loop gets it too
@@ -141,6 +146,8 @@ def main() -> int:
     ]
     overrides.append(f"run.bf16={'true' if args.bf16 else 'false'}")
     overrides.append(f"run.tune_malloc={'false' if args.default_malloc else 'true'}")
+    if args.smoke:
+        overrides.append("data.max_train=2000")
     configs = {"full": load_config(CONFIG, overrides), "tiny": load_config(CONFIG, overrides + TINY)}
     cache = DataCache()
     data = prepare(configs["full"], cache, ("train", "dev"))
