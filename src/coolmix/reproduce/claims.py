@@ -46,7 +46,9 @@ CLAIMS: dict[str, tuple[str, str]] = {
     ),
     "E2": (
         "With enough steps, sampling and scalarization reach about the same loss",
-        "for each τ ∈ {2, 3, 5} run (quick: 2, 5): the LRL's final test loss, sampling vs scalarization, within ± the loss margin",
+        "for each τ ∈ {2, 3, 5} pair run: the LRL's final test loss, sampling vs scalarization, within ± the loss margin; "
+        "decided only when every run's LRL dev loss plateaued (fell by ≤ 0.1 × the margin over its last quarter), "
+        "else NOT REACHED with the steps the pair would need",
     ),
     "E3": (
         "Mini-batch gradient norms vary more under scalarization than under sampling (paper: 2.25 vs 0.62)",
@@ -124,6 +126,12 @@ def evaluate_claims(runs: Runs, theory: Mapping[str, Any]) -> list[Verdict]:
             primary, secondary, notes = fn()
         except (Missing, MissingSplit) as e:
             out.append(Verdict(key, "NOT RUN", str(e).strip("'\""), text, rule=rule, kind=kind))
+            continue
+        except conv.NotReached as e:  # decided only once the runs plateau: the budget it would need
+            primary, secondary, notes = e.parts
+            out.append(
+                Verdict(key, "NOT REACHED", e.why, text, tuple(primary), tuple(secondary), rule, kind, tuple(notes))
+            )
             continue
         verdict = combine(c.outcome for c in primary)
         evidence = "; ".join(c.text() for c in primary)

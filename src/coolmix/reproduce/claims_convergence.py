@@ -15,6 +15,7 @@ import numpy as np
 from coolmix.diagnostics.overfit import OverfitDetector
 from coolmix.reproduce.checks import variance_entries
 from coolmix.reproduce.compare import (
+    MARGINS,
     Comparison,
     Missing,
     compare,
@@ -25,10 +26,10 @@ from coolmix.reproduce.compare import (
     need,
     per_seed,
 )
-from coolmix.reproduce.results import Run, Runs
+from coolmix.reproduce.results import MissingSplit, Run, Runs
 from coolmix.reproduce.stats import Interval, decide
 
-__all__ = ["OVERFIT", "e1", "e2", "e3", "e4"]
+__all__ = ["OVERFIT", "NotReached", "e1", "e2", "e3", "e4", "plateau", "tail_fall"]
 
 OVERFIT = {"margin": 0.005, "patience": 2, "min_evals": 3, "smoothing": 0.3}  # same as adaptive Cooldown
 
@@ -118,9 +119,92 @@ def _clipped_pair(runs: Runs, low: Sequence[str]) -> list[Comparison]:
     return out
 
 
+PLATEAU_TAIL = 0.25
+"""The plateau test looks at the last quarter of a run's steps."""
+PLATEAU_FRACTION = 0.1
+"""A run has plateaued when its LRL dev loss fell by at most this fraction of the loss margin
+(relative to its final value) over `PLATEAU_TAIL` of the steps: 0.1 × 3.38% ≈ 0.34%."""
+
+
+class NotReached(Exception):
+    """A claim that needs "enough steps" whose runs did not plateau; carries the parts and the budget."""
+
+    def __init__(self, parts: Parts, why: str) -> None:
+        super().__init__(why)
+        self.parts = parts
+        self.why = why
+
+
+def tail_fall(run: Run, lang: str, tail: float = PLATEAU_TAIL) -> float:
+    """Relative fall (%) of ``lang``'s dev loss over the last ``tail`` of the run's steps:
+    100·(v(t_end·(1−tail)) − v(t_end)) / v(t_end); > 0 means still falling."""
+    s, v = run.series(lang)
+    if len(v) < 2:
+        raise MissingSplit(f"{run.dir}: no dev curve for {lang}")
+    i = min(int(np.searchsorted(s, s[-1] * (1 - tail))), len(v) - 2)
+    return float(100.0 * (v[i] - v[-1]) / abs(v[-1]))
+
+
+def _budget(ts: Sequence[Run], sc: Sequence[Run], lang: str) -> str:
+    """The steps scalarization needs to see ``lang`` as many epochs as sampling had at its best dev
+    loss (epochs grow linearly in steps at a constant τ)."""
+    try:
+        need_ep = float(np.mean([r.final["epochs"][lang] * r.best(lang)[1] / r.final["step"] for r in ts]))
+        have_ep = float(np.mean([r.final["epochs"][lang] for r in sc]))
+        steps = float(sc[0].final["step"])
+    except (KeyError, TypeError, ZeroDivisionError):
+        return "The runs record no epochs, so the budget it would need is not estimated"
+    if not have_ep > 0:
+        return f"Scalarization never saw {lang}, so no budget can be estimated"
+    return (
+        f"Scalarization saw {lang} for {have_ep:.2f} epochs in {steps:.0f} steps; sampling's best {lang} "
+        f"dev loss came after {need_ep:.1f} epochs, so the pair needs ≈ {steps * need_ep / have_ep:,.0f} "
+        f"steps ({need_ep / have_ep:.1f}× this run) before E2 can be decided"
+    )
+
+
+def plateau(
+    got: Mapping[str, Sequence[Run]], taus: Sequence[str], low: Sequence[str]
+) -> tuple[bool, list[str]]:
+    """(every pair plateaued, lines): for each τ and LRL, the runs whose dev loss still falls by more
+    than `PLATEAU_FRACTION` of the margin over the last quarter, and the steps scalarization would
+    need to see the LRL as many epochs as sampling had at its best dev loss."""
+    limit = PLATEAU_FRACTION * MARGINS["loss"].percent
+    ok, lines = True, []
+    for t in taus:
+        for lang in low:
+            falling = []
+            for m in (f"tau{t}", f"scal{t}"):
+                falls = [tail_fall(r, lang) for r in got[m]]
+                n = sum(f > limit for f in falls)
+                if n:
+                    falling.append(f"{label(m)} in {n}/{len(falls)} seeds (max {max(falls):.2f}%)")
+            if not falling:
+                continue
+            ok = False
+            lines.append(
+                f"τ={t} {lang}: dev loss still falls by > {limit:.2f}% over the last quarter of the run in "
+                + "; ".join(falling)
+                + ". "
+                + _budget(got[f"tau{t}"], got[f"scal{t}"], lang)
+            )
+    return ok, lines
+
+
+def _any_pairs(runs: Runs) -> tuple[tuple[str, ...], dict[str, list[Run]]]:
+    """E2's τ pairs: every τ ∈ {2, 3, 5} whose sampling/scalarization pair ran (at least one; a long
+    convergence part may run τ=2 only)."""
+    ran = ("2", "3", "5")
+    taus = tuple(t for t in ran if runs.get("convergence", f"tau{t}") and runs.get("convergence", f"scal{t}"))
+    if not taus:
+        raise Missing("experiment 'convergence' has no sampling/scalarization pair (τ = 2, 3 or 5)")
+    return taus, need(runs, "convergence", [m for t in taus for m in (f"tau{t}", f"scal{t}")])
+
+
 def e2(runs: Runs) -> Parts:
-    taus, got = _pairs(runs)
-    g = groups(got["tau2"][0])
+    """E2, decided only when every pair's LRL dev loss plateaued (`plateau`); else `NotReached`."""
+    taus, got = _any_pairs(runs)
+    g = groups(got[f"tau{taus[0]}"][0])
     primary, secondary = [], []
     for t in taus:
         for lang in [*g["LRL"], *g["HRL"]]:
@@ -139,7 +223,11 @@ def e2(runs: Runs) -> Parts:
                 "lm",
             )
             secondary.append(best)
-    return primary, secondary, []
+    ok, lines = plateau(got, taus, g["LRL"])
+    if not ok:
+        raise NotReached((primary, secondary, lines), "; ".join(lines))
+    return primary, secondary, ["plateau test passed: every pair's LRL dev loss fell by ≤ "
+                                f"{PLATEAU_FRACTION * MARGINS['loss'].percent:.2f}% over its last quarter"]
 
 
 def e3(theory: Mapping[str, Any]) -> Parts:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from coolmix.fileio import write_atomic_text
+from coolmix.fileio import make_dir, regular_or_missing, write_atomic_text
 from coolmix.reproduce import plots
 from coolmix.reproduce.claims import evaluate_claims, label, mt_gate
 from coolmix.reproduce.compare import MARGINS, Verdict
@@ -31,6 +31,7 @@ from coolmix.reproduce.results import (
     load_runs,
     mean_std,
     normalise,
+    read_json_object,
     read_metrics,
     run_relpath,
     runs_to_json,
@@ -83,10 +84,11 @@ def load_inputs(out: Path) -> tuple[Runs, dict[str, Any], dict[str, Any]]:
     """(runs, theory, meta) of a reproduction folder, from its run files or its ``metrics.json``."""
     runs = load_runs(out)
     theory_file, meta_file = out / "theory.json", out / "preset.json"
-    theory = (
-        json.loads(theory_file.read_text()) if theory_file.is_file() else read_metrics(out).get("theory", {})
+    saved = (
+        read_json_object(f) if regular_or_missing(f) else read_metrics(out).get(key, {})
+        for f, key in ((theory_file, "theory"), (meta_file, "meta"))
     )
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else read_metrics(out).get("meta", {})
+    theory, meta = saved
     return runs, _relative_runs(normalise(theory)), normalise(meta)
 
 
@@ -111,8 +113,7 @@ def write_report(out: Path) -> Path:
     runs, theory, meta = load_inputs(out)
     if not len(runs) and not theory:
         raise ConfigError("report", str(out), "no finished runs, theory results or metrics.json here")
-    figs = out / "figures"
-    figs.mkdir(exist_ok=True)
+    figs = make_dir(out / "figures", "figures")
     verdicts = evaluate_claims(runs, theory)
     sections = [
         _header(meta, runs, verdicts),
@@ -167,7 +168,7 @@ def _header(meta: Mapping[str, Any], runs: Runs, verdicts: list[Verdict]) -> str
         + (f"{wall / 60:.1f} min" if wall else "not recorded")
         + f"; {len(runs)} training runs ({meta.get('runs_trained', '?')} trained, "
         f"{meta.get('runs_cached', '?')} cached); machine: {meta.get('machine', platform.platform())}",
-        f"- empirical claims (E1–E8): {_counts(verdicts, 'claim', ('PASS', 'FAIL', 'INCONCLUSIVE', 'NOT RUN'))}; "
+        f"- empirical claims (E1–E8): {_counts(verdicts, 'claim', ('PASS', 'FAIL', 'INCONCLUSIVE', 'NOT REACHED', 'NOT RUN'))}; "
         f"theory checks (T1–T6): {_counts(verdicts, 'check', ('PASS', 'FAIL', 'NOT RUN'))}; "
         f"beyond the paper (E9): {e9}; where the premise holds (E5m, E8m): "
         + ", ".join(f"{v.claim} {v.verdict}" for v in verdicts if v.kind == "mechanism"),

@@ -293,6 +293,16 @@ PRESETS: dict[str, Preset] = {
         theorem1_steps=20,
         notes=("the Table-4 core under one LR schedule (`--set optim.schedule=`); E7/E8's DoReMi not run",),
     ),
+    # E2 to convergence (issue 19): full-lm's τ=2 pair at 10× its steps, the budget E2's plateau test
+    # asked for on full-lm (≈ 7,200 steps); ≈ 18 min a run here, ≈ 1 h on 2 workers
+    "convergence-long": Preset(
+        "convergence-long",
+        (_convergence(BI_FULL, 8000, (0, 1, 2), ("tau2", "scal2")),),
+        workers=2,
+        variance_examples=48,
+        theorem1_steps=20,
+        notes=("E2 only: the τ=2 sampling/scalarization pair at 8,000 steps; E1/E4 need τ=5 and τ=1",),
+    ),
     "full-mt": Preset("full-mt", _FULL_MT, workers=2, variance_examples=48, theorem1_steps=20),
     "full": Preset("full", (*_FULL_LM, *_FULL_MT), workers=2, variance_examples=48, theorem1_steps=20),
 }
