@@ -382,9 +382,10 @@ class MixtureSampler:
             and not any(s.needs_counts for _, s in self._schedules)
         )
 
-    def _walk_small(self, step: int) -> None:
+    def _walk_small(self, step: int, rows: list[list[int]] | None = None) -> None:
         """`_advance` up to ``step`` on plain Python lists (the cold part of a seek, about twice
-        as fast): the same float operations in the same order, so the same bits as `_advance`."""
+        as fast): the same float operations in the same order, so the same bits as `_advance`.
+        ``rows`` (if given) receives the cursors after each step."""
         w = self._walker
         B, Bf = self.batch_size, float(self.batch_size)
         cursors, residuals = w.cursors.tolist(), w.residuals.tolist()
@@ -404,6 +405,8 @@ class MixtureSampler:
             else:
                 counts, residuals = fast
             cursors = [a + b for a, b in zip(cursors, counts, strict=True)]
+            if rows is not None:
+                rows.append(cursors)
             if target is not None:
                 target = [x + Bf * q for x, q in zip(target, pl, strict=True)]
             w.step = t + 1
@@ -481,6 +484,26 @@ class MixtureSampler:
         if self.composition == "seekable":
             return self._seek_cursors(check_int("step", step, lo=0, hi=MAX_INT))
         return self._walk_to(check_int("step", step, lo=0, hi=MAX_INT)).cursors.copy()
+
+    def cumulative_counts_rows(self, lo: int, hi: int) -> np.ndarray:
+        """C(lo), C(lo + 1), ..., C(hi) as a (hi − lo + 1, K) int64 array, so row differences are the
+        per-batch counts (for bulk index builds): one walk for "exact"/"iid", a seek per step for
+        "seekable". Does not move `step`."""
+        lo = check_int("lo", lo, lo=0, hi=MAX_INT)
+        hi = check_int("hi", hi, lo=lo, hi=MAX_INT)
+        if self.composition == "seekable":
+            return np.stack([self._seek_cursors(t) for t in range(lo, hi + 1)])
+        w = self._walk_to(lo)
+        if self._plain_python_walk():
+            rows = [w.cursors.tolist()]
+            self._walk_small(hi, rows)
+            return np.array(rows, dtype=np.int64).reshape(hi - lo + 1, len(self.names))
+        out = np.empty((hi - lo + 1, len(self.names)), dtype=np.int64)
+        out[0] = w.cursors
+        for r in range(1, hi - lo + 1):
+            self._advance()
+            out[r] = w.cursors
+        return out
 
     def cumulative_counts(self, step: int) -> dict[str, int]:
         """C_i(step) = items of domain i in batches 0..step−1; within 1 of `cumulative_target`
