@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["derive_key", "permute", "permute_each", "round_keys", "splitmix64", "width"]
+__all__ = ["derive_key", "permute", "permute_each", "permute_rows", "round_keys", "splitmix64", "width"]
 
 _ROUNDS = 4  # Luby–Rackoff: 4 rounds of a pseudo-random function give a strong permutation
 _C0 = np.uint64(0x9E3779B97F4A7C15)
@@ -80,6 +80,20 @@ def permute_each(x: np.ndarray, n: np.ndarray, bits: np.ndarray, keys: np.ndarra
     x = np.asarray(x, dtype=np.uint64)
     rk = [splitmix64(keys + np.uint64(r)) for r in range(_ROUNDS)]
     return _cycle_walk(_feistel(x, bits, rk), n, lambda idx, v: _feistel(v, bits[idx], [k[idx] for k in rk]))
+
+
+def permute_rows(x: np.ndarray, n: int, keys: np.ndarray) -> np.ndarray:
+    """Row r of ``x`` (shape (R, m), values in [0, n)) through ``permute(·, n, keys[r])``: many keys
+    sharing one n in one vectorised pass (e.g. the batch orders of many steps)."""
+    x = np.array(x, dtype=np.uint64, ndmin=2)
+    if n <= 1:
+        return np.zeros_like(x)
+    bits, m = np.uint64(width(n)), x.shape[1]
+    keys = np.asarray(keys, dtype=np.uint64).reshape(-1, 1)
+    rk = [splitmix64(keys + np.uint64(r)) for r in range(_ROUNDS)]
+    flat = _feistel(x, bits, rk).reshape(-1)
+    again = lambda idx, v: _feistel(v, bits, [k[idx // m, 0] for k in rk])  # noqa: E731
+    return _cycle_walk(flat, np.uint64(n), again).reshape(x.shape)
 
 
 def _cycle_walk(
