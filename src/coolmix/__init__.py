@@ -50,6 +50,7 @@ from coolmix.weighting import (
     theorem2_gap,
     variance_inflation,
     weighted_loss,
+    weights_at,
 )
 
 __version__ = "0.1.0"
@@ -96,4 +97,5 @@ __all__ = [
     "unimax_probs",
     "variance_inflation",
     "weighted_loss",
+    "weights_at",
 ]

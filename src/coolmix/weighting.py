@@ -38,6 +38,7 @@ __all__ = [
     "variance_inflation",
     "weighted_loss",
     "weights_array",
+    "weights_at",
 ]
 
 REDUCTIONS: tuple[str, ...] = ("mean", "self_normalized", "sum")
@@ -111,6 +112,38 @@ def loss_weights(
     names, arr = check_sizes(sizes)
     w = _log_weights(names, arr, _coerce(target, "target"), _coerce(sample, "sample"), "sample")
     return to_mapping(names, w)
+
+
+def weights_at(
+    step: int,
+    sizes: Sizes,
+    schedule: Any,
+    total_steps: int,
+    target: Distribution | float | Mapping[str, Any] | str,
+) -> dict[str, float]:
+    """w_i(t) = p_target,i / p_i(t): the loss weights in force at ``step`` of a sampling ``schedule``.
+
+    For loops outside the trainer (a packed stream, a DataLoader): weight batch t's per-example or
+    per-token losses by domain with these (`weighted_loss`), and sampling under the schedule
+    optimises ``target``. p_i(t) is ``schedule.probs_at(step, sizes, total_steps)``; a domain with
+    p_i(t) = 0 is absent from that batch and gets 0, as in `step_weights`. Exposure-driven
+    schedules read the realised counts, so take their p(t) from the sampler and use `step_weights`.
+
+    >>> from coolmix.schedules import Cooldown
+    >>> w = weights_at(75, {"a": 3, "b": 1}, Cooldown(hot=5, cold=1, at=0.5), 100, target=1.0)
+    >>> w                                      # the τ=1 half samples the target: w = 1
+    {'a': 1.0, 'b': 1.0}
+    """
+    from coolmix.schedules import as_schedule
+
+    sched = as_schedule(schedule)
+    if sched.needs_counts:
+        why = "reads realised counts: use step_weights(sampler.probs_at(step), target)"
+        raise ConfigError("schedule", type(sched).__name__, why)
+    names, arr = check_sizes(sizes)
+    p = sched.probs_at(step, sizes, check_int("total_steps", total_steps, lo=1))
+    pt = np.exp(_coerce(target, "target").log_array(names, arr))
+    return to_mapping(names, step_weights(p, pt, names=list(names)).weights)
 
 
 def scalarization_weights(sizes: Sizes, tau: float, sample_tau: float = 1.0) -> dict[str, float]:

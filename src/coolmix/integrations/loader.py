@@ -17,6 +17,13 @@ torchdata's ``StatefulDataLoader`` is the other exact way: it snapshots the batc
 ``state_dict()`` with every batch a worker returns and restores it from ``loader.state_dict()`` alone
 (tested with 2 workers in ``tests/integrations/test_loader.py``). Use it if your stack already
 checkpoints a ``StatefulDataLoader``; `MixtureLoader` needs nothing beyond torch.
+`realised_exposure` reads the documents and tokens per domain out of a ``StatefulDataLoader``
+state over a stream mixer (``PackedStreams`` / ``StreamMixture`` ``.as_torch()``).
+
+RNG: ``iter(loader)`` draws its base seed from torch's global RNG (unless the loader has its own
+``generator=``), so on resume create the iterator first, then restore torch's RNG state:
+``it = iter(loader); torch.set_rng_state(ckpt["rng"])``; the other order shifts every later draw
+(dropout) by one and the run diverges.
 """
 
 from __future__ import annotations
@@ -29,10 +36,11 @@ from torch.utils.data import DataLoader
 from coolmix.errors import ConfigError
 from coolmix.integrations.collate import MixtureCollator
 from coolmix.integrations.ranks import DP_MESH_DIM
+from coolmix.integrations.streams import STATE_VERSION, realised_from_state
 from coolmix.integrations.torch import MixtureBatchSampler, MixtureDataset, MixtureIterableDataset
 from coolmix.sampler import MixtureSampler
 
-__all__ = ["MixtureLoader"]
+__all__ = ["MixtureLoader", "realised_exposure", "stream_states"]
 
 
 def _adapter_of(loader: Any) -> MixtureBatchSampler | MixtureIterableDataset:
@@ -119,3 +127,48 @@ class MixtureLoader:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a core state (from any world size); the next ``iter`` starts at its step."""
         self.adapter.load_state_dict(state)
+
+
+def stream_states(loader_state: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The coolmix stream lanes' states inside a ``StatefulDataLoader.state_dict()``.
+
+    One per DataLoader worker that has started (``num_workers`` > 0), or the one in-process lane
+    (``num_workers=0``), each as of the last batch the loader delivered. torchdata keeps them
+    under private keys (``_snapshot._worker_snapshots.worker_i.dataset_state``); this is the one
+    place that reads them.
+    """
+    if not isinstance(loader_state, Mapping) or not ({"_snapshot", "dataset_state"} & set(loader_state)):
+        got = sorted(loader_state)[:6] if isinstance(loader_state, Mapping) else type(loader_state).__name__
+        raise ConfigError("loader_state", got, "is not a StatefulDataLoader state_dict()")
+    if "_snapshot" in loader_state:
+        workers = (loader_state["_snapshot"] or {}).get("_worker_snapshots") or {}
+        found = [w.get("dataset_state") for _, w in sorted(workers.items(), key=lambda kv: _worker_no(kv[0]))]
+    else:
+        found = [loader_state["dataset_state"]]
+    lanes = [st for st in found if st]  # a worker that has not started has no state yet
+    why = "holds no coolmix stream state (StatefulDataLoader over PackedStreams/StreamMixture.as_torch())"
+    for st in lanes:
+        if not isinstance(st, Mapping) or st.get("version") != STATE_VERSION or "realised" not in st:
+            raise ConfigError("loader_state.dataset_state", type(st).__name__, why)
+    return lanes
+
+
+def _worker_no(key: str) -> int:
+    try:
+        return int(str(key).rsplit("_", 1)[-1])
+    except ValueError:
+        raise ConfigError(
+            "loader_state._worker_snapshots", key, "expected keys worker_0, worker_1, …"
+        ) from None
+
+
+def realised_exposure(*loader_states: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """Realised documents and tokens per domain from ``StatefulDataLoader`` states (summed over lanes).
+
+    Pass one rank's ``loader.state_dict()`` for that rank's exposure, or every rank's (e.g. from
+    ``torch.distributed.all_gather_object``) for the run's: ``{"en": {"documents": …, "tokens": …}}``.
+    Counted as of the last batch each loader delivered, whatever its workers had prefetched.
+    """
+    if not loader_states:
+        raise ConfigError("loader_states", 0, "pass at least one StatefulDataLoader state_dict()")
+    return realised_from_state([lane for st in loader_states for lane in stream_states(st)])

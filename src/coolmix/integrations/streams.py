@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from coolmix.errors import ConfigError
+from coolmix.fileio import iter_lines, open_regular
 from coolmix.integrations.ranks import DP_MESH_DIM, DataParallel, DataParallelView, data_parallel
 from coolmix.mixture import Mixture
 from coolmix.packing import LongDocs, TokenPacker, as_tokens, resolve_schedule
@@ -64,6 +65,7 @@ from coolmix.validate import check_int
 
 __all__ = [
     "STATE_VERSION",
+    "ByValueBatch",
     "DomainStream",
     "PackedStreams",
     "StreamMixture",
@@ -208,6 +210,8 @@ def _shard_files(root: Path) -> list[Path]:
     if not root.is_dir():
         raise ConfigError("sources", str(root), "a path source must be a directory of shards")
     files = sorted(f for f in root.iterdir() if f.suffix in SHARD_SUFFIXES)
+    for f in files:  # a directory, FIFO or device named like a shard: one line now, not a hang later
+        os.close(open_regular(f, os.O_RDONLY, "sources", follow=True))
     if not files:
         raise ConfigError("sources", str(root), f"no {' / '.join(SHARD_SUFFIXES)} shards in this directory")
     return files
@@ -216,9 +220,14 @@ def _shard_files(root: Path) -> list[Path]:
 def _read_lines(files: list[Path]) -> Iterator[Any]:
     """Items of shard files in order: a JSON value per ``.jsonl`` line, a string per ``.txt`` line."""
     for f in files:
-        with open(f, encoding="utf-8") as fh:
-            for line in fh:
-                yield json.loads(line) if f.suffix == ".jsonl" else line.rstrip("\n")
+        for n, line in iter_lines(f, "sources"):
+            if f.suffix != ".jsonl":
+                yield line.rstrip("\n")
+                continue
+            try:
+                yield json.loads(line)
+            except ValueError as e:
+                raise ConfigError("sources", f"{f}:{n}", f"line {n} is not JSON ({e})") from None
 
 
 # -- lanes ----------------------------------------------------------------------------------------
@@ -347,7 +356,13 @@ class _Lanes(DataParallelView):
         return self._lane[REALISED_KEY]() if self._lane is not None else {}
 
     def as_torch(self) -> Any:
-        """A ``torch.utils.data.IterableDataset`` view (for ``DataLoader(..., batch_size=None)``)."""
+        """A ``torch.utils.data.IterableDataset`` view (for ``DataLoader(..., batch_size=None)``).
+
+        `PackedStreams` batches leave a DataLoader worker by value (`ByValueBatch`): one pickle of
+        the numpy rows per batch instead of a shared-memory file-descriptor handshake per tensor,
+        and arrive in the main process as a dict of CPU tensors with the numpy dtypes (int64 ids,
+        bool ``loss_mask``), so the loop reads ``b["input_ids"]`` as before.
+        """
         return _torch_class()(self)
 
     # subclass hooks
@@ -524,6 +539,33 @@ class PackedStreams(_Lanes):
         lane["packer"].load_state_dict(state["packer"])
 
 
+class ByValueBatch(dict):
+    """A packed batch that crosses a process boundary by value and arrives as a plain dict of tensors.
+
+    A DataLoader worker sends each tensor through its own shared-memory file descriptor (a socket
+    handshake per tensor, six per packed batch); pickling the rows as numpy arrays is one message,
+    ~4-8× faster for (8, 512) rows. ``torch.from_numpy`` on arrival shares the received buffer (no copy).
+    """
+
+    def __copy__(self) -> ByValueBatch:  # the DataLoader's default_convert copies, then fills tensors
+        return ByValueBatch(self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_tensor_dict, ({k: _as_numpy(v) for k, v in self.items()},))
+
+
+def _as_numpy(v: Any) -> Any:
+    """A CPU tensor as the numpy array sharing its memory; anything else unchanged."""
+    return v.numpy() if type(v).__module__.startswith("torch") and hasattr(v, "numpy") else v
+
+
+def _tensor_dict(arrays: Mapping[str, Any]) -> dict[str, Any]:
+    """Unpickling side of `ByValueBatch`: numpy arrays → tensors sharing their memory."""
+    import torch
+
+    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in arrays.items()}
+
+
 _TORCH_CLASS: list[type] = []
 
 
@@ -539,6 +581,8 @@ def _torch_class() -> type:
                 self.inner = inner
 
             def __iter__(self) -> Iterator[Any]:
+                if isinstance(self.inner, PackedStreams):
+                    return map(ByValueBatch, iter(self.inner))
                 return iter(self.inner)
 
             def state_dict(self) -> dict[str, Any]:
