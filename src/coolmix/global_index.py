@@ -85,7 +85,7 @@ class GlobalIndex:
         self._built_d: np.ndarray = np.zeros(0, dtype=self.domain_dtype)
         self._built_i: np.ndarray = np.zeros(0, dtype=self.item_dtype)
         self._built = 0
-        self._cur = -1  # the block the scalar path holds as lists
+        self._cur, self._cur_lo, self._cur_n = -1, 0, 0  # the block the scalar path holds as lists
         self._cur_d: list[int] = []
         self._cur_i: list[int] = []
         self._key: str | None = None
@@ -115,16 +115,20 @@ class GlobalIndex:
 
     def __getitem__(self, g: int) -> tuple[int, int]:
         """(domain id, item) of global sample ``g`` as ints (about a million calls a second)."""
-        if type(g) is int and 0 <= g < self._built:
-            return int(self._built_d[g]), int(self._built_i[g])
+        if type(g) is int:
+            if 0 <= g < self._built:
+                return self._built_d.item(g), self._built_i.item(g)
+            r = g - self._cur_lo
+            if 0 <= r < self._cur_n:
+                return self._cur_d[r], self._cur_i[r]
         g = self._check(g)
         if g < self._built:
-            return int(self._built_d[g]), int(self._built_i[g])
-        b, r = divmod(g, self.block_len)
-        if b != self._cur:
-            d, i = self._block(b)
-            self._cur, self._cur_d, self._cur_i = b, d.tolist(), i.tolist()
-        return self._cur_d[r], self._cur_i[r]
+            return self._built_d.item(g), self._built_i.item(g)
+        b = g // self.block_len
+        d, i = self._block(b)
+        self._cur, self._cur_d, self._cur_i = b, d.tolist(), i.tolist()
+        self._cur_lo, self._cur_n = b * self.block_len, len(self._cur_d)
+        return self._cur_d[g - self._cur_lo], self._cur_i[g - self._cur_lo]
 
     def lookup(self, g: Any) -> tuple[np.ndarray, np.ndarray]:
         """(domain ids, items) for an int array of global samples (any shape), int64 arrays."""
@@ -177,7 +181,9 @@ class GlobalIndex:
         else:
             d, i = np.empty(n, dtype=self.domain_dtype), np.empty(n, dtype=self.item_dtype)
             self._fill(d, i)
-        self._built_d, self._built_i, self._built = d, i, n
+        # plain ndarray views (a memmap's own indexing is slow); entries stay memory-mapped
+        self._built_d, self._built_i = np.asarray(d), np.asarray(i)
+        self._built = n
         return d, i
 
     def _fill(self, d: np.ndarray, i: np.ndarray) -> None:
