@@ -222,3 +222,22 @@ def test_scalar_path_after_build_uses_the_built_arrays():
     assert idx._cur == -1 and idx[99] == (int(d[99]), int(i[99]))
     assert idx._cur == -1  # served from the built prefix, no block materialised
     assert idx[100] == _sampler().sample_at(100) and idx._cur == 0
+
+
+def test_pickles_small_and_maps_the_cache_again(tmp_path):
+    import pickle
+
+    s = _sampler()
+    plain = GlobalIndex(s)
+    plain[5]
+    plain.build(300)
+    copy = pickle.loads(pickle.dumps(plain))
+    assert copy[299] == plain[299] and copy[1000] == s.sample_at(1000)
+    cached = GlobalIndex(s, cache_dir=tmp_path)
+    cached.build(1200)
+    blob = pickle.dumps(cached)
+    assert len(blob) < len(pickle.dumps(plain)) + 2000  # the 1200 entries travel as the file's path
+    back = pickle.loads(blob)
+    ref = s.sample_at(np.arange(1200))
+    assert [back[g] for g in (0, 777, 1199)] == [(int(ref[0][g]), int(ref[1][g])) for g in (0, 777, 1199)]
+    np.testing.assert_array_equal(back.lookup(np.arange(1200))[1], ref[1])

@@ -89,6 +89,7 @@ class GlobalIndex:
         self._cur_d: list[int] = []
         self._cur_i: list[int] = []
         self._key: str | None = None
+        self._mapped = False  # whether the built prefix is a cache file (then pickled as its paths)
         self._check_first_block()
 
     @classmethod
@@ -160,6 +161,22 @@ class GlobalIndex:
             raise ConfigError("index", g, why)
         return int(g)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle (e.g. to worker processes) without the current block, and without the built
+        arrays when they are a cache file (the unpickled copy maps the file again)."""
+        state = self.__dict__.copy()
+        state.update(_cur=-1, _cur_lo=0, _cur_n=0, _cur_d=[], _cur_i=[])
+        if self._built and self.cache_dir is not None and self._mapped:
+            state.update(_built_d=None, _built_i=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self._built_d is None:
+            n, paths = self._built, self.cache_paths(self._built)
+            d, i = _load(paths[0], self.domain_dtype, n), _load(paths[1], self.item_dtype, n)
+            self._built_d, self._built_i = np.asarray(d), np.asarray(i)
+
     # -- building --------------------------------------------------------------------------------
 
     def build(self, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -172,12 +189,14 @@ class GlobalIndex:
         if paths is not None and all(p.exists() or p.is_symlink() for p in paths):
             d, i = _load(paths[0], self.domain_dtype, n), _load(paths[1], self.item_dtype, n)
             self._check_cached(d, i, paths[0])
+            self._mapped = True
         elif paths is not None:
             dbuf, d = _npy_buffer(self.domain_dtype, n)
             ibuf, i = _npy_buffer(self.item_dtype, n)
             self._fill(d, i)
             write_atomic(paths[1], cast(bytes, ibuf))  # items first: the domains file completes the pair
             write_atomic(paths[0], cast(bytes, dbuf))
+            self._mapped = True
         else:
             d, i = np.empty(n, dtype=self.domain_dtype), np.empty(n, dtype=self.item_dtype)
             self._fill(d, i)
