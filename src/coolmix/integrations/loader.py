@@ -138,19 +138,41 @@ def stream_states(loader_state: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     place that reads them.
     """
     if not isinstance(loader_state, Mapping) or not ({"_snapshot", "dataset_state"} & set(loader_state)):
-        got = sorted(loader_state)[:6] if isinstance(loader_state, Mapping) else type(loader_state).__name__
+        got = sorted(map(str, loader_state))[:6] if isinstance(loader_state, Mapping) else type(loader_state)
         raise ConfigError("loader_state", got, "is not a StatefulDataLoader state_dict()")
     if "_snapshot" in loader_state:
-        workers = (loader_state["_snapshot"] or {}).get("_worker_snapshots") or {}
-        found = [w.get("dataset_state") for _, w in sorted(workers.items(), key=lambda kv: _worker_no(kv[0]))]
+        snap = _mapping(loader_state["_snapshot"], "loader_state._snapshot")
+        workers = _mapping(snap.get("_worker_snapshots") or {}, "loader_state._snapshot._worker_snapshots")
+        found = [
+            _mapping(w, f"loader_state._snapshot._worker_snapshots.{k}").get("dataset_state")
+            for k, w in sorted(workers.items(), key=lambda kv: _worker_no(kv[0]))
+        ]
     else:
         found = [loader_state["dataset_state"]]
     lanes = [st for st in found if st]  # a worker that has not started has no state yet
-    why = "holds no coolmix stream state (StatefulDataLoader over PackedStreams/StreamMixture.as_torch())"
     for st in lanes:
-        if not isinstance(st, Mapping) or st.get("version") != STATE_VERSION or "realised" not in st:
-            raise ConfigError("loader_state.dataset_state", type(st).__name__, why)
+        _check_lane(st)
     return lanes
+
+
+def _mapping(x: Any, field: str) -> Mapping[str, Any]:
+    if not isinstance(x, Mapping):
+        raise ConfigError(field, type(x).__name__, "must be a mapping (a StatefulDataLoader state_dict())")
+    return x
+
+
+def _check_lane(st: Any) -> None:
+    """A lane state from `PackedStreams`/`StreamMixture.state_dict()`, with whole counts per domain."""
+    field = "loader_state.dataset_state"
+    why = "holds no coolmix stream state (StatefulDataLoader over PackedStreams/StreamMixture.as_torch())"
+    if not isinstance(st, Mapping) or st.get("version") != STATE_VERSION or "realised" not in st:
+        raise ConfigError(field, type(st).__name__, why)
+    for name, c in _mapping(st["realised"], f"{field}.realised").items():
+        c = _mapping(c, f"{field}.realised.{name}")
+        for key in ("documents", "tokens"):
+            v = c.get(key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f"{field}.realised.{name}.{key}", v, "must be a count (int >= 0)")
 
 
 def _worker_no(key: str) -> int:
