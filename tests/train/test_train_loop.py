@@ -34,6 +34,11 @@ def test_lm_smoke_records_exposure_and_losses(tmp_path, lm_config, data_cache):
         for loss in r["dev"]["loss"].values():
             assert 0 < loss < math.log(cfg.tokenizer.vocab_size) + 1
     assert set(result["test"]["loss"]) == {"en", "sw"} and "test" not in records[0]
+    # the final record says which code, libraries and machine trained it (and only the final one)
+    prov = result["provenance"]
+    assert prov["torch"] == torch.__version__ and prov["numpy"] == np.__version__
+    assert prov["python"] == sys.version.split()[0] and prov["threads"] == cfg.run.threads
+    assert prov["machine"] and "provenance" not in records[0]
     # the resolved config sits next to the run, with its hash, and loads back to the same config
     text = (tmp_path / CONFIG_FILE).read_text()
     assert text.startswith(f"# resolved config; config_hash = {config_hash(cfg)}")

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from coolmix.reproduce import theory as th
-from coolmix.reproduce.report import git_commit, write_report
+from coolmix.reproduce.report import write_report
+from coolmix.train.provenance import git_commit
 from coolmix.reproduce.results import record_sizes
 from coolmix.reproduce.runner import Progress, RunResult, run_preset
 from coolmix.reproduce.specs import PAPER_MIXTURES, Preset, preset

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime
 import json
 import platform
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -53,31 +52,12 @@ from coolmix.reproduce.tables import (
     method_table,
 )
 
-__all__ = ["GENERATED", "git_commit", "load_inputs", "write_report"]
+__all__ = ["GENERATED", "load_inputs", "write_report"]
 
 GENERATED = "- generated: "
 """Prefix of the one header line that differs when a report is rebuilt."""
 
 DIRECTION_METHODS = ("cooldown", "late_upsample", "tau_warmup", "increasing")
-
-
-def git_commit(cwd: str | Path | None = None) -> str | None:
-    """The checkout's commit (with ``+dirty`` if tracked files changed), or None outside git."""
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return sha + ("+dirty" if dirty else "") if sha else None
 
 
 def load_inputs(out: Path) -> tuple[Runs, dict[str, Any], dict[str, Any]]:
@@ -130,6 +110,7 @@ def write_report(out: Path) -> Path:
         _mt_section(runs, figs),
         _adaptive_section(runs),
         _cost_section(runs),
+        _provenance_section(meta, runs),
         _notes(meta),
     ]
     path = out / "report.md"
@@ -467,6 +448,50 @@ def _cost_section(runs: Runs) -> str:
         "## Cost\n\nTraining compute per method (mean over seeds); DoReMi includes its reference "
         "(`doremi_ref`) and its proxy run.\n\n" + "\n\n".join(parts)
     )
+
+
+def _provenance_section(meta: Mapping[str, Any], runs: Runs) -> str:
+    """Which code, libraries and machine trained each run, and the runs trained at another commit
+    than the one this report names (cached runs keep the provenance of when they were trained)."""
+    if not len(runs):
+        return ""
+    head = meta.get("git_commit")
+    keys = ("git_commit", "torch", "numpy", "python", "machine", "threads")
+    groups: dict[tuple[str, ...], list[str]] = {}
+    missing = []
+    for r in runs.runs:
+        prov = r.final.get("provenance")
+        if not isinstance(prov, Mapping):
+            missing.append(r)
+            continue
+        groups.setdefault(tuple(str(prov.get(k, "–")) for k in keys), []).append(f"{r.experiment}/{r.method}/s{r.seed}")
+    lines = ["## Provenance", ""]
+    if groups:
+        lines.append(
+            markdown(
+                ["commit", "torch", "numpy", "Python", "machine", "threads", "runs"],
+                [[f"`{k[0][:12]}`", *k[1:], str(len(v))] for k, v in sorted(groups.items())],
+            )
+        )
+        other = sorted(x for k, v in groups.items() if k[0] != str(head) for x in v)
+        lines.append("")
+        lines.append(
+            f"Trained at another commit than this report's (`{str(head)[:12]}`): "
+            + (", ".join(other) if other else "none")
+            + "."
+        )
+    if missing:
+        lines.append("")
+        lines.append(
+            f"{len(missing)} of {len(runs)} runs record no provenance: they were trained before runs recorded "
+            "their commit, library versions and machine, so their commit is unknown (it may differ from the header's)."
+        )
+    lines.append("")
+    lines.append(
+        "Same code, libraries, machine and thread count reproduce a run bit for bit; another CPU reproduces "
+        "it to float level (README, *What reproduces where*)."
+    )
+    return "\n".join(lines)
 
 
 def _notes(meta: Mapping[str, Any]) -> str:

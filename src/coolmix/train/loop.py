@@ -32,6 +32,7 @@ from coolmix.train import checkpoint, distributed, preflight, rundir, tasks
 from coolmix.train.config import OptimConfig, TrainConfig, config_hash
 from coolmix.train.distributed import Env
 from coolmix.train.extensions import Extras
+from coolmix.train.provenance import provenance
 from coolmix.train.metrics import (
     METRICS_FILE,
     ConsoleSink,
@@ -446,6 +447,7 @@ def _evaluate(
         record[split] = table
     if last:
         record["final"] = True
+        record["provenance"] = provenance(torch.get_num_threads())
     return jsonable(record)
 
 
