@@ -3,14 +3,19 @@
 Two "languages" stream documents from generators (stand-ins for HF IterableDatasets or shard
 directories); the schedule decides which domain's document fills each row next, by token deficit.
 Every batch carries per-token domain ids (-1 at padding), so per-token loss weights are one call.
-The state (per-domain counts plus the packer's half-placed document) resumes the stream exactly.
+The state (per-domain counts plus the packer's half-placed document) resumes the stream exactly,
+in process and through a 2-worker ``StatefulDataLoader`` (the second half: the RNG order on resume,
+per-step loss weights w(t) and the realised tokens per domain read from the loader's state).
 """
 
 import json
 
 import numpy as np
+import torch
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 import coolmix as cm
+from coolmix.integrations.loader import realised_exposure
 from coolmix.integrations.streams import PackedStreams
 
 
@@ -57,3 +62,41 @@ for want in rest:
     assert all(np.array_equal(got[k], want[k]) for k in want), "resume must be exact"
 print("resumed from step 20: the next 20 batches are identical")
 print("realised tokens per domain:", again.realised())
+
+# -- the same stream through a 2-worker StatefulDataLoader -------------------------------------------
+# labels are already shifted (labels[t] = next token of the same document); rows=4 is the *global*
+# row count per step (each data-parallel rank gets rows / world_size); batches arrive as int64 tensors.
+
+
+sched = cm.Cooldown(hot=5, cold=1, at=0.5)
+
+
+def train(it, start=0, steps=None):
+    """(weighted loss, batch checksum, dropout draw) per step; torch.rand stands in for dropout."""
+    out = []
+    for step, b in enumerate(it, start=start):
+        w = cm.weights_at(step, sizes, sched, 40, target=1.0)  # w(t): the τ=5 half optimises τ=1
+        tok_loss = torch.ones(b["input_ids"].shape)  # stands in for per-token cross-entropy
+        ids = b["domain_ids"]
+        loss = cm.weighted_loss(tok_loss, ids, w, names=list(sizes), ignore_index=-1, mask=b["loss_mask"])
+        out.append((round(float(loss), 6), b["input_ids"].sum().item(), torch.rand(()).item()))
+        if len(out) == steps:
+            break
+    return out
+
+
+torch.manual_seed(0)
+whole = train(StatefulDataLoader(make().as_torch(), batch_size=None, num_workers=2))
+torch.manual_seed(0)
+loader = StatefulDataLoader(make().as_torch(), batch_size=None, num_workers=2)
+done = train(loader, steps=25)
+ckpt = {"data": loader.state_dict(), "rng": torch.get_rng_state()}
+exposure = realised_exposure(ckpt["data"])  # summed over the workers' lanes, as of step 25
+print("realised tokens after 25 steps:", {d: c["tokens"] for d, c in exposure.items()})
+
+resumed = StatefulDataLoader(make().as_torch(), batch_size=None, num_workers=2)
+resumed.load_state_dict(ckpt["data"])
+it = iter(resumed)  # 1. the iterator first: iter() draws the workers' seed from torch's global RNG
+torch.set_rng_state(ckpt["rng"])  # 2. then torch's RNG, so that draw does not shift dropout
+assert done + train(it, start=25) == whole, "loader resume must be exact"
+print("StatefulDataLoader (2 workers) resumed at step 25: losses, batches and dropout draws identical")

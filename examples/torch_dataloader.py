@@ -6,6 +6,8 @@ half-way, checkpoints ``loader.state_dict()`` and resumes a fresh loader exactly
 
 import json
 
+import torch
+
 import coolmix as cm
 from coolmix.integrations.collate import PadCollator
 from coolmix.integrations.loader import MixtureLoader
@@ -28,6 +30,7 @@ for step, batch in enumerate(loader):
         break
 print("hot phase (τ=5) counts en/it/sw:", counts)
 state = json.loads(json.dumps(loader.state_dict()))  # a few counters, JSON-able
+rng = torch.get_rng_state()  # save torch's RNG with the model, as usual
 print("checkpointed at step", state["step"])
 
 # a new process would rebuild the loader and load the state: it continues with step 10
@@ -38,8 +41,10 @@ fresh = MixtureLoader.from_datasets(
     num_workers=2,
 )
 fresh.load_state_dict(state)
+it = iter(fresh)  # make the iterator first: iter() draws the workers' seed from torch's global RNG ...
+torch.set_rng_state(rng)  # ... then restore the RNG, or every later dropout mask shifts by one draw
 cold = [0, 0, 0]
-for batch in fresh:
+for batch in it:
     for d in batch["domain"].tolist():
         cold[d] += 1
 print("cold phase (τ=1) counts en/it/sw:", cold, "over", 20 - state["step"], "steps")
