@@ -9,7 +9,11 @@ import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SCRIPTS = sorted(EXAMPLES.glob("*.py"))
-NEEDS = {"stateful_dataloader.py": "torchdata", "streaming_packing.py": "torchdata", "hf_trainer.py": "transformers"}
+NEEDS = {
+    "stateful_dataloader.py": "torchdata",
+    "streaming_packing.py": "torchdata",
+    "hf_trainer.py": "transformers",
+}
 
 
 def test_examples_are_found():
