@@ -465,8 +465,9 @@ def _provenance_section(meta: Mapping[str, Any], runs: Runs) -> str:
             missing.append(r)
             continue
         groups.setdefault(tuple(str(prov.get(k, "–")) for k in keys), []).append(f"{r.experiment}/{r.method}/s{r.seed}")
-    lines = ["## Provenance", ""]
+    lines = ["## Provenance"]
     if groups:
+        lines.append("")
         lines.append(
             markdown(
                 ["commit", "torch", "numpy", "Python", "machine", "threads", "runs"],
