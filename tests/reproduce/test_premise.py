@@ -86,3 +86,17 @@ def test_the_test_split_never_moves_a_language_between_groups():
         for x in r.final["test"]["loss"]:
             r.final["test"]["loss"][x] = 100.0
     assert {k: p.holds for k, p in premise(wild, "lm").items()} == {k: p.holds for k, p in base.items()}
+
+
+def test_retained_penalty_is_the_share_of_tau5s_hrl_penalty_cooldown_keeps():
+    from coolmix.reproduce.premise import retained_penalty
+    from tests.reproduce.test_claims_rules import lm_runs
+
+    # HRL (en): τ=1 4.00, τ=5 4.40, Cooldown 4.10 → keeps 0.25 of the 0.40 penalty
+    table = {"tau1": (4.00, 5.5, 5.5, 6.6), "tau5": (4.40, 5.4, 5.4, 5.9), "cooldown": (4.10, 5.4, 5.4, 5.8)}
+    iv = retained_penalty(Runs(lm_runs(table)), "lm")
+    assert abs(iv.mean - 0.25) < 0.03 and iv.lo < 0.25 < iv.hi and iv.n == 3
+    worse = {**table, "cooldown": (4.36, 5.4, 5.4, 5.8)}
+    assert abs(retained_penalty(Runs(lm_runs(worse)), "lm").mean - 0.9) < 0.03
+    e5 = verdicts(Runs(lm_runs({**table, "tau100": (4.9, 5.3, 5.3, 6.2)})))["E5"]
+    assert any(n.startswith("retained HRL penalty (lm): Cooldown keeps +0.2") for n in e5.notes)

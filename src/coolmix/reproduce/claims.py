@@ -30,7 +30,7 @@ from coolmix.reproduce.compare import (
     metric_of,
     need,
 )
-from coolmix.reproduce.premise import mechanism_e5, mechanism_e8, premise, premise_notes
+from coolmix.reproduce.premise import mechanism_e5, mechanism_e8, premise, premise_notes, retained_note
 from coolmix.reproduce.results import MissingSplit, Runs
 from coolmix.reproduce.stats import combine
 
@@ -236,6 +236,7 @@ def _e5(runs: Runs) -> Parts:
         ran.append(exp)
         primary += p
         secondary += s
+        notes.append(retained_note(runs, exp))
         notes += premise_notes(premise(runs, exp), exp, _failed_langs(s, exp))
     if not ran:
         raise Missing("neither the LM nor a gated MT table was run: " + "; ".join(notes))

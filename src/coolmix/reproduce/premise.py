@@ -31,10 +31,21 @@ from coolmix.reproduce.compare import (
     groups,
     metric_of,
     need,
+    per_seed,
 )
 from coolmix.reproduce.results import Run, Runs
+from coolmix.reproduce.stats import Interval, paired_interval
 
-__all__ = ["PAPER_TAU5_EPOCHS", "Premise", "mechanism_e5", "mechanism_e8", "premise", "premise_notes"]
+__all__ = [
+    "PAPER_TAU5_EPOCHS",
+    "Premise",
+    "mechanism_e5",
+    "mechanism_e8",
+    "premise",
+    "premise_notes",
+    "retained_note",
+    "retained_penalty",
+]
 
 PAPER_TAU5_EPOCHS: dict[str, float] = {"en": 0.01, "it": 0.08, "zh": 0.26, "sw": 5.0}
 """Epochs of each mC4 language in the paper's LM run at τ=5 (inferred, paper.md §4.3)."""
@@ -180,3 +191,37 @@ def mechanism_e8(runs: Runs) -> tuple[list[Comparison], list[Comparison]]:
             )
         )
     return primary, []
+
+
+PAPER_RETAINED = {"lm": "0.33", "mt": "0.10–0.12"}
+"""The paper's share of τ=5's HRL penalty that Cooldown retains (its Tables 3 and 4)."""
+
+
+def retained_penalty(runs: Runs, exp: str) -> Interval:
+    """Share of τ=5's HRL penalty that Cooldown keeps: per seed (C − T1)/(T5 − T1) on the HRL mean
+    test score, and its 95% t interval over seeds; scale-free, so it compares across model sizes and
+    with the paper (0 = Cooldown matches τ=1 on the HRLs, 1 = as bad as τ=5)."""
+    got = need(runs, exp, ["tau1", "tau5", "cooldown"])
+    metric, _ = metric_of(exp)
+    high = groups(got["tau1"][0])["HRL"]
+    if not high:
+        raise Missing(f"{exp}: no high-resource language")
+    fn = group_mean(high, "test", metric)
+    t1, t5, c = (per_seed(got[m], fn) for m in ("tau1", "tau5", "cooldown"))
+    seeds = sorted(set(t1) & set(t5) & set(c))
+    ratios = [(c[s] - t1[s]) / (t5[s] - t1[s]) for s in seeds if t5[s] != t1[s]]
+    if not ratios:
+        raise Missing(f"{exp}: τ=5 and τ=1 score the same on the HRLs, so there is no penalty to share")
+    return paired_interval(ratios)
+
+
+def retained_note(runs: Runs, exp: str) -> str:
+    """E5's scale-free figure, beside the paper's."""
+    try:
+        iv = retained_penalty(runs, exp)
+    except Missing as e:
+        return f"retained HRL penalty ({exp}): not computed ({e})"
+    return (
+        f"retained HRL penalty ({exp}): Cooldown keeps {iv.text(2)} of τ=5's HRL-mean penalty over τ=1 "
+        f"(per-seed (Cooldown − τ=1)/(τ=5 − τ=1), test split; the paper: {PAPER_RETAINED[exp]})"
+    )
