@@ -71,17 +71,18 @@ def check_path(field: str, path: str | os.PathLike[str]) -> Path:
 
 
 def read_text(field: str, path: str | os.PathLike[str]) -> str:
-    """The UTF-8 text of a user-named file; missing, directory, unreadable or not UTF-8 -> one ConfigError.
-
-    A leading byte-order mark is dropped. ``field`` is what the user wrote (``config``, ``run_dir``).
+    """The UTF-8 text of a user-named file; missing, not a regular file, unreadable or not UTF-8 -> one
+    ConfigError. A link the user named is followed, but a FIFO or device it leads to is refused
+    (reading one would block or never end). A leading byte-order mark is dropped. ``field`` is what
+    the user wrote (``config``, ``run_dir``).
     """
+    from coolmix.fileio import read_bytes
+
     p = check_path(field, path)
     try:
-        data = p.read_bytes()
+        data = read_bytes(p, field, follow=True)
     except FileNotFoundError:
         raise ConfigError(field, str(p), "file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(field, str(p), "is a directory, not a file") from None
     except OSError as e:
         raise ConfigError(field, str(p), f"cannot read: {e.strerror or e}") from None
     try:
@@ -104,13 +105,13 @@ def load_file(path: str | Path) -> dict[str, Any]:
     text = read_text("config", p)
     try:
         if p.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
+            data = _load_yaml(text)
         elif p.suffix == ".json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_json_object)
         else:
             data = tomllib.loads(text)
+    except _BadKey as e:
+        raise ConfigError("config", str(p), str(e)) from None
     except Exception as e:  # parser errors differ per format; all mean the same to the user
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ConfigError("config", str(p), f"cannot parse: {msg}") from None
@@ -120,6 +121,60 @@ def load_file(path: str | Path) -> dict[str, Any]:
     if why:
         raise ConfigError("config", str(p), why)
     return data
+
+
+class _BadKey(Exception):
+    """A mapping key that would silently change meaning: not a string, or given twice."""
+
+
+def _load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that refuses non-string and duplicate keys (TOML refuses both by itself).
+
+    YAML 1.1 reads ``no: 5`` as ``{False: 5}`` and keeps the last of two equal keys; either would
+    turn a config into another one without a word, so both are refused, naming the key as written.
+    """
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:  # keys written here; a merge (<<) may be overridden
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = _key(loader, key_node)
+            if key in seen:
+                raise _BadKey(f"key {key!r} is given twice (again on line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        loader.flatten_mapping(node)
+        return {
+            _key(loader, k): loader.construct_object(v, deep=True)  # pyright: ignore[reportArgumentType]
+            for k, v in node.value
+        }
+
+    def _key(loader: yaml.SafeLoader, key_node: Any) -> str:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str):
+            written = getattr(key_node, "value", key)
+            raise _BadKey(
+                f"key {written!r} (line {key_node.start_mark.line + 1}) is read as the "
+                f"{type(key).__name__} {key!r}, not a string; quote it"
+            )
+        return key
+
+    _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return yaml.load(text, Loader=_Loader)
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON objects with a key given twice are refused (``json`` keeps the last one silently)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _BadKey(f"key {key!r} is given twice")
+        out[key] = value
+    return out
 
 
 def _structure_problem(data: Any) -> str | None:

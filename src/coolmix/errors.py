@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 __all__ = ["ConfigError"]
@@ -19,6 +20,25 @@ class ConfigError(ValueError):
         self.value = value
         self.why = why
         super().__init__(f"{field}={_short(value)}: {why}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as (field, value, why, message), so a refusal raised in a worker process arrives
+        in the parent as the same one line (the default would call ``__init__`` with the message
+        alone and fail). A value that cannot be pickled travels as its short repr."""
+        value = self.value
+        try:
+            pickle.dumps(value)
+        except Exception:
+            value = _short(value)
+        return (_rebuild, (type(self), self.field, value, self.why, str(self)))
+
+
+def _rebuild(cls: type[ConfigError], field: str, value: Any, why: str, message: str) -> ConfigError:
+    """Inverse of `ConfigError.__reduce__`: the error with its original message, whatever ``value`` became."""
+    err = cls.__new__(cls)
+    err.field, err.value, err.why = field, value, why
+    ValueError.__init__(err, message)
+    return err
 
 
 def _short(value: Any, limit: int = 80) -> str:

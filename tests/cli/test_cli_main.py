@@ -152,7 +152,7 @@ def test_output_path_that_is_a_file_is_one_line_exit_2(capsys, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     code = main(["plan", str(cfg), "--out", str(blocker / "sub"), "--no-plot"])
-    assert_one_line_error(capsys, code, "path=")
+    assert_one_line_error(capsys, code, "out=")
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads anything")

@@ -346,7 +346,7 @@ def test_non_integer_torchrun_environment_is_one_line(tmp_path, cache_dir, monke
 
 def test_out_with_a_too_long_name_is_one_line(tmp_path, cache_dir):
     out = tmp_path / ("x" * 300)
-    with pytest.raises(ConfigError, match=r"^out=.*cannot write: File name too long"):
+    with pytest.raises(ConfigError, match=r"^out=.*cannot (write|create the directory): File name too long"):
         train(config(cache_dir), out)
 
 

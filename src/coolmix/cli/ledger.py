@@ -14,7 +14,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import sys
-    from pathlib import Path
 
     from rich.console import Console
     from rich.markup import escape
@@ -23,13 +22,17 @@ def run(args: argparse.Namespace) -> int:
     from coolmix.config import check_path
     from coolmix.diagnostics.ledger import read_ledger
     from coolmix.errors import ConfigError
+    from coolmix.fileio import regular_or_missing
 
     run_dir = check_path("run_dir", args.run_dir)
     path = run_dir / "metrics.jsonl"
     if not run_dir.is_dir():
         raise ConfigError("run_dir", args.run_dir, "not a directory")
-    if not path.is_file():
-        raise ConfigError("run_dir", args.run_dir, "no metrics.jsonl there (or it is not a file)")
+    if not regular_or_missing(path, "run_dir"):
+        raise ConfigError("run_dir", args.run_dir, "no metrics.jsonl there")
+    png = run_dir / "ledger.png"
+    if not args.no_plot:
+        regular_or_missing(png, "run_dir")  # refused before anything is printed, not after
     read = read_ledger(path)
     records = read.records
     if not records:
@@ -65,14 +68,15 @@ def run(args: argparse.Namespace) -> int:
         )
     Console().print(table)
     if not args.no_plot:
-        out = Path(args.run_dir) / "ledger.png"
-        _plot(records, out)
-        print(f"wrote {out}")
+        _plot(records, png)
+        print(f"wrote {png}")
     return 0
 
 
 def _plot(records: list, out) -> None:
     import matplotlib
+
+    from coolmix.fileio import save_figure
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -94,5 +98,7 @@ def _plot(records: list, out) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    try:
+        save_figure(fig, out, field="run_dir")  # atomic, never through a link
+    finally:
+        plt.close(fig)

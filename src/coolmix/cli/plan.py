@@ -18,7 +18,7 @@ from coolmix.cli import add_set_option
 from coolmix.cli._plan_files import plot_plan, write_csv
 from coolmix.config import check_path, dump_toml
 from coolmix.errors import ConfigError
-from coolmix.fileio import write_atomic_text
+from coolmix.fileio import make_dir, regular_or_missing, write_atomic_text
 from coolmix.mixconfig import PlanConfig, load_plan_config
 from coolmix.plan import Plan
 from coolmix.validate import check_float
@@ -49,10 +49,12 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_plan_config(args.config, args.overrides)
     plan = cfg.plan()
     moments = parse_moments(args.moments, plan.names) if args.moments else None  # refuse before writing
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out, "out")
+    for name in ("plan.csv", "plan.toml", *(() if args.no_plot else ("plan.png",))):
+        regular_or_missing(out / name, "out")  # refuse a planted link before writing any file
     files = [write_csv(plan, out / "plan.csv")]
     resolved = out / "plan.toml"
-    write_atomic_text(resolved, dump_toml(cfg.to_dict()))
+    write_atomic_text(resolved, dump_toml(cfg.to_dict()), "out")
     files.append(resolved)
     if not args.no_plot:
         files.append(plot_plan(plan, out / "plan.png"))
@@ -101,7 +103,7 @@ def _moments_from_run(run_dir: Path, text: str) -> dict[str, object]:
     from coolmix.diagnostics.ledger import read_metrics
 
     metrics = run_dir / "metrics.jsonl"
-    if not metrics.is_file():
+    if not regular_or_missing(metrics, "moments"):
         raise ConfigError("moments", text, "that run directory has no metrics.jsonl")
     usable = [
         r["variance"]["s"]
@@ -179,7 +181,13 @@ def render(
         whole.add_column(str(plan.tokens_unit), justify="right")
     whole.add_column("epochs", justify="right")
     whole.add_column("target share", justify="right")
-    whole.add_column("realised share", justify="right")
+    S = plan.simulated_steps
+    partial = plan.realised is not None and S < T  # the sampler was replayed for the first S steps only
+    if partial:  # so the realised share sits next to the target over the same steps, both labelled
+        whole.add_column(f"target share (first {_si(S)} steps)", justify="right")
+    realised_head = f"realised share (first {_si(S)} steps)" if partial else "realised share"
+    whole.add_column(realised_head, justify="right")
+    prefix = _share(plan.realised_target) if partial and plan.realised_target is not None else None
     for n in plan.names:
         row = [
             n,
@@ -191,12 +199,17 @@ def render(
         ]
         if plan.tokens is not None:
             row.append(_si(plan.tokens[n]))
-        row += [_g(plan.epochs[n]), _pct(plan.target_share[n]), _pct_or_dash(plan.realised_share, n)]
+        row += [_g(plan.epochs[n]), _pct(plan.target_share[n])]
+        if partial:
+            row.append(_pct_or_dash(prefix, n))
+        row.append(_pct_or_dash(plan.realised_share, n))
         whole.add_row(*row, style="yellow" if n in flagged else None)
     if plan.realised is not None:
+        exact = "; exact composition: within 1 of the target to the end" * (plan.composition == "exact")
         whole.caption = (
             f"realised: the sampler's counts over {plan.simulated_steps:,} steps, within "
             f"{plan.max_deviation:.2f} examples of target"
+            + (f" (the first {S:,} of {T:,} steps{exact})" if partial else "")
         )
         whole.caption_justify = "left"
     console.print(whole)
@@ -284,6 +297,11 @@ def _g(x: float) -> str:
 
 def _pct(s: float) -> str:
     return f"{100 * s:.3g}%"
+
+
+def _share(counts: dict[str, float]) -> dict[str, float]:
+    total = sum(counts.values())
+    return {n: (v / total if total > 0 else 0.0) for n, v in counts.items()}
 
 
 def _pct_or_dash(shares: dict[str, float] | None, name: str) -> str:

@@ -33,33 +33,23 @@ def check_saved_results(out: Path) -> None:
     """Refuse, with one line naming the file, saved results the report cannot read.
 
     ``runs.json`` must be a JSON list of run folders (strings); ``theory.json``, ``preset.json``
-    and every run's ``result.json`` must be JSON objects. (A hand-edited or truncated file, or a
-    ``null`` left by an interrupted write, would otherwise surface as a traceback mid-report.)
+    and every run's ``result.json`` must be JSON objects; each must be a regular file (a link,
+    FIFO or device is never followed or read). (A hand-edited or truncated file, or a ``null``
+    left by an interrupted write, would otherwise surface as a traceback mid-report.)
     """
     from coolmix.errors import ConfigError
+    from coolmix.fileio import regular_or_missing
+    from coolmix.reproduce.results import read_json, run_dirs
 
     expected = {"runs.json": list, "theory.json": dict, "preset.json": dict}
-    files = [out / name for name in expected if (out / name).exists()]
-    files += sorted((out / "runs").glob("*/*/result.json"))
-    for path in files:
-        kind = expected.get(path.name, dict)
-        value = _read_json(path)
+    files = [(out / name, name) for name in expected if regular_or_missing(out / name, name)]
+    files += [(d / "result.json", f"{d.relative_to(out).as_posix()}/result.json") for d in run_dirs(out)]
+    for path, name in files:
+        kind = expected.get(path.name if path.parent == out else "", dict)
+        value = read_json(path, name)
         if not isinstance(value, kind):
             what = "a list of run folders" if kind is list else "a JSON object"
-            raise ConfigError(str(path.relative_to(out)), value, f"must be {what}")
+            raise ConfigError(name, value, f"must be {what}")
         if kind is list and not all(isinstance(x, str) for x in value):
             bad = next(x for x in value if not isinstance(x, str))
-            raise ConfigError(str(path.relative_to(out)), bad, "entries must be run folder names")
-
-
-def _read_json(path: Path) -> object:
-    import json
-
-    from coolmix.config import read_text
-    from coolmix.errors import ConfigError
-
-    text = read_text(path.name, path)
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as e:
-        raise ConfigError(path.name, str(path), f"not valid JSON: {str(e).splitlines()[0]}") from None
+            raise ConfigError(name, bad, "entries must be run folder names")

@@ -114,4 +114,6 @@ def _seeds(text: str) -> tuple[int, ...]:
         except ValueError:
             raise ConfigError("seeds", text, "expected comma-separated integers, e.g. 0,1,2") from None
         seeds.append(check_int("seeds", value, lo=0, hi=2**32 - 1))
+        if seeds.count(seeds[-1]) > 1:  # the same runs twice: one folder trained by two workers
+            raise ConfigError("seeds", text, f"seed {seeds[-1]} is listed twice")
     return tuple(seeds)

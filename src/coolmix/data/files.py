@@ -17,6 +17,7 @@ from coolmix.data.corpus import Corpus, CorpusSpec, Example, Task
 from coolmix.data.manifest import sha256_bytes
 from coolmix.data.splits import carve, make_corpus
 from coolmix.errors import ConfigError
+from coolmix.fileio import read_bytes
 
 __all__ = ["FILES_OPTIONS", "JSONL_OPTIONS", "load_files", "load_jsonl"]
 
@@ -29,11 +30,12 @@ Keyed = list[tuple[str, Example]]
 
 
 def _read(field: str, path: object) -> tuple[list[str], str]:
-    """Lines of a UTF-8 file and its sha256; ConfigError naming the option if missing or undecodable."""
+    """Lines of a UTF-8 file and its sha256; ConfigError naming the option if missing, not a regular
+    file (a FIFO or the zero device would block or never end) or undecodable."""
     if not isinstance(path, (str, Path)):
         raise ConfigError(field, path, "must be a file path")
-    try:
-        data = Path(path).expanduser().read_bytes()
+    try:  # a link the user wrote is followed; a FIFO, device or directory is refused, never read
+        data = read_bytes(Path(path).expanduser(), field, follow=True)
         text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(field, str(path), "file not found") from None

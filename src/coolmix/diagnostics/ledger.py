@@ -13,7 +13,6 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -174,9 +173,13 @@ def read_metrics(path: str | os.PathLike[str]) -> MetricsRead:
     """Every JSON-object line of a metrics file; bad lines are skipped and listed, never raised.
 
     Bad: not UTF-8, NUL bytes, not JSON (a truncated last line), NaN/Infinity literals, or a
-    JSON value that is not an object. The caller checks the file exists (`ConfigError` there).
+    JSON value that is not an object. The caller checks the file exists (`ConfigError` there). Only
+    a regular file is read (`coolmix.fileio.read_bytes`): a link, a FIFO or the zero device is a
+    `ConfigError`, never followed, waited on or read without end.
     """
-    data = Path(path).read_bytes()
+    from coolmix.fileio import read_bytes
+
+    data = read_bytes(path, "metrics.jsonl")
     lines = data.split(b"\n")
     records: list[dict[str, Any]] = []
     skipped: list[tuple[int, str]] = []

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from coolmix.fileio import save_figure
 from coolmix.reproduce.compare import label
 from coolmix.reproduce.results import Runs, buckets
 
@@ -84,7 +85,7 @@ def fig_curves(runs: Runs, exp: str, methods: Sequence[str], path: Path, title: 
     axes[0][-1].legend(fontsize=7, loc="upper right")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, field="figures")
     plt.close(fig)
     return path
 
@@ -114,7 +115,7 @@ def fig_convergence(runs: Runs, path: Path) -> Path | None:
     axes[0][-1].legend(fontsize=7, ncol=2)
     fig.suptitle("Temperature sampling (dashed) vs scalarization (solid)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, field="figures")
     plt.close(fig)
     return path
 
@@ -141,7 +142,7 @@ def fig_inflation(fig2: Mapping[str, Any], mixtures: Mapping[str, Mapping[str, A
     for ax in (a, b):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, field="figures")
     plt.close(fig)
     return path
 
@@ -163,7 +164,7 @@ def fig_variance(variance: Mapping[str, Any], path: Path) -> Path | None:
         ax.set_xlabel("‖mini-batch gradient‖")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, field="figures")
     plt.close(fig)
     return path
 
@@ -203,7 +204,7 @@ def fig_ablation(runs: Runs, path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, field="figures")
     plt.close(fig)
     return path
 
@@ -229,6 +230,6 @@ def fig_mt(runs: Runs, methods: Sequence[str], path: Path) -> Path | None:
     ax.legend(fontsize=7, ncol=4)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, field="figures")
     plt.close(fig)
     return path

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from coolmix.fileio import write_atomic_text
+from coolmix.fileio import make_dir, regular_or_missing, write_atomic_text
 from coolmix.reproduce import plots
 from coolmix.reproduce.claims import evaluate_claims, label, mt_gate
 from coolmix.reproduce.compare import MARGINS, Verdict
@@ -30,6 +30,7 @@ from coolmix.reproduce.results import (
     load_runs,
     mean_std,
     normalise,
+    read_json_object,
     read_metrics,
     run_relpath,
     runs_to_json,
@@ -63,10 +64,11 @@ def load_inputs(out: Path) -> tuple[Runs, dict[str, Any], dict[str, Any]]:
     """(runs, theory, meta) of a reproduction folder, from its run files or its ``metrics.json``."""
     runs = load_runs(out)
     theory_file, meta_file = out / "theory.json", out / "preset.json"
-    theory = (
-        json.loads(theory_file.read_text()) if theory_file.is_file() else read_metrics(out).get("theory", {})
+    saved = (
+        read_json_object(f) if regular_or_missing(f) else read_metrics(out).get(key, {})
+        for f, key in ((theory_file, "theory"), (meta_file, "meta"))
     )
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else read_metrics(out).get("meta", {})
+    theory, meta = saved
     return runs, _relative_runs(normalise(theory)), normalise(meta)
 
 
@@ -91,8 +93,7 @@ def write_report(out: Path) -> Path:
     runs, theory, meta = load_inputs(out)
     if not len(runs) and not theory:
         raise ConfigError("report", str(out), "no finished runs, theory results or metrics.json here")
-    figs = out / "figures"
-    figs.mkdir(exist_ok=True)
+    figs = make_dir(out / "figures", "figures")
     verdicts = evaluate_claims(runs, theory)
     sections = [
         _header(meta, runs, verdicts),

@@ -31,8 +31,11 @@ __all__ = [
     "load_runs",
     "mean_std",
     "normalise",
+    "read_json",
+    "read_json_object",
     "read_metrics",
     "record_sizes",
+    "run_dirs",
     "run_relpath",
     "runs_from_json",
     "runs_to_json",
@@ -146,30 +149,119 @@ class Runs:
         return len(self.runs)
 
 
+def read_json(path: Path, field: str | None = None) -> Any:
+    """A saved JSON file of a reproduction folder; `ConfigError` naming it if it is not a regular file
+    (a link, a FIFO, a device: never followed or read), not UTF-8, or not JSON."""
+    from coolmix.errors import ConfigError
+    from coolmix.fileio import read_text
+
+    name = field or path.name
+    text = read_text(path, name)
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise ConfigError(name, str(path), f"not valid JSON: {str(e).splitlines()[0]}") from None
+
+
+def read_json_object(path: Path, field: str | None = None) -> dict[str, Any]:
+    """`read_json` that must give a JSON object (``null``, a list or a number is a `ConfigError`)."""
+    from coolmix.errors import ConfigError
+
+    value = read_json(path, field)
+    if not isinstance(value, dict):
+        raise ConfigError(field or path.name, _brief(value), "must be a JSON object")
+    return value
+
+
+def run_dirs(out: Path) -> list[Path]:
+    """``out/runs/<experiment>/<tag>`` folders holding a ``result.json``, sorted; a link anywhere in
+    that tree (``runs`` itself, an experiment, a run, its ``result.json``) is a `ConfigError`."""
+    from coolmix.fileio import regular_or_missing
+
+    found = []
+    for d in _real_subdirs(out / "runs", "runs"):
+        for run in _real_subdirs(d, f"runs/{d.name}"):
+            if regular_or_missing(run / "result.json", f"runs/{d.name}/{run.name}/result.json"):
+                found.append(run)
+    return sorted(found)
+
+
+def _real_subdirs(path: Path, field: str) -> list[Path]:
+    import os
+    import stat
+
+    from coolmix.errors import ConfigError
+
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return []
+    if stat.S_ISLNK(mode):
+        raise ConfigError(field, str(path), "is a symbolic link (links are not followed)")
+    if not stat.S_ISDIR(mode):
+        return []
+    out = []
+    for entry in sorted(os.scandir(path), key=lambda e: e.name):
+        if entry.is_symlink():
+            why = "is a symbolic link (links are not followed)"
+            raise ConfigError(f"{field}/{entry.name}", entry.path, why)
+        if entry.is_dir(follow_symlinks=False):
+            out.append(Path(entry.path))
+    return out
+
+
 def load_runs(out: Path) -> Runs:
     """The finished runs of a reproduction folder: ``out/runs`` (those listed in ``runs.json``
-    when it exists) or, without ``runs/``, the runs stored in ``out/metrics.json``."""
-    if not (out / "runs").is_dir():
+    when it exists) or, without ``runs/``, the runs stored in ``out/metrics.json``.
+
+    A ``runs.json`` whose runs are missing is warned about (``coolmix`` logger); when none of them
+    exists and ``metrics.json`` stores runs, those are used, so a report is never silently
+    rebuilt with no runs over one that had them.
+    """
+    import logging
+
+    from coolmix.errors import ConfigError
+    from coolmix.fileio import regular_or_missing
+
+    if not (out / "runs").is_dir() or (out / "runs").is_symlink():
+        if (out / "runs").is_symlink():
+            raise ConfigError("runs", str(out / "runs"), "is a symbolic link (links are not followed)")
         return runs_from_json(read_metrics(out).get("runs", []))
-    runs = []
+    found = run_dirs(out)
     listed = out / "runs.json"
-    results = sorted((out / "runs").glob("*/*/result.json"))
-    if listed.is_file():  # the current preset's runs only, not stale runs of edited configs
-        keep = set(json.loads(listed.read_text()))
-        results = [r for r in results if str(r.parent.relative_to(out)) in keep]
-    for res in results:
-        d = res.parent
+    if regular_or_missing(listed, "runs.json"):  # the current preset's runs, not stale runs of edited configs
+        keep = read_json(listed)
+        if not isinstance(keep, list) or not all(isinstance(x, str) for x in keep):
+            raise ConfigError("runs.json", _brief(keep), "must be a JSON list of run folders")
+        have = {d.relative_to(out).as_posix() for d in found}
+        missing = [x for x in keep if x not in have]
+        found = [d for d in found if d.relative_to(out).as_posix() in set(keep)]
+        if missing:
+            log = logging.getLogger("coolmix")
+            stored = read_metrics(out).get("runs", []) if not found else []
+            log.warning(
+                f"runs.json lists {len(keep)} run(s); {len(missing)} of them have no runs/<experiment>/<run>/"
+                f"result.json (first: {missing[0]})"
+                + ("; using the runs stored in metrics.json instead" if stored else "")
+            )
+            if stored:
+                return runs_from_json(stored)
+    runs = []
+    for d in found:
+        rel = d.relative_to(out).as_posix()
         parts = d.name.split("-")
-        role = "proxy" if "proxy" in parts else "main"
-        seed = int(next(p[1:] for p in parts if p.startswith("s") and p[1:].isdigit()))
+        seeds = [p[1:] for p in parts if p.startswith("s") and p[1:].isdigit()]
+        if not seeds:
+            raise ConfigError(rel, d.name, "not a run folder name (<method>-s<seed>-<hash>)")
+        record = read_json_object(d / "result.json", f"{rel}/result.json")
         runs.append(
             Run(
                 d.parent.name,
                 parts[0],
-                role,
-                seed,
+                "proxy" if "proxy" in parts else "main",
+                int(seeds[0]),
                 d.relative_to(out),
-                normalise(json.loads(res.read_text())),
+                normalise(record),
                 _trim(_read_jsonl(d / "metrics.jsonl")),
             )
         )
@@ -177,19 +269,26 @@ def load_runs(out: Path) -> Runs:
 
 
 def read_metrics(out: Path) -> dict[str, Any]:
-    """``out/metrics.json`` as a dict ({} when absent); `ConfigError` if it is not a report's."""
+    """``out/metrics.json`` as a dict ({} when absent); `ConfigError` (one line) if it is not a report's:
+    not a regular file, not JSON, not an object, or ``runs``/``theory``/``meta`` of the wrong shape."""
     from coolmix.errors import ConfigError
+    from coolmix.fileio import regular_or_missing
 
     path = out / "metrics.json"
-    if not path.is_file():
+    if not regular_or_missing(path, "metrics.json"):
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ConfigError("metrics.json", str(path), f"not valid JSON: {str(e).splitlines()[0]}") from None
+    data = read_json(path, "metrics.json")
     if not isinstance(data, dict) or not isinstance(data.get("runs", []), list):
         raise ConfigError("metrics.json", str(path), "must be a JSON object with a list of runs")
+    for key in ("theory", "meta"):
+        if not isinstance(data.get(key, {}), dict):
+            raise ConfigError(f"metrics.json {key}", _brief(data[key]), "must be a JSON object")
     return data
+
+
+def _brief(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def runs_to_json(runs: Runs) -> list[dict[str, Any]]:
@@ -213,9 +312,19 @@ def runs_from_json(rows: Sequence[Mapping[str, Any]]) -> Runs:
     from coolmix.errors import ConfigError
 
     need = ("experiment", "method", "role", "seed", "dir", "final")
+    types = {"experiment": str, "method": str, "role": str, "seed": int, "dir": str, "final": Mapping}
     for i, row in enumerate(rows):
         if not isinstance(row, Mapping) or any(k not in row for k in need):
             raise ConfigError(f"metrics.json runs[{i}]", row, f"must be an object with {', '.join(need)}")
+        for key, kind in types.items():
+            value = row[key]
+            if not isinstance(value, kind) or isinstance(value, bool) or (key == "seed" and value < 0):
+                what = {str: "a string", int: "an integer >= 0", Mapping: "a JSON object"}[kind]
+                raise ConfigError(f"metrics.json runs[{i}].{key}", _brief(value), f"must be {what}")
+        curve = row.get("curve", [])
+        if not isinstance(curve, list) or not all(isinstance(r, Mapping) for r in curve):
+            why = "must be a list of JSON objects"
+            raise ConfigError(f"metrics.json runs[{i}].curve", _brief(curve), why)
     return Runs(
         [
             Run(
@@ -301,9 +410,18 @@ def run_relpath(path: str) -> str:
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
+    """A run's metrics records; damaged lines (a torn write, a zeroed file) are skipped with a warning."""
+    import logging
+
+    from coolmix.diagnostics.ledger import read_metrics as read_lines
+    from coolmix.fileio import regular_or_missing
+
+    if not regular_or_missing(path, "metrics.jsonl"):
         return []
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    read = read_lines(path)
+    if read.skipped:
+        logging.getLogger("coolmix").warning(f"{path.parent.name}: {read.note()}")
+    return [r for r in read.records if isinstance(r.get("step"), int)]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

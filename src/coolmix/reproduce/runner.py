@@ -8,25 +8,38 @@ beat one 2-thread run), at most as many at once as there are workers, a run that
 (DoReMi's chain) first; corpora and tokenizers are built once, before the pool starts.
 DoReMi is three runs: a proxy-sized τ=3.33 reference, a Group-DRO proxy of the same size, and
 the main run on the proxy's time-averaged weights (``doremi_weights`` in both records).
+
+A cached run is trusted only when its ``result.json`` is a JSON object with a step and its
+``metrics.jsonl`` ends in that record; anything else (truncated, ``null``, zeroed) is rebuilt by
+resuming the run, which returns the final record from its checkpoint and repairs the metrics.
+Workers exit when the parent dies (SIGKILL included), so no run keeps training, or holds its
+lock, for nobody; a `ConfigError` raised in a worker arrives here as the same one line.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+import sys
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coolmix.errors import ConfigError
+from coolmix.fileio import make_dir, regular_or_missing, write_atomic_text
 from coolmix.reproduce.methods import high_resource, method_sections
 from coolmix.reproduce.specs import Experiment, Preset
 
 __all__ = ["RunSpec", "by_priority", "chain_depth", "expand", "run_preset"]
 
 RESULT_FILE = "result.json"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -140,11 +153,12 @@ def run_preset(
     from coolmix.train import TrainConfig, config_hash
 
     progress = progress or Progress()
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out, "out")
     specs: list[RunSpec] = []
     for exp in preset.experiments:
         progress.note(f"preparing data for {exp.key}")
         specs.extend(expand(exp, _sizes(exp)))
+    specs = _unique(specs)
     # seed-major order (stable, so DoReMi's chain keeps its order): a part stopped early holds
     # whole seeds of every experiment, not every seed of a few methods; a rerun resumes the rest
     specs.sort(key=lambda s: s.seed)
@@ -154,54 +168,132 @@ def run_preset(
     results: dict[str, RunResult] = {}
     pending = list(specs)
     running: dict[Future, tuple[RunSpec, Path, dict[str, Any]]] = {}
-    prepared: dict[str, tuple[dict[str, Any], Path]] = {}
+    prepared: dict[str, tuple[dict[str, Any], Path, dict[str, Any] | None]] = {}
     n_workers = preset.workers if workers is None else workers
     capacity = max(n_workers, 1)
-    pool = (
-        ProcessPoolExecutor(max_workers=n_workers, mp_context=_mp_context())
-        if n_workers > 0
-        else _InProcess()
-    )
-    with pool:
-        while pending or running:
+    failed: BaseException | None = None
+    with make_pool(n_workers) as pool:
+        while (pending and failed is None) or running:
             # submit no more than the pool runs at once, so a run whose dependents wait (DoReMi's
             # reference and proxy) goes ahead of queued independent runs instead of behind them
-            for spec in by_priority([s for s in pending if all(n in results for n in s.needs)], depth):
-                if spec.id not in prepared:  # a ready run's config is final: resolve and hash it once
+            ready = [s for s in pending if all(n in results for n in s.needs)] if failed is None else []
+            for spec in by_priority(ready, depth):
+                if spec.id not in prepared:  # a ready run's config is final: resolve, hash, check it once
                     cfg_dict = _resolve(spec, results)
-                    prepared[spec.id] = (
-                        cfg_dict,
-                        run_dir(out, spec, config_hash(TrainConfig.from_dict(cfg_dict))),
-                    )
-                cfg_dict, d = prepared[spec.id]
-                done_file = d / RESULT_FILE
-                if done_file.is_file() and not force:
+                    d = run_dir(out, spec, config_hash(TrainConfig.from_dict(cfg_dict)))
+                    make_dir(d, "out", root=out)  # no link on the way down from --out
+                    prepared[spec.id] = (cfg_dict, d, None if force else cached_record(d, progress))
+                cfg_dict, d, record = prepared[spec.id]
+                if record is not None:
                     pending.remove(spec)
-                    results[spec.id] = RunResult(spec, d, json.loads(done_file.read_text()), 0.0, True)
+                    results[spec.id] = RunResult(spec, d, record, 0.0, True)
                     progress.done(results[spec.id])
                     continue
                 if len(running) >= capacity:
                     continue  # cached runs further down the list are still picked up
                 pending.remove(spec)
-                if force and d.exists():
+                if force:
                     shutil.rmtree(d)  # the trainer refuses to overwrite a run it was not asked to resume
+                    make_dir(d, "out", root=out)
                 running[pool.submit(_train_one, cfg_dict, str(d))] = (spec, d, cfg_dict)
             if not running:
-                if any(all(n in results for n in s.needs) for s in pending):
+                if failed is None and any(all(n in results for n in s.needs) for s in pending):
                     continue  # cached runs just satisfied these; submit them
-                if pending:  # dependencies that can never be met
+                if pending and failed is None:  # dependencies that can never be met
                     raise RuntimeError(f"unsatisfiable run dependencies: {[s.id for s in pending]}")
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in finished:
                 spec, d, cfg_dict = running.pop(fut)
-                record = fut.result()
+                try:
+                    record = fut.result()
+                except ConfigError as e:  # one line, naming the run; the runs still going finish first
+                    why = f"{e.why} (run {spec.id} in {d}; delete that folder or pass --force to retrain it)"
+                    failed = failed or ConfigError(e.field, e.value, why)
+                    continue
+                except BaseException as e:
+                    failed = failed or e
+                    continue
                 if spec.method == "doremi" and spec.role == "main":
                     record["doremi_weights"] = cfg_dict["balance"]["sample"]["weights"]
-                (d / RESULT_FILE).write_text(json.dumps(record, indent=1, default=str))
+                write_result(d, record)
                 results[spec.id] = RunResult(spec, d, record, float(record.get("time", 0.0)), False)
                 progress.done(results[spec.id])
+    if failed is not None:
+        raise failed
     return results
+
+
+def write_result(run: Path, record: Mapping[str, Any]) -> Path:
+    """Write a finished run's ``result.json`` (atomically; the one writer of the file, so fields every
+    result should carry are added here)."""
+    path = run / RESULT_FILE
+    write_atomic_text(path, json.dumps(record, indent=1, default=str), RESULT_FILE)
+    return path
+
+
+def cached_record(run: Path, progress: Progress | None = None) -> dict[str, Any] | None:
+    """A finished run's final record, if its ``result.json`` and ``metrics.jsonl`` are sound; else None.
+
+    Sound: ``result.json`` is a JSON object with an integer ``step``, and the last record of
+    ``metrics.jsonl`` is a JSON object with that step (a zeroed, truncated or missing file is
+    not). A damaged cache is said once (``progress.note`` and the ``coolmix`` logger) and the
+    run is rebuilt. A link, FIFO or device in place of either file is a `ConfigError`.
+    """
+    from coolmix.diagnostics.ledger import read_metrics
+
+    result, metrics = run / RESULT_FILE, run / "metrics.jsonl"
+    if not regular_or_missing(result, RESULT_FILE):
+        return None
+    why = None
+    try:
+        record = json.loads(_read(result))
+    except (ValueError, RecursionError):
+        record, why = None, "result.json is not valid JSON (truncated?)"
+    if why is None and not (isinstance(record, dict) and _is_step(record.get("step"))):
+        why = f"result.json holds {_brief(record)}, not a run's final record"
+    if why is None:
+        assert isinstance(record, dict)
+        if not regular_or_missing(metrics, "metrics.jsonl"):
+            why = "metrics.jsonl is missing"
+        else:
+            read = read_metrics(metrics)
+            last = read.records[-1] if read.records else None
+            if read.skipped or last is None or last.get("step") != record["step"]:
+                why = "metrics.jsonl is damaged or does not end in the final record"
+    if why is None:
+        return record
+    note = f"rebuilding {run.parent.name}/{run.name}: {why}"
+    log.warning(note)
+    if progress is not None:
+        progress.note(note)
+    return None
+
+
+def _read(path: Path) -> str:
+    from coolmix.fileio import read_bytes
+
+    try:
+        return read_bytes(path, RESULT_FILE).decode("utf-8")
+    except UnicodeDecodeError:
+        return "\x00"  # not JSON either way
+
+
+def _is_step(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _brief(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _unique(specs: list[RunSpec]) -> list[RunSpec]:
+    """Each run once: a seed listed twice (``--seeds 0,0``) would train one folder in two workers."""
+    seen: dict[str, RunSpec] = {}
+    for s in specs:
+        seen.setdefault(s.id, s)
+    return list(seen.values())
 
 
 def chain_depth(specs: list[RunSpec]) -> dict[str, int]:
@@ -277,6 +369,52 @@ def _mp_context():
     return multiprocessing.get_context("spawn")
 
 
+def make_pool(n_workers: int) -> Any:
+    """A process pool of ``n_workers`` spawned workers (``0``: train in this process) whose workers
+    exit when this process dies, however it dies (see `_die_with_parent`)."""
+    if n_workers <= 0:
+        return _InProcess()
+    return ProcessPoolExecutor(
+        max_workers=n_workers,
+        mp_context=_mp_context(),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    )
+
+
+PDEATHSIG_POLL_S = 0.5
+"""How often a worker checks that its parent is alive where the kernel cannot be asked to tell it."""
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: exit as soon as ``parent`` is gone, so a SIGKILLed ``reproduce`` leaves no
+    worker training (and holding its run's lock) for nobody.
+
+    On Linux the kernel sends SIGKILL on the parent's death (``prctl(PR_SET_PDEATHSIG)``); everywhere,
+    a daemon thread also polls ``os.getppid()`` (re-parenting changes it) and exits the process.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # died before the watch started
+        os._exit(1)
+
+    def watch() -> None:
+        import time
+
+        while os.getppid() == parent:
+            time.sleep(PDEATHSIG_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="coolmix-parent-watch", daemon=True).start()
+
+
 _CACHE: Any = None
 
 
@@ -291,7 +429,10 @@ class _InProcess:
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         fut: Future = Future()
-        fut.set_result(fn(*args))
+        try:
+            fut.set_result(fn(*args))
+        except Exception as e:  # delivered through the future, as a worker's would be
+            fut.set_exception(e)
         return fut
 
 

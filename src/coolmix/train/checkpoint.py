@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from coolmix.errors import ConfigError
-from coolmix.fileio import write_atomic
+from coolmix.fileio import make_dir, read_bytes, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def save(
     torch.save(payload, buf)
     body = buf.getvalue()
     digest = hashlib.sha256(body).hexdigest().encode()
-    directory.mkdir(parents=True, exist_ok=True)
+    make_dir(directory, "out")
     path = directory / f"ckpt-{step:08d}.pt"
     write_atomic(path, MAGIC + digest + b"\n" + body)
     if owned is None:
@@ -102,9 +102,15 @@ def _verifies(path: Path, payload: dict[str, Any]) -> bool:
 
 
 def read(path: Path, config_hash: str | None = None, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load and verify one checkpoint; ConfigError (one line) if corrupt or from another config."""
+    """Load and verify one checkpoint; ConfigError (one line) if corrupt or from another config.
+
+    Only a regular file is read: a link (even to a good checkpoint), a FIFO or a device is
+    "unreadable", so `load_latest` skips it like a corrupt file and never follows it.
+    """
     try:
-        raw = path.read_bytes()
+        raw = read_bytes(path, "checkpoint")
+    except ConfigError as e:
+        raise ConfigError("checkpoint", path.name, f"unreadable: {e.why}") from None
     except OSError as e:
         raise ConfigError("checkpoint", path.name, f"unreadable: {e.strerror}") from None
     head = len(MAGIC) + 65

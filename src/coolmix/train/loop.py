@@ -25,14 +25,13 @@ import torch
 
 from coolmix.distributions import Distribution
 from coolmix.errors import ConfigError
-from coolmix.fileio import write_atomic_text
+from coolmix.fileio import make_dir, write_atomic_text
 from coolmix.permutation import derive_key
 from coolmix.sampler import MixtureSampler
 from coolmix.train import checkpoint, distributed, preflight, rundir, tasks
 from coolmix.train.config import OptimConfig, TrainConfig, config_hash
 from coolmix.train.distributed import Env
 from coolmix.train.extensions import Extras
-from coolmix.train.provenance import provenance
 from coolmix.train.metrics import (
     METRICS_FILE,
     ConsoleSink,
@@ -43,6 +42,7 @@ from coolmix.train.metrics import (
     TensorBoardSink,
     jsonable,
 )
+from coolmix.train.provenance import provenance
 from coolmix.weighting import step_weights, weighted_loss
 
 __all__ = [
@@ -392,7 +392,7 @@ def _open_sinks(
     sinks: list[MetricSink] = [jsonl, *extra]
     if cfg.run.tensorboard:
         try:
-            sinks.append(TensorBoardSink(out / "tb", purge_step=start))
+            sinks.append(TensorBoardSink(make_dir(out / "tb", "out"), purge_step=start))
         except ImportError:
             raise ConfigError("run.tensorboard", True, "needs the tensorboard package") from None
     if console:

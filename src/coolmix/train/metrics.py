@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import torch
 
+from coolmix.fileio import open_regular, read_bytes
 from coolmix.train.distributed import Env, all_reduce_sum
 
 __all__ = [
@@ -62,8 +63,9 @@ class JsonlSink:
         self.path = path
         self._lines = _lines(text)
         data = text.encode("utf-8")
-        # the file stays open for the whole run (closed by `close`)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        # the file stays open for the whole run (closed by `close`); a regular file, never a link
+        self._fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, METRICS_FILE)
+        os.ftruncate(self._fd, 0)
         self.offset = 0
         if data:
             self._append(data)
@@ -78,10 +80,11 @@ class JsonlSink:
         text, maybe followed by records written after it) only cuts the tail off. A file that
         is missing, shorter, truncated mid-line, zeroed or otherwise different is rewritten
         from the checkpoint's copy, with one ``warn`` line. Checkpoints without a copy (older
-        ones) keep the valid records of the file with ``step`` <= the checkpoint's.
+        ones) keep the valid records of the file with ``step`` <= the checkpoint's. A ``path`` that
+        is a link, a FIFO or a device is refused (`ConfigError`), never followed or truncated.
         """
         try:
-            have = path.read_bytes()
+            have = read_bytes(path, METRICS_FILE)
         except FileNotFoundError:
             have = None
         if saved is not None and isinstance(saved.get("text"), str):
@@ -92,7 +95,7 @@ class JsonlSink:
         if have is not None and have.startswith(data):
             sink = cls.__new__(cls)
             sink.path, sink._lines = path, _lines(want)
-            sink._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            sink._fd = open_regular(path, os.O_WRONLY | os.O_APPEND, METRICS_FILE)
             os.ftruncate(sink._fd, len(data))
             sink.offset = len(data)
             return sink
@@ -219,8 +222,8 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     p = Path(path)
     if p.is_dir():
         p = p / METRICS_FILE
-    with open(p, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    text = read_bytes(p, METRICS_FILE).decode("utf-8")
+    return [json.loads(line) for line in text.split("\n") if line.strip()]
 
 
 class ConsoleSink:

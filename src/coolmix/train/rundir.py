@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from coolmix.errors import ConfigError
-from coolmix.fileio import TMP_MARK, remove_stale_temps
+from coolmix.fileio import TMP_MARK, make_dir, open_regular, remove_stale_temps
 
 __all__ = ["LOCK_FILE", "RunLock", "clean_temps"]
 
@@ -34,15 +34,17 @@ class RunLock:
     from this process or another, raises ``ConfigError("out", ...)`` while it is held.
     """
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, command: str = "coolmix train") -> None:
         self.out = Path(out)
+        self.command = command
         self._fd: int | None = None
 
     def acquire(self) -> RunLock:
+        """Take the lock (``ConfigError`` if held); ``.lock`` must be a regular file, never a link."""
         import fcntl
 
-        self.out.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        make_dir(self.out, "out")
+        fd = open_regular(self.out / LOCK_FILE, os.O_RDWR | os.O_CREAT, "out")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -51,7 +53,7 @@ class RunLock:
             raise ConfigError(
                 "out",
                 str(self.out),
-                f"is in use by another coolmix train process (pid {holder}); wait for it to "
+                f"is in use by another {self.command} process (pid {holder}); wait for it to "
                 "finish or use another --out",
             ) from None
         except BaseException:
