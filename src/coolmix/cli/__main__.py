@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "reproduce": "coolmix.cli.reproduce",
     "report": "coolmix.cli.report",
     "ledger": "coolmix.cli.ledger",
+    "ablation": "coolmix.cli.ablation",
 }
 """Subcommand -> module exposing ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``."""
 

@@ -1,0 +1,58 @@
+"""`coolmix ablation`: verdicts re-judged on the runs common to every setting, and which moved."""
+
+from __future__ import annotations
+
+import json
+
+from tests.reproduce.test_claims_rules import lm_runs
+
+from coolmix.cli.__main__ import main
+from coolmix.reproduce.ablation import common_runs, lr_profile, verdict_table
+from coolmix.reproduce.results import Runs, runs_to_json
+
+WIN = {"cooldown": (4.35, 5.28, 5.35, 5.88), "increasing": (4.36, 5.40, 5.50, 6.10)}
+LOSE = {"cooldown": WIN["increasing"], "increasing": WIN["cooldown"]}
+
+
+def folder(tmp_path, name, table, seeds=3, schedule="cosine"):
+    d = tmp_path / name
+    d.mkdir()
+    meta = {"preset": "lr-ablation", "overrides": [f"optim.schedule={schedule}"]}
+    rows = runs_to_json(Runs(lm_runs(table, seeds)))
+    (d / "metrics.json").write_text(json.dumps({"meta": meta, "runs": rows, "theory": {}}))
+    return d
+
+
+def test_a_verdict_that_moves_with_the_setting_is_marked_and_one_that_stays_is_not(tmp_path):
+    a = folder(tmp_path, "a", WIN)
+    b = folder(tmp_path, "b", LOSE, schedule="inverse_sqrt")
+    c = folder(tmp_path, "c", WIN, schedule="constant")
+    moved = verdict_table({"cosine": a, "inverse_sqrt": b})
+    e6 = next(line for line in moved.splitlines() if line.startswith("| E6 "))
+    assert "**PASS**" in e6 and "**FAIL**" in e6 and e6.endswith("| yes |")
+    same = verdict_table({"cosine": a, "constant": c})
+    assert next(line for line in same.splitlines() if line.startswith("| E6 ")).endswith("| no |")
+    assert "0.81 / 0.24 (×3.39)" in moved and "0.48 / 0.26 (×1.84)" in moved  # exact LR profiles
+
+
+def test_claims_are_rejudged_on_the_runs_common_to_every_folder():
+    five = Runs(lm_runs(WIN, seeds=5))
+    three = Runs(lm_runs(WIN, seeds=3))
+    got = common_runs({"five": five, "three": three})
+    assert sorted({r.seed for r in got["five"].runs}) == [0, 1, 2]
+    assert len(got["five"].runs) == len(got["three"].runs) == 6
+
+
+def test_lr_profile_is_nan_for_an_unknown_preset():
+    b, a = lr_profile({"preset": "nope"})
+    assert b != b and a != a
+
+
+def test_cli_needs_two_labelled_folders_and_says_so_in_one_line(tmp_path, capsys):
+    a = folder(tmp_path, "a", WIN)
+    assert main(["ablation", "--label", f"a={a}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "label" in err[0]
+    out = tmp_path / "t.md"
+    assert main(["ablation", "--label", f"a={a}", "--label", f"b={a}", "--out", str(out)]) == 0
+    assert "| E6 " in out.read_text()
