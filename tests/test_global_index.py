@@ -154,6 +154,7 @@ def test_restart_maps_the_cached_file_without_rebuilding(tmp_path, monkeypatch):
     monkeypatch.setattr(again, "_block", lambda b: calls.append(b) or real(b))
     d1, i1 = again.build(1000)
     assert isinstance(d1, np.memmap) and calls == [0]  # only the first block, as a check
+    assert again.loaded_from_cache and not first.loaded_from_cache
     np.testing.assert_array_equal(d1, d0)
     np.testing.assert_array_equal(i1, i0)
     assert again[999] == s.sample_at(999)
@@ -241,3 +242,16 @@ def test_pickles_small_and_maps_the_cache_again(tmp_path):
     ref = s.sample_at(np.arange(1200))
     assert [back[g] for g in (0, 777, 1199)] == [(int(ref[0][g]), int(ref[1][g])) for g in (0, 777, 1199)]
     np.testing.assert_array_equal(back.lookup(np.arange(1200))[1], ref[1])
+
+
+def test_importing_coolmix_and_the_index_imports_no_engine_or_framework():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, coolmix, coolmix.global_index, coolmix.integrations.megatron\n"
+        "bad = [m for m in ('torch', 'megatron', 'grain', 'torchtitan', 'jax') if m in sys.modules]\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

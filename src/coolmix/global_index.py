@@ -90,6 +90,8 @@ class GlobalIndex:
         self._cur_i: list[int] = []
         self._key: str | None = None
         self._mapped = False  # whether the built prefix is a cache file (then pickled as its paths)
+        self.loaded_from_cache = False
+        """Whether `build` mapped an existing cache file (a restart) rather than building."""
         self._check_first_block()
 
     @classmethod
@@ -189,7 +191,7 @@ class GlobalIndex:
         if paths is not None and all(p.exists() or p.is_symlink() for p in paths):
             d, i = _load(paths[0], self.domain_dtype, n), _load(paths[1], self.item_dtype, n)
             self._check_cached(d, i, paths[0])
-            self._mapped = True
+            self._mapped = self.loaded_from_cache = True
         elif paths is not None:
             dbuf, d = _npy_buffer(self.domain_dtype, n)
             ibuf, i = _npy_buffer(self.item_dtype, n)
