@@ -90,6 +90,8 @@ def write_report(out: Path) -> Path:
     """Write ``out/report.md`` (+ figures, ``metrics.json``); returns the report path."""
     from coolmix.errors import ConfigError
 
+    for name in ("report.md", "metrics.json"):  # a planted link is refused before any work, not after
+        regular_or_missing(out / name, name)
     runs, theory, meta = load_inputs(out)
     if not len(runs) and not theory:
         raise ConfigError("report", str(out), "no finished runs, theory results or metrics.json here")
