@@ -52,6 +52,7 @@ IGNORE_INDEX = -100
 """Label of positions without a next-token target (torch ``cross_entropy``'s default ignore)."""
 LongDocs = Literal["split", "truncate"]
 MAX_EMPTY = 10_000  # consecutive empty documents from one domain before we call the source broken
+FAST_DOMAINS = 16  # up to this many domains, a batch's deficit arithmetic runs on Python floats (faster)
 
 STEP_KEY, TARGET_KEY, REALISED_KEY, DOCS_KEY = "step", "target_tokens", "realised_tokens", "documents"
 PENDING_KEY, NEXT_DOC_KEY, TRUNCATED_KEY, EVENTS_KEY = "pending", "next_doc_id", "truncated_tokens", "events"
@@ -271,10 +272,11 @@ class TokenPacker:
             deficit = self._target - self._realised
         return int(np.argmax(np.where(off, -np.inf, deficit)))
 
-    def _next(self, p: np.ndarray, next_doc: Callable[[int], Any], all_on: bool) -> tuple:
+    def _next(self, p: np.ndarray, next_doc: Callable[[int], Any], all_on: bool, first: int = -1) -> tuple:
+        """The next non-empty document, from the domain `_choose` picks (``first``: already chosen)."""
         empty = 0
         while True:
-            d = self._choose(p, all_on)
+            d = first if first >= 0 else self._choose(p, all_on)  # an empty document changes no deficit
             toks = as_tokens(next_doc(d))
             self._docs[d] += 1
             if toks.size:
@@ -307,6 +309,10 @@ class TokenPacker:
         # length and start offset, turned into the (R, T) arrays by a few numpy calls at the end.
         # Z is still updated per placement, in the same float order, so the deficits (and with
         # them every choice and the saved state) are exactly those of a token-by-token fill.
+        fast = all_on and len(p) <= FAST_DOMAINS
+        if fast:  # Python floats: the same IEEE operations in the same order, without numpy's per-call cost
+            target, realised, p_list = target.tolist(), realised.tolist(), p.tolist()
+            k_range = range(1, len(p_list))
         parts: list[np.ndarray] = []
         seg_dom: list[int] = []
         seg_doc: list[int] = []
@@ -315,33 +321,48 @@ class TokenPacker:
         pad = None
         c = 0
         pending = self._pending
-        while c < size:
-            if pending is None:
-                pending = self._next(p, next_doc, all_on)
-            d, toks, off, doc_id = pending
-            room = T - c % T
-            left = toks.size - off
-            if truncate and left > room:  # pad the rest of this row; the document starts the next one
-                if pad is None:
-                    pad = np.full(T, self.pad_id, dtype=np.int64)
-                parts.append(pad[:room])
-                seg_dom.append(PAD_DOMAIN)
-                seg_doc.append(PAD_DOMAIN)
-                seg_len.append(room)
-                seg_start.append(-1)  # marks padding: its positions are 0
-                c += room
-                continue
-            n = left if left < room else room
-            parts.append(toks[off : off + n])
-            seg_dom.append(d)
-            seg_doc.append(doc_id)
-            seg_len.append(n)
-            seg_start.append(c)
-            realised[d] += n
-            target += p * n
-            c += n
-            pending = None if n == left else (d, toks, off + n, doc_id)
-            self._pending = pending
+        try:
+            while c < size:
+                if pending is None:
+                    if fast:  # argmax of Z − Y (first maximum, as numpy's), then Z and Y go back for _next
+                        best, bd = 0, target[0] - realised[0]
+                        for i in k_range:
+                            if target[i] - realised[i] > bd:
+                                best, bd = i, target[i] - realised[i]
+                        pending = self._next(p, next_doc, all_on, best)
+                    else:
+                        pending = self._next(p, next_doc, all_on)
+                d, toks, off, doc_id = pending
+                room = T - c % T
+                left = toks.size - off
+                if truncate and left > room:  # pad the rest of this row; the document starts the next one
+                    if pad is None:
+                        pad = np.full(T, self.pad_id, dtype=np.int64)
+                    parts.append(pad[:room])
+                    seg_dom.append(PAD_DOMAIN)
+                    seg_doc.append(PAD_DOMAIN)
+                    seg_len.append(room)
+                    seg_start.append(-1)  # marks padding: its positions are 0
+                    c += room
+                    continue
+                n = left if left < room else room
+                parts.append(toks[off : off + n])
+                seg_dom.append(d)
+                seg_doc.append(doc_id)
+                seg_len.append(n)
+                seg_start.append(c)
+                realised[d] += n
+                if fast:
+                    for i in range(len(p_list)):
+                        target[i] += p_list[i] * n
+                else:
+                    target += p * n
+                c += n
+                pending = None if n == left else (d, toks, off + n, doc_id)
+                self._pending = pending
+        finally:
+            if fast:  # also if a source fails mid-batch, as the array path would have them
+                self._target[:], self._realised[:] = target, realised
         self._step += 1
         lens = np.array(seg_len, dtype=np.int64)
         ids = np.concatenate(parts)

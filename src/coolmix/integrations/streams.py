@@ -529,6 +529,8 @@ class PackedStreams(_Lanes):
         def next_doc(d: int) -> Any:
             return tokens(item(d))
 
+        if tokens is as_tokens:  # the packer applies as_tokens itself: one call less per document
+            next_doc = item
         while (step := packer.step * workers + worker) < self.total_steps:
             yield packer.pack(next_doc, step=step)
 
