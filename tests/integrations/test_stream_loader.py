@@ -62,7 +62,7 @@ def test_worker_batches_cross_by_value_and_arrive_as_tensors():
 
 
 def test_labels_are_shifted_inputs():
-    """``labels[t]`` is the next token of the same document (no shift in the loss), -100-free."""
+    """``labels[t]`` is the next token of the same document: already shifted, do not shift again."""
     b = next(packed().lane())
     same_doc = (b["doc_ids"][:, 1:] == b["doc_ids"][:, :-1]) & b["loss_mask"][:, :-1]
     np.testing.assert_array_equal(b["labels"][:, :-1][same_doc], b["input_ids"][:, 1:][same_doc])
