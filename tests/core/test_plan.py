@@ -186,13 +186,12 @@ def test_warns_when_unimax_budget_is_not_the_run():
     assert any(w.startswith("unimax budget=5,000 examples but the run draws 1,000") for w in off.warnings)
 
 
-def test_warns_when_a_boundary_lies_beyond_the_run():
-    plan = make_plan(SIZES, cm.Cooldown(at=500), total_steps=100, batch_size=10)
-    assert len(plan.phases) == 1
-    assert (
-        plan.warnings[0]
-        == "schedule boundary at step 500 is at or beyond total_steps=100: that phase never starts"
-    )
+@pytest.mark.parametrize("at", [100, 500])
+def test_a_boundary_at_or_beyond_the_run_is_an_error_naming_at(at):
+    """A Cooldown that never cools down is a mistake, not a warning (the sampler refuses it too)."""
+    with pytest.raises(cm.ConfigError) as e:
+        make_plan(SIZES, cm.Cooldown(at=at), total_steps=100, batch_size=10)
+    assert e.value.field == "at" and "total_steps=100" in str(e.value)
 
 
 # -- realised counts ---------------------------------------------------------------------------------

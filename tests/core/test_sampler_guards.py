@@ -98,3 +98,21 @@ def test_an_unknown_format_is_refused(fmt):
     with pytest.raises(cm.ConfigError) as e:
         s.load_state_dict(state)
     assert e.value.field == "state_dict.format"
+
+
+@pytest.mark.parametrize(
+    ("schedule", "field"),
+    [
+        (cm.Cooldown(at=50), "at"),
+        (cm.Cooldown(at=40), "at"),
+        (cm.Stages(starts=(0, 10, 40), dists=(cm.Temperature(1), cm.Uniform(), 3.0)), "starts[2]"),
+        (cm.OrderMatters(high=("en",), at=45), "at"),
+        (cm.Adaptive(hot=cm.Cooldown(at=60), cold=1), "hot.at"),
+    ],
+)
+def test_a_boundary_at_or_past_the_end_of_the_run_is_an_error(schedule, field):
+    """Cooldown(at=50) on a 40-step run would never cool down: refused, naming the knob."""
+    with pytest.raises(cm.ConfigError) as e:
+        cm.MixtureSampler(SIZES, schedule, total_steps=40, batch_size=4)
+    assert e.value.field == field
+    cm.MixtureSampler(SIZES, schedule, total_steps=61, batch_size=4)  # inside a longer run: fine

@@ -17,7 +17,7 @@ from coolmix.distributions import Distribution, Temperature, as_distribution
 from coolmix.errors import ConfigError
 from coolmix.schedules._base import Context, Schedule, _under, as_schedule, check_at, register
 from coolmix.schedules._static import Constant, validate_dist
-from coolmix.validate import check_float
+from coolmix.validate import check_float, check_int
 
 __all__ = ["Adaptive", "OrderMatters", "UniMaxDynamic"]
 
@@ -50,6 +50,14 @@ class OrderMatters(Schedule):
         if unknown:
             raise ConfigError("high", unknown[0], f"unknown domain; known: {', '.join(names)}")
         validate_dist(self.then, names, "then")
+
+    def check(self, total_steps: int) -> None:
+        """``at`` must fall inside the run (at or past ``total_steps``, ``then`` would never start)."""
+        ctx = Context(("_",), np.ones(1), check_int("total_steps", total_steps, lo=1))
+        at = ctx.boundary(self.at)
+        if at >= total_steps or at < 1:
+            why = f"resolves to step {at}; must be in [1, total_steps={total_steps}) so both phases run"
+            raise ConfigError("at", self.at, why)
 
     def probs(self, step: int, ctx: Context) -> np.ndarray:
         if step >= ctx.boundary(self.at):

@@ -100,10 +100,14 @@ class Stages(Schedule):
         return f"starts[{i}]"
 
     def check(self, total_steps: int) -> None:
-        """Starts must strictly increase once fractions become steps (mixed ints and fractions)."""
+        """Starts must strictly increase once fractions become steps (mixed ints and fractions),
+        and lie before ``total_steps`` (a phase starting at or after the end would never run)."""
         ctx = Context(("_",), np.ones(1), check_int("total_steps", total_steps, lo=1))
         steps = [ctx.boundary(a) for a in self.starts]
         for i in range(1, len(steps)):
+            if steps[i] >= total_steps:
+                why = f"at or past total_steps={total_steps}: this phase would never start"
+                raise ConfigError(self._start_field(i), self.starts[i], why)
             if steps[i] <= steps[i - 1]:
                 raise ConfigError(
                     self._start_field(i),
