@@ -96,8 +96,8 @@ class RankSelectionMap:
 
     def __getitem__(self, i: int) -> tuple[int, int]:
         """(domain id, item) of this rank's entry ``i`` (ints)."""
-        if not 0 <= i < self._len:
-            raise ConfigError("index", i, f"must be an integer in [0, {self._len})")
+        if type(i) is not int or not 0 <= i < self._len:
+            i = check_int("index", i, lo=0, hi=self._len - 1)
         s, k = divmod(i, self.per_rank)
         return self.full[s * self.full.batch_size + self._offset + k]
 
@@ -190,7 +190,8 @@ def rescale_state(state: Mapping[str, Any], old_world_size: int, new_world_size:
     if not isinstance(state, Mapping) or set(state) != {"next_index"}:
         got = sorted(state) if isinstance(state, Mapping) else type(state).__name__
         raise ConfigError("state", got, "expected {'next_index': n} (a pipeline without mp_prefetch)")
-    g = check_int("state.next_index", int(state["next_index"]), lo=0) * old
+    g = check_int("state.next_index", state["next_index"], lo=0) * old
+    check_int("global position (state.next_index × old_world_size)", g, lo=0)
     if g % new:
         why = f"global position {g} is not a multiple of new_world_size={new} (resume at a batch boundary)"
         raise ConfigError("state.next_index", state["next_index"], why)

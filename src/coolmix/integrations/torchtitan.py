@@ -86,14 +86,19 @@ class LossWeights:
 def encode_labels(labels: Any, domain_ids: Any, vocab_size: int) -> Any:
     """labels + V·(domain + 1) where a label is counted (not -100) and its domain id is >= 0.
 
-    Tensors or numpy arrays; every counted label must be < ``vocab_size`` (else a ConfigError).
+    Tensors or numpy arrays; every label but -100 must be in [0, ``vocab_size``) (else a ConfigError).
     """
     v = check_int("vocab_size", vocab_size, lo=1)
-    counted = (labels != IGNORE_INDEX) & (domain_ids >= 0)
-    if counted.any():
-        top = int(labels[counted].max())
+    real = labels != IGNORE_INDEX
+    if real.any():  # decoding tells a tagged label by label >= V, so every real label must be < V
+        top, low = int(labels[real].max()), int(labels[real].min())
         if top >= v:
             raise ConfigError("vocab_size", v, f"token id {top} in the labels is >= vocab_size")
+        if low < 0:
+            raise ConfigError("labels", low, f"a label must be a token id in [0, {v}) or {IGNORE_INDEX}")
+    counted = real & (domain_ids >= 0)
+    if counted.any() and (int(domain_ids[counted].max()) + 2) * v > 2**63 - 1:
+        raise ConfigError("vocab_size", v, "vocab_size × (domains + 1) overflows int64 labels")
     enc = labels + v * (domain_ids + 1)
     if hasattr(labels, "new_tensor"):
         return labels.where(~counted, enc)
