@@ -7,7 +7,8 @@ Each fuzz case is run through `run_cli` (the ``coolmix`` entry point, in-process
 - ``error``: a one-line `ConfigError` (exit 2 with exactly one stderr line for the CLI);
 - ``traceback``: any other exception, a multi-line error, or an exit status other than 0/2;
 - ``silent``: a result returned without complaint that is non-finite or wrong;
-- ``misnamed``: a one-line error that does not name the field the user wrote.
+- ``misnamed``: a one-line error that does not name the field the user wrote;
+- ``hang``: an API call still running after `HANG_SECONDS` (interrupted by a timer).
 
 In tests (``STRICT = True``) the last three raise AssertionError, so hypothesis shrinks to a
 minimal failing input. ``scripts/fuzz_report.py`` sets ``STRICT = False`` and prints the tally
@@ -21,7 +22,9 @@ import io
 import math
 import os
 import re
+import signal
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -33,7 +36,9 @@ from coolmix.errors import ConfigError
 STRICT = True
 """Raise on a bad outcome (tests); ``False``: only count it (the standalone report)."""
 
-BAD = ("traceback", "silent", "misnamed")
+BAD = ("traceback", "silent", "misnamed", "hang")
+HANG_SECONDS = 10.0
+"""An API call running longer than this is a hang (a seek that never returns); 0 disables the timer."""
 TALLY: Counter[str] = Counter()
 """Outcome -> count, per run of the process; ``TALLY["cases"]`` counts every case."""
 BY_TARGET: dict[str, Counter[str]] = {}
@@ -48,6 +53,31 @@ _NAN = re.compile(r"(?<![\w.])[-+]?nan(?![\w])", re.IGNORECASE)
 
 class WouldTrain(Exception):
     """Raised by the stubs that stand in for training: the input was accepted as valid."""
+
+
+class Hang(BaseException):
+    """Raised by the timer inside a call that ran past `HANG_SECONDS` (BaseException: not swallowed)."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Any:
+    """Interrupt the body with `Hang` after ``seconds`` (main thread, POSIX; else no timer)."""
+    main = threading.current_thread() is threading.main_thread()
+    usable = seconds > 0 and hasattr(signal, "setitimer") and main
+    if not usable:
+        yield
+        return
+
+    def fire(_signum: int, _frame: Any) -> None:
+        raise Hang(f"still running after {seconds:g} s")
+
+    old = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def record(target: str, outcome: str, detail: str = "") -> None:
@@ -127,7 +157,11 @@ def run_api(
     ``finite=False`` (constructors: a schedule may hold τ = ∞, which means uniform).
     """
     try:
-        result = fn(*args, **kwargs)
+        with _deadline(HANG_SECONDS):
+            result = fn(*args, **kwargs)
+    except Hang as e:
+        record(name, "hang", f"{_brief(args, kwargs)}: {e}")
+        return None
     except ConfigError as e:
         text = str(e)
         if "\n" in text:
@@ -190,12 +224,12 @@ def summary() -> str:
     t = TALLY
     lines = [
         f"{t['cases']} cases / {t['traceback']} tracebacks / {t['silent']} silent non-finite or wrong / "
-        f"{t['misnamed']} misnamed fields  (ok {t['ok']}, one-line errors {t['error']})"
+        f"{t['misnamed']} misnamed fields / {t['hang']} hangs  (ok {t['ok']}, one-line errors {t['error']})"
     ]
     for name, c in sorted(BY_TARGET.items()):
         lines.append(
             f"  {name:<24} {sum(c.values()):>5} cases  {c['traceback']:>4} tb  {c['silent']:>4} silent  "
-            f"{c['misnamed']:>3} misnamed  ({c['ok']} ok, {c['error']} errors)"
+            f"{c['misnamed']:>3} misnamed  {c['hang']:>3} hang  ({c['ok']} ok, {c['error']} errors)"
         )
     for outcome, seen in EXAMPLES.items():
         lines.append(f"first {outcome} cases:")
