@@ -12,12 +12,13 @@ import json
 import math
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
-from fuzz_harness import WouldTrain, fuzzer, run_cli
+from fuzz_harness import WouldTrain, fuzzer, record, run_cli
 from fuzz_strategies import DOMAINS, hostile, override_values
 from hypothesis import strategies as st
 
@@ -283,10 +284,23 @@ json_docs = st.one_of(
     ),
     hostile.map(json.dumps),
 )
-report_case = st.tuples(
-    st.sampled_from(["runs.json", "theory.json", "preset.json"]),
+_ROW_OK = {"experiment": "lm", "method": "tau1", "role": "main", "seed": 0, "dir": "runs/lm/x", "final": {}}
+metrics_docs = st.one_of(
     json_docs,
-    st.sampled_from(["dir", "file", "none"]),
+    st.sampled_from(["theory", "meta", "runs"]).flatmap(
+        lambda k: hostile.map(lambda v: json.dumps({k: v}, allow_nan=True))
+    ),
+    st.sampled_from(list(_ROW_OK) + ["curve"]).flatmap(
+        lambda k: hostile.map(lambda v: json.dumps({"runs": [{**_ROW_OK, k: v}]}, allow_nan=True))
+    ),
+)
+report_case = st.one_of(
+    st.tuples(
+        st.sampled_from(["runs.json", "theory.json", "preset.json"]),
+        json_docs,
+        st.sampled_from(["dir", "file", "none"]),
+    ),
+    st.tuples(st.just("metrics.json"), metrics_docs, st.just("dir")),
 )
 
 
@@ -411,3 +425,119 @@ def _train(case):
 
 test_train_fast, test_train_slow = _train
 assert os.sep == "/"  # the path cases assume POSIX names
+
+# -- every path a command touches, planted: a link outside, a dangling link, a FIFO, a device, a loop -------
+
+PLANTS = {
+    "plan": ["plan.csv", "plan.toml", "plan.png", "@config", "@out"],
+    "ledger": ["metrics.jsonl", "ledger.png", "@run_dir"],
+    "report": ["runs.json", "theory.json", "preset.json", "metrics.json", "report.md", "figures"],
+    "train": [".lock", "metrics.jsonl", "config.toml", "ckpt-00000004.pt", "@config", "@out"],
+    "reproduce": [".lock", "@out"],
+}
+PLANT_KINDS = ["link", "dangling", "fifo", "device", "dir", "loop"]
+paths_case = st.tuples(
+    st.sampled_from(sorted(PLANTS)).flatmap(lambda c: st.tuples(st.just(c), st.sampled_from(PLANTS[c]))),
+    st.sampled_from(PLANT_KINDS),
+    st.booleans(),
+)
+LEDGER_LINE = GOOD_LINE
+
+
+class Hang(BaseException):
+    """Raised by the alarm when a command blocks (a FIFO opened or read): not caught by `main`."""
+
+
+def _plant(path: Path, kind: str, decoy: Path, missing: Path) -> None:
+    if kind == "link":
+        path.symlink_to(decoy)
+    elif kind == "dangling":
+        path.symlink_to(missing)
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path.symlink_to("/dev/null")
+    elif kind == "dir":
+        path.mkdir()
+    else:
+        path.symlink_to(path)
+
+
+@contextlib.contextmanager
+def _train_files_only() -> Iterator[None]:
+    """``train`` up to the point where it would start stepping: the run directory's lock, its
+    checkpoints read on resume, ``config.toml`` and ``metrics.jsonl`` opened, as `coolmix.train` does."""
+    import coolmix.train as train_pkg
+    from coolmix.fileio import write_atomic_text
+    from coolmix.train import checkpoint, rundir
+    from coolmix.train.metrics import METRICS_FILE, JsonlSink
+
+    def train(cfg, out, resume=False, console=True):
+        out = Path(out)
+        with rundir.RunLock(out):
+            rundir.clean_temps(out)
+            state = checkpoint.load_latest(out, "hash") if resume else None
+            write_atomic_text(out / "config.toml", "# config\n")
+            sink = (
+                JsonlSink.resume(out / METRICS_FILE, None, 0, lambda m: None)
+                if resume
+                else JsonlSink(out / METRICS_FILE)
+            )
+            sink.close()
+            raise WouldTrain() if state is None else WouldTrain("resumed a planted checkpoint")
+
+    with no_training(), mock.patch.object(train_pkg, "train", train):
+        yield
+
+
+def _alarm(_sig, _frame):
+    raise Hang()
+
+
+@fuzzer("cli.paths", paths_case, fast=40, slow=240)
+def _paths(case):
+    import signal
+
+    (command, name), kind, resume = case
+    with _workdir() as d, _train_files_only():
+        outside = d / "outside"
+        outside.mkdir()
+        decoy = outside / "decoy"
+        decoy.write_text(LEDGER_LINE + "\n")
+        missing = outside / "created"
+        before = decoy.read_bytes()
+        own = d / "own"  # the directory the command owns
+        own.mkdir()
+        cfg = d / ("p.toml" if command == "plan" else "t.toml")
+        cfg.write_text(PLAN if command == "plan" else TRAIN)
+        (own / "metrics.jsonl").write_text(LEDGER_LINE + "\n") if command == "ledger" else None
+        if command == "report":
+            (own / "runs.json").write_text("[]")
+            (own / "theory.json").write_text('{"fig2": {}}')
+        target = {"@config": cfg, "@out": own, "@run_dir": own}.get(name, own / name)
+        if target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        _plant(target, kind, decoy, missing)
+        argv = {
+            "plan": ["plan", str(cfg), "--out", str(own), "--json"],
+            "ledger": ["ledger", str(own)],
+            "report": ["report", str(own)],
+            "train": ["train", str(cfg), "--out", str(own), "--quiet", *(["--resume"] * resume)],
+            "reproduce": ["reproduce", "--out", str(own), "--workers", "0", "--only", "lm"],
+        }[command]
+        old = signal.signal(signal.SIGALRM, _alarm)
+        signal.alarm(5)
+        try:
+            run_cli("cli.paths", argv)
+        except Hang:
+            record("cli.paths", "hang", f"{command} with {name} as a {kind}")
+            return
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, old)
+        lost = decoy.read_bytes() != before or missing.exists() or len(list(outside.iterdir())) != 1
+        if lost:  # counted on top of the case's own outcome: a one-line error that still wrote is a loss
+            record("cli.paths", "silent", f"data lost: {command} with {name} as a {kind} wrote outside")
+
+
+test_paths_fast, test_paths_slow = _paths

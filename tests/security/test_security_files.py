@@ -312,3 +312,40 @@ def test_a_data_file_that_is_a_fifo_is_one_line(tmp_path, no_hang):
     os.mkfifo(tmp_path / "en.txt")
     with pytest.raises(ConfigError, match=r"^options\.train\.en=.*FIFO"):
         _read("options.train.en", tmp_path / "en.txt")
+
+
+# -- report on malformed saved results ----------------------------------------------------------------
+
+ROW = {"experiment": "lm", "method": "tau1", "role": "main", "seed": 0, "dir": "runs/lm/x",
+       "final": {"sizes": {"en": 90, "sw": 10}}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("doc", "needle"),
+    [
+        ({"runs": [{**ROW, "seed": "zero"}]}, "runs[0].seed"),
+        ({"runs": [{**ROW, "final": []}]}, "runs[0].final"),
+        ({"runs": [{**ROW, "final": {}}]}, "runs[0].final"),
+        ({"runs": [{**ROW, "curve": 5}]}, "runs[0].curve"),
+        ({"runs": [{**ROW, "dir": None}]}, "runs[0].dir"),
+        ({"runs": [ROW], "theory": [1]}, "metrics.json theory"),
+        ({"runs": [ROW], "meta": "x"}, "metrics.json meta"),
+    ],
+)
+def test_report_on_a_malformed_metrics_json_is_one_line(capsys, tmp_path, doc, needle):
+    (tmp_path / "metrics.json").write_text(json.dumps(doc))
+    one_line(capsys, main(["report", str(tmp_path)]), needle)
+
+
+def test_report_warns_when_runs_json_lists_no_existing_run_and_keeps_the_stored_runs(capsys, tmp_path):
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parents[2] / "docs/results/quick/metrics.json"
+    stored = json.loads(committed.read_text())
+    (tmp_path / "metrics.json").write_text(json.dumps(stored))
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs.json").write_text('["runs/lm/gone-s0-12345678"]')
+    assert main(["report", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "runs.json lists 1 run(s); 1 of them have no" in err and "metrics.json instead" in err
+    assert len(json.loads((tmp_path / "metrics.json").read_text())["runs"]) == len(stored["runs"]) > 0

@@ -254,6 +254,7 @@ def load_runs(out: Path) -> Runs:
         if not seeds:
             raise ConfigError(rel, d.name, "not a run folder name (<method>-s<seed>-<hash>)")
         record = read_json_object(d / "result.json", f"{rel}/result.json")
+        _check_final(f"{rel}/result.json", record)
         runs.append(
             Run(
                 d.parent.name,
@@ -284,6 +285,21 @@ def read_metrics(out: Path) -> dict[str, Any]:
         if not isinstance(data.get(key, {}), dict):
             raise ConfigError(f"metrics.json {key}", _brief(data[key]), "must be a JSON object")
     return data
+
+
+def _check_final(field: str, final: Mapping[str, Any]) -> None:
+    """A final record the report can read: its training sizes (``sizes``, or ``examples`` and
+    ``epochs``) are numbers per domain; else one `ConfigError` naming the file."""
+    from coolmix.errors import ConfigError
+
+    try:
+        sizes = record_sizes(normalise(final))
+        ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in sizes.values())
+    except (KeyError, TypeError, AttributeError, ZeroDivisionError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        why = "must be a run's final record (with per-domain sizes, or examples and epochs)"
+        raise ConfigError(field, _brief(final), why)
 
 
 def _brief(value: Any) -> str:
@@ -321,6 +337,7 @@ def runs_from_json(rows: Sequence[Mapping[str, Any]]) -> Runs:
             if not isinstance(value, kind) or isinstance(value, bool) or (key == "seed" and value < 0):
                 what = {str: "a string", int: "an integer >= 0", Mapping: "a JSON object"}[kind]
                 raise ConfigError(f"metrics.json runs[{i}].{key}", _brief(value), f"must be {what}")
+        _check_final(f"metrics.json runs[{i}].final", row["final"])
         curve = row.get("curve", [])
         if not isinstance(curve, list) or not all(isinstance(r, Mapping) for r in curve):
             why = "must be a list of JSON objects"
