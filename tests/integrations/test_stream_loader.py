@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from coolmix import ConfigError, Cooldown
-from coolmix.integrations.streams import ByValueBatch, PackedStreams
+from coolmix.integrations.streams import PackedStreams
+from coolmix.integrations.transfer import ByValueBatch
 
 torch = pytest.importorskip("torch")
 stateful = pytest.importorskip("torchdata.stateful_dataloader")

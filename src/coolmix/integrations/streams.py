@@ -38,7 +38,12 @@ this stream is not world-size-elastic like `MixtureSampler`); another layout is 
 naming ``stream_state.layout`` with the saved and the current ``[world_size, workers]``. With
 DataLoader workers, use ``torchdata.stateful_dataloader.StatefulDataLoader(ds.as_torch(),
 batch_size=None, ...)``: it calls `state_dict` / `load_state_dict` inside each worker, which is
-the protocol implemented here.
+the protocol implemented here. Batches cross the worker boundary by value
+(`coolmix.integrations.transfer`).
+
+Size: one home for the lane machinery both mixers share (sources and passes, sharding, the state
+format with its reader and writer, the torch view); split, the state format would be read in one
+module and written in another.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ import numpy as np
 from coolmix.errors import ConfigError
 from coolmix.fileio import iter_lines, open_regular
 from coolmix.integrations.ranks import DP_MESH_DIM, DataParallel, DataParallelView, data_parallel
+from coolmix.integrations.transfer import ByValueBatch
 from coolmix.mixture import Mixture
 from coolmix.packing import LongDocs, TokenPacker, as_tokens, resolve_schedule
 from coolmix.permutation import derive_key, permute, splitmix64
@@ -65,7 +71,6 @@ from coolmix.validate import check_int
 
 __all__ = [
     "STATE_VERSION",
-    "ByValueBatch",
     "DomainStream",
     "PackedStreams",
     "StreamMixture",
@@ -539,33 +544,6 @@ class PackedStreams(_Lanes):
 
     def _load_extra(self, lane: dict[str, Any], state: Mapping[str, Any]) -> None:
         lane["packer"].load_state_dict(state["packer"])
-
-
-class ByValueBatch(dict):
-    """A packed batch that crosses a process boundary by value and arrives as a plain dict of tensors.
-
-    A DataLoader worker sends each tensor through its own shared-memory file descriptor (a socket
-    handshake per tensor, six per packed batch); pickling the rows as numpy arrays is one message,
-    ~4-8× faster for (8, 512) rows. ``torch.from_numpy`` on arrival shares the received buffer (no copy).
-    """
-
-    def __copy__(self) -> ByValueBatch:  # the DataLoader's default_convert copies, then fills tensors
-        return ByValueBatch(self)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_tensor_dict, ({k: _as_numpy(v) for k, v in self.items()},))
-
-
-def _as_numpy(v: Any) -> Any:
-    """A CPU tensor as the numpy array sharing its memory; anything else unchanged."""
-    return v.numpy() if type(v).__module__.startswith("torch") and hasattr(v, "numpy") else v
-
-
-def _tensor_dict(arrays: Mapping[str, Any]) -> dict[str, Any]:
-    """Unpickling side of `ByValueBatch`: numpy arrays → tensors sharing their memory."""
-    import torch
-
-    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in arrays.items()}
 
 
 _TORCH_CLASS: list[type] = []
