@@ -30,7 +30,8 @@ from coolmix.errors import ConfigError
 from coolmix.mixture import Mixture, check_sizes, to_mapping
 from coolmix.permutation import derive_key, permute, splitmix64
 from coolmix.schedule import Context, Event, Schedule, schedule_from_dict
-from coolmix.validate import check_int
+from coolmix.state_reader import StateReader
+from coolmix.validate import MAX_INT, check_int
 from coolmix.weighting import weights_array
 
 __all__ = [
@@ -45,7 +46,9 @@ __all__ = [
     "token_weights",
 ]
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""Version of `TokenPacker.state_dict`: 2 added the run it belongs to (``total_steps``, ``schedule``,
+``sizes``), checked on load with every other field."""
 PAD_DOMAIN = -1
 """Domain id (and document id) of padding tokens: never a valid domain index."""
 IGNORE_INDEX = -100
@@ -56,7 +59,9 @@ FAST_DOMAINS = 16  # up to this many domains, a batch's deficit arithmetic runs 
 
 STEP_KEY, TARGET_KEY, REALISED_KEY, DOCS_KEY = "step", "target_tokens", "realised_tokens", "documents"
 PENDING_KEY, NEXT_DOC_KEY, TRUNCATED_KEY, EVENTS_KEY = "pending", "next_doc_id", "truncated_tokens", "events"
-_VERSION_KEY, _SHAPE_KEY = "version", "shape"
+_VERSION_KEY, _SHAPE_KEY, LONGEST_KEY = "version", "shape", "longest"
+_TOTAL_KEY, _SCHEDULE_KEY, _SIZES_KEY = "total_steps", "schedule", "sizes"
+MAX_TOKEN_ID = 2**63 - 1
 
 
 def resolve_schedule(
@@ -129,6 +134,9 @@ class TokenPacker:
         pad_id: int = 0,
         long_docs: LongDocs = "split",
     ) -> None:
+        if isinstance(sizes, Mixture) and sizes.unit != "tokens":
+            why = "the token packer mixes tokens: give Mixture(sizes, unit='tokens') (plain mappings: tokens)"
+            raise ConfigError("sizes.unit", sizes.unit, why)
         self.names, self.sizes, self.schedule, self.total_steps = resolve_schedule(
             sizes, schedule, total_steps
         )
@@ -187,7 +195,7 @@ class TokenPacker:
 
     def record_event(self, name: str, step: int | None = None, **info: Any) -> Event:
         """Record a schedule event (e.g. an adaptive ``"cooldown"``) from ``step`` (default: next)."""
-        step = self._step if step is None else int(step)
+        step = self._step if step is None else check_int("event.step", step, lo=0, hi=MAX_INT)
         if step < self._step:
             raise ConfigError("event.step", step, f"batches up to {self._step - 1} were already packed")
         event = Event(step, name, info)
@@ -209,44 +217,30 @@ class TokenPacker:
             REALISED_KEY: {n: int(y) for n, y in zip(self.names, self._realised, strict=True)},
             DOCS_KEY: {n: int(c) for n, c in zip(self.names, self._docs, strict=True)},
             TRUNCATED_KEY: self.truncated,
-            "longest": self.longest,
+            LONGEST_KEY: self.longest,
             NEXT_DOC_KEY: self._next_doc_id,
             PENDING_KEY: pending,
             EVENTS_KEY: [e.to_dict() for e in self._events],
+            _TOTAL_KEY: self.total_steps,
+            _SCHEDULE_KEY: self.schedule.to_dict(),
+            _SIZES_KEY: to_mapping(self.names, self.sizes),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore `state_dict` output; the next `pack` continues exactly where that packer stopped."""
-        if not isinstance(state, Mapping) or state.get(_VERSION_KEY) != STATE_VERSION:
-            got = state.get(_VERSION_KEY) if isinstance(state, Mapping) else state
-            raise ConfigError(
-                "packer_state.version", got, f"expected a TokenPacker state, version {STATE_VERSION}"
-            )
-        shape = [self.rows, self.seq_len, self.long_docs]
-        if list(state.get(_SHAPE_KEY, [])) != shape:
-            raise ConfigError("packer_state.shape", state.get(_SHAPE_KEY), f"this packer is {shape}")
-        try:
-            arrays = [
-                np.array([float(state[key][n]) for n in self.names])
-                for key in (TARGET_KEY, REALISED_KEY, DOCS_KEY, TRUNCATED_KEY, "longest")
-            ]
-            events = [Event.from_dict(e) for e in state[EVENTS_KEY]]
-            step, next_doc = int(state[STEP_KEY]), int(state[NEXT_DOC_KEY])
-            pending = state[PENDING_KEY]
-            if pending is not None:
-                pending = (
-                    self.names.index(pending["domain"]),
-                    np.asarray(pending["tokens"], dtype=np.int64),
-                    0,
-                    int(pending["doc_id"]),
-                )
-        except (KeyError, TypeError, ValueError) as e:
-            raise ConfigError("packer_state", type(e).__name__, f"corrupt packer state: {e}") from None
-        self._events[:] = events
+        """Restore `state_dict` output; the next `pack` continues exactly where that packer stopped.
+
+        Every field is checked before anything changes (one-line `ConfigError` naming
+        ``packer_state.<field>``, the packer untouched): the run (shape, total_steps, schedule,
+        sizes: a deliberate change is a new packer), counters (ints in [0, 2**62]), Σ realised =
+        step·R·T (≤ with ``"truncate"``), targets finite with Σ (Z − Y) ≈ 0 and each deficit
+        within the bound −ℓ_i ≤ Z_i − Y_i ≤ Σ_{j≠i} ℓ_j, the pending document and the events.
+        """
+        parsed = _PackerState(self, state).parse()
+        self._events[:] = parsed.events
         self._reset()
-        self._step, self._next_doc_id, self._pending = step, next_doc, pending
-        self._target[:], self._realised[:] = arrays[0], arrays[1]
-        self._docs[:], self._truncated[:], self._longest[:] = (a.astype(np.int64) for a in arrays[2:])
+        self._step, self._next_doc_id, self._pending = parsed.step, parsed.next_doc, parsed.pending
+        self._target[:], self._realised[:] = parsed.target, parsed.realised
+        self._docs[:], self._truncated[:], self._longest[:] = parsed.docs, parsed.truncated, parsed.longest
 
     # -- packing -------------------------------------------------------------------------------
 
@@ -286,6 +280,9 @@ class TokenPacker:
                 raise ConfigError(
                     f"documents.{self.names[d]}", empty, "the source yields only empty documents"
                 )
+        if toks.min() < 0:  # ids >= 2**63 arrive wrapped negative; -100 would silently mask a label
+            why = "token ids must be in [0, 2**63) (a negative id, or one that wrapped past 2**63 - 1)"
+            raise ConfigError(f"documents.{self.names[d]}", int(toks.min()), why)
         if self.long_docs == "truncate" and toks.size > self.seq_len:
             self._truncated[d] += toks.size - self.seq_len
             toks = toks[: self.seq_len]
@@ -300,7 +297,10 @@ class TokenPacker:
 
         Lanes that interleave with others (DataLoader workers) pass their global step here.
         """
-        sched_step = self._step if step is None else int(step)
+        sched_step = self._step if step is None else check_int("step", step, lo=0, hi=self.total_steps - 1)
+        if sched_step >= self.total_steps:
+            why = f"all total_steps={self.total_steps} batches are packed (a packer serves one run)"
+            raise ConfigError("step", sched_step, why)
         p = self.probs_array(sched_step)
         R, T = self.rows, self.seq_len
         size, truncate, all_on = R * T, self.long_docs == "truncate", bool(p.min() > 0)
@@ -372,6 +372,80 @@ class TokenPacker:
         if pad is not None:
             pos[dom == PAD_DOMAIN] = 0
         return _finish(ids.reshape(R, T), dom.reshape(R, T), doc.reshape(R, T), pos.reshape(R, T))
+
+
+class _PackerState:
+    """A `TokenPacker.state_dict` read and checked against ``packer`` (see its `load_state_dict`)."""
+
+    def __init__(self, packer: TokenPacker, state: Mapping[str, Any]) -> None:
+        self.pk, self.r = packer, StateReader(state, "packer_state", "TokenPacker.state_dict()")
+
+    def parse(self) -> _PackerState:
+        pk, r, names = self.pk, self.r, self.pk.names
+        version = r.get(_VERSION_KEY)
+        if version != STATE_VERSION or isinstance(version, bool):
+            raise r.fail(_VERSION_KEY, version, f"expected a TokenPacker state, version {STATE_VERSION}")
+        shape = [pk.rows, pk.seq_len, pk.long_docs]
+        r.same(_SHAPE_KEY, shape, "this packer ([rows, seq_len, long_docs])")
+        r.same(_TOTAL_KEY, pk.total_steps, "this packer")
+        r.same(_SCHEDULE_KEY, pk.schedule.to_dict(), "this packer (a deliberate change is a new packer)")
+        r.same(_SIZES_KEY, to_mapping(names, pk.sizes), "this packer")
+        self.step = r.integer(STEP_KEY, hi=pk.total_steps)
+        self.realised = np.array(r.per_domain(REALISED_KEY, names, r.integer), dtype=np.float64)
+        self.docs = np.array(r.per_domain(DOCS_KEY, names, r.integer), dtype=np.int64)
+        self.truncated = np.array(r.per_domain(TRUNCATED_KEY, names, r.integer), dtype=np.int64)
+        longest_hi = pk.seq_len if pk.long_docs == "truncate" else MAX_INT
+        self.longest = np.array(r.per_domain(LONGEST_KEY, names, r.integer, hi=longest_hi), dtype=np.int64)
+        self.target = np.array(r.per_domain(TARGET_KEY, names, r.real), dtype=np.float64)
+        self.next_doc = r.integer(NEXT_DOC_KEY)
+        self._check_totals()
+        self.pending = self._pending(r.get(PENDING_KEY))
+        self.events = []
+        for i, e in enumerate(r.sequence(EVENTS_KEY)):
+            if not isinstance(e, Mapping):
+                raise r.fail(f"{EVENTS_KEY}[{i}]", e, "must be an event mapping")
+            key = f"{EVENTS_KEY}[{i}].step"
+            r.integer(key, value=e.get("step"), field=r.field(key))
+            self.events.append(Event.from_dict(e))
+        return self
+
+    def _check_totals(self) -> None:
+        """Σ realised against the steps packed; Σ (Z − Y) = 0 and every deficit within its bound."""
+        pk, r = self.pk, self.r
+        placed, budget = float(self.realised.sum()), self.step * pk.rows * pk.seq_len
+        if placed > budget or (pk.long_docs == "split" and placed != budget):
+            why = f"{int(placed)} tokens placed in {self.step} steps of {pk.rows}×{pk.seq_len}"
+            raise r.fail(REALISED_KEY, int(placed), why)
+        deficit = self.target - self.realised
+        slack = 1.0 + 1e-6 * (1.0 + placed)
+        if abs(float(deficit.sum())) > slack:
+            why = "targets must sum to the realised tokens"
+            raise r.fail(TARGET_KEY, to_mapping(pk.names, self.target), why)
+        longest = self.longest.astype(np.float64)
+        above = longest.sum() - longest  # Σ_{j≠i} ℓ_j
+        bad = np.flatnonzero((deficit < -longest - slack) | (deficit > above + slack))
+        if bad.size:
+            i = int(bad[0])
+            why = f"Z − Y = {float(deficit[i]):g} is outside the packer's bound [−ℓ_i, Σ_(j≠i) ℓ_j]"
+            raise ConfigError(f"packer_state.{TARGET_KEY}.{pk.names[i]}", float(self.target[i]), why)
+
+    def _pending(self, raw: Any) -> tuple[int, np.ndarray, int, int] | None:
+        """None, or (domain, its remaining tokens, 0, document id) of the partly placed document."""
+        if raw is None:
+            return None
+        pk, r = self.pk, self.r.mapping(PENDING_KEY)
+        name = r.get("domain")
+        if not isinstance(name, str) or name not in pk.names:
+            raise r.fail("domain", name, f"must be one of {', '.join(pk.names)}")
+        d = pk.names.index(name)
+        tokens = r.sequence("tokens")
+        if not tokens or not all(type(t) is int and 0 <= t <= MAX_TOKEN_ID for t in tokens):
+            raise r.fail("tokens", tokens[:8], "must be a non-empty list of token ids in [0, 2**63)")
+        if len(tokens) > self.longest[d]:
+            why = f"longer than the longest {name} document ({self.longest[d]})"
+            raise r.fail("tokens", len(tokens), why)
+        doc_id = r.integer("doc_id", hi=max(self.next_doc - 1, 0))
+        return d, np.array(tokens, dtype=np.int64), 0, doc_id
 
 
 def _finish(ids: np.ndarray, dom: np.ndarray, doc: np.ndarray, pos: np.ndarray) -> dict[str, np.ndarray]:

@@ -33,7 +33,6 @@ Size: > 400 code lines: stream, checkpointed seek and state validation share one
 from __future__ import annotations
 
 import bisect
-import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -46,7 +45,7 @@ from coolmix.permutation import derive_key, permute, permute_each, splitmix64, w
 from coolmix.schedule import Context, Event, Schedule, as_schedule
 from coolmix.seekable import Target, batch_cursors, build_target, cursors_at, piecewise_target
 from coolmix.types import UNITS, Composition, Sizes
-from coolmix.validate import MAX_INT, check_float, check_int
+from coolmix.validate import MAX_INT, canonical_json, check_float, check_int
 
 __all__ = ["MAX_BATCH", "STATE_VERSION", "MixtureSampler", "exact_counts", "planned_counts"]
 
@@ -281,7 +280,7 @@ class MixtureSampler:
         step = check_int(f"state_dict.{STEP_KEY}", state.get(STEP_KEY), lo=0, hi=self.total_steps)
         mine_s = self._schedule_at(step).to_dict()
         got_s = state.get(_SCHEDULE_KEY)
-        if _canonical(got_s) != _canonical(mine_s):
+        if canonical_json(got_s) != canonical_json(mine_s):
             why = (
                 f"saved under another schedule; this sampler has {mine_s} at step {step} (build it with "
                 "the saved one, or set_schedule(saved) before loading; change it after loading)"
@@ -727,14 +726,6 @@ def _unit(sizes: Sizes | Mixture, unit: str | None) -> str:
     if own is not None and unit is not None and unit != own:
         raise ConfigError("unit", unit, f"the Mixture's sizes are in {own}")
     return own or unit or "examples"
-
-
-def _canonical(x: Any) -> str | None:
-    """A JSON text of ``x`` with sorted keys (so a JSON round trip compares equal), None if not JSON-able."""
-    try:
-        return json.dumps(x, sort_keys=True, default=repr)
-    except (TypeError, ValueError):
-        return None
 
 
 def _mix(counter: int) -> int:

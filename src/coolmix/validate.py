@@ -16,6 +16,7 @@ from coolmix.errors import ConfigError
 __all__ = [
     "INF_TOKEN",
     "MAX_INT",
+    "canonical_json",
     "check_finite",
     "check_float",
     "check_int",
@@ -100,6 +101,17 @@ def check_finite(field: str, values: Any) -> None:
     arr = np.asarray(values, dtype=np.float64)
     if not np.isfinite(arr).all():
         raise ConfigError(field, values, "the inputs give a non-finite result (overflow or underflow)")
+
+
+def canonical_json(value: Any) -> str:
+    """``value`` as JSON text with sorted keys (unknown types by ``repr``): two configs saved and
+    loaded through JSON compare equal exactly when their texts do (saved states name their run)."""
+    import json
+
+    try:
+        return json.dumps(value, sort_keys=True, default=repr)
+    except (TypeError, ValueError, RecursionError):  # mixed-type keys, a cycle: no config of ours
+        return f"<not JSON: {type(value).__name__}>"
 
 
 def encode_inf(value: float | None) -> float | str | None:

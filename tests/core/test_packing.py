@@ -123,7 +123,7 @@ def test_resume_is_exact_mid_document(stop, long_docs):
     rng = np.random.default_rng(5)
     data = {
         "en": [list(range(i, i + int(n))) for i, n in enumerate(rng.integers(1, 40, 50))],
-        "sw": [[-1 - i] * int(n) for i, n in enumerate(rng.integers(5, 90, 7))],
+        "sw": [[10_000 + i] * int(n) for i, n in enumerate(rng.integers(5, 90, 7))],
     }
 
     def fresh():
