@@ -13,6 +13,8 @@ NEEDS = {
     "stateful_dataloader.py": "torchdata",
     "streaming_packing.py": "torchdata",
     "hf_trainer.py": "transformers",
+    "grain_example.py": "grain",  # the engines' examples also run in tests/engines (.venv-engines)
+    "torchtitan_example.py": "torchtitan",
 }
 
 

@@ -90,16 +90,32 @@ class RankSelectionMap:
         self.per_rank = full.batch_size // self.world_size
         self._offset = self.rank * self.per_rank
         self._len = full.total_steps * self.per_rank
+        self._block = full.block_len // self.world_size  # this rank's rows of one block of the full map
+        self._drop_block()
+
+    def _drop_block(self) -> None:
+        self._lo, self._n, self._d, self._i = 0, 0, [], []  # the current block, as lists (scalar path)
 
     def __len__(self) -> int:
         return self._len
 
     def __getitem__(self, i: int) -> tuple[int, int]:
-        """(domain id, item) of this rank's entry ``i`` (ints)."""
-        if type(i) is not int or not 0 <= i < self._len:
-            i = check_int("index", i, lo=0, hi=self._len - 1)
-        s, k = divmod(i, self.per_rank)
-        return self.full[s * self.full.batch_size + self._offset + k]
+        """(domain id, item) of this rank's entry ``i`` (ints): a list read inside the current block,
+        else one vectorised `lookup` of the next block of this rank's entries."""
+        if type(i) is int:
+            r = i - self._lo
+            if 0 <= r < self._n:
+                return self._d[r], self._i[r]
+        i = check_int("index", i, lo=0, hi=self._len - 1)
+        lo = i - i % self._block
+        d, it = self.lookup(np.arange(lo, min(lo + self._block, self._len), dtype=np.int64))
+        self._lo, self._n, self._d, self._i = lo, len(d), d.tolist(), it.tolist()
+        return self._d[i - lo], self._i[i - lo]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_lo=0, _n=0, _d=[], _i=[])  # workers rebuild their own blocks
+        return state
 
     def global_index(self, i: Any) -> np.ndarray:
         """Global sample numbers of this rank's entries ``i`` (int array)."""
