@@ -12,6 +12,8 @@ best round of each reported (ns per call, calls/s, and the ratio to Grain's own 
   restart memory-maps them), random g (e.g. after ``.shuffle``);
 - **coolmix rank** — one data-parallel rank's slice (``shard(1, 4)``), sequential, fresh (its
   blocks' builds included, like **coolmix seq**);
+- **coolmix rank of built** — the same rank's view of the built map (every rank maps one cached
+  index; its blocks come from the arrays);
 - **coolmix lookup** — the batched path, ``lookup`` over 65 536 random g per call, per sample.
 
 Both maps run the paper's Cooldown schedule (coolmix) or its first-phase weights (Grain, which
@@ -77,6 +79,7 @@ def run(k: int, calls: int, rounds: int) -> list[tuple[str, float]]:
         "coolmix seq (blocks)": lambda: _scalar(selection_map(sampler), seq),
         "coolmix built, random g": lambda: _scalar(built, rand),
         "coolmix rank 1/4, seq (blocks)": lambda: _scalar(selection_map(sampler, rank=1, world_size=4), q),
+        "coolmix rank 1/4 of the built map, seq": lambda: _scalar(built.shard(1, 4), q),
         "coolmix lookup (batched)": lambda: _bulk(built, bulk),
     }
     best = {name: float("inf") for name in cases}

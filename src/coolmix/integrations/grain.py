@@ -17,6 +17,9 @@ GlobalIndex` (the scalar path reads a prebuilt or cached array, or the current b
 Data parallelism: ``shard(rank, world_size)`` (or ``mix(..., rank=, world_size=)``) keeps this
 rank's contiguous slice of every global batch, the rows ``sampler.batch(step, rank, world_size)``
 gives; Grain's own ``ds[rank::world_size]`` slicing also partitions the stream (strided slots).
+Without a build, a block is computed for whole global batches, so a rank reading 1/W of them pays
+W× the per-sample build: for data parallelism ``build=True`` with a ``cache_dir`` on a shared
+filesystem, so one index is built once and every rank (and worker) memory-maps it.
 Checkpoints are Grain's own (``iterator.get_state()`` / ``set_state``: a position, nothing of
 coolmix), and since the map is a pure function of g, a rank's position n under world size W is
 global sample n·W, so `rescale_state` moves a checkpoint to another world size.
