@@ -61,6 +61,10 @@ STEP_KEY, TARGET_KEY, REALISED_KEY, DOCS_KEY = "step", "target_tokens", "realise
 PENDING_KEY, NEXT_DOC_KEY, TRUNCATED_KEY, EVENTS_KEY = "pending", "next_doc_id", "truncated_tokens", "events"
 _VERSION_KEY, _SHAPE_KEY, LONGEST_KEY = "version", "shape", "longest"
 _TOTAL_KEY, _SCHEDULE_KEY, _SIZES_KEY = "total_steps", "schedule", "sizes"
+_STATE_KEYS = (
+    *(STEP_KEY, TARGET_KEY, REALISED_KEY, DOCS_KEY, PENDING_KEY, NEXT_DOC_KEY, TRUNCATED_KEY, EVENTS_KEY),
+    *(_VERSION_KEY, _SHAPE_KEY, LONGEST_KEY, _TOTAL_KEY, _SCHEDULE_KEY, _SIZES_KEY),
+)
 MAX_TOKEN_ID = 2**63 - 1
 
 
@@ -385,6 +389,7 @@ class _PackerState:
         version = r.get(_VERSION_KEY)
         if version != STATE_VERSION or isinstance(version, bool):
             raise r.fail(_VERSION_KEY, version, f"expected a TokenPacker state, version {STATE_VERSION}")
+        r.only(_STATE_KEYS)
         shape = [pk.rows, pk.seq_len, pk.long_docs]
         r.same(_SHAPE_KEY, shape, "this packer ([rows, seq_len, long_docs])")
         r.same(_TOTAL_KEY, pk.total_steps, "this packer")

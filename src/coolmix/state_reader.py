@@ -69,15 +69,19 @@ class StateReader:
         """A nested mapping, read with the prefix ``prefix.key``."""
         return StateReader(self.get(key), self.field(key), "its state_dict()")
 
-    def per_domain(
-        self, key: str, names: Sequence[str], read: Callable[..., T], **bounds: Any
-    ) -> list[T]:
+    def per_domain(self, key: str, names: Sequence[str], read: Callable[..., T], **bounds: Any) -> list[T]:
         """One value per domain (exactly ``names``), each read by ``read`` (e.g. ``self.integer``)."""
         raw = self.get(key)
         if not isinstance(raw, Mapping) or set(raw) != set(names):
             got = sorted(map(str, raw)) if isinstance(raw, Mapping) else raw
             raise ConfigError(self.field(key), got, f"need one value per domain: {', '.join(names)}")
         return [read(key, value=raw[n], field=f"{self.field(key)}.{n}", **bounds) for n in names]
+
+    def only(self, keys: Sequence[str]) -> None:
+        """No key beyond ``keys``: a field this object never writes means the state is not its own."""
+        extra = sorted(str(k) for k in self.state if k not in keys)
+        if extra:
+            raise ConfigError(self.field(extra[0]), self.state[extra[0]], "not a field of this state")
 
     def sequence(self, key: str) -> list[Any]:
         v = self.get(key)

@@ -38,7 +38,11 @@ this stream is not world-size-elastic like `MixtureSampler`); another layout is 
 naming ``stream_state.layout`` with the saved and the current ``[world_size, workers]``. With
 DataLoader workers, use ``torchdata.stateful_dataloader.StatefulDataLoader(ds.as_torch(),
 batch_size=None, ...)``: it calls `state_dict` / `load_state_dict` inside each worker, which is
-the protocol implemented here. Batches cross the worker boundary by value
+the protocol implemented here. A lane state names its run (total_steps, schedule, sizes, batch
+size or rows, seed) and every field is checked on load (`coolmix.integrations.stream_state`).
+When a source raises, the error reaches the loop and the lane stops: every later ``next`` (and
+`state_dict`) is a ConfigError naming the source, never a silently shortened stream; resume from
+a state saved before the failure. Batches cross the worker boundary by value
 (`coolmix.integrations.transfer`).
 
 Size: one home for the lane machinery both mixers share (sources and passes, sharding, the state
@@ -61,6 +65,19 @@ import numpy as np
 from coolmix.errors import ConfigError
 from coolmix.fileio import iter_lines, open_regular
 from coolmix.integrations.ranks import DP_MESH_DIM, DataParallel, DataParallelView, data_parallel
+from coolmix.integrations.stream_state import (
+    CONSUMED_KEY,
+    LAYOUT_KEY,
+    PASS_KEY,
+    REALISED_KEY,
+    SOURCE_KEY,
+    STATE_VERSION,
+    TOTAL_KEY,
+    read_domain,
+    read_examples_lane,
+    read_lane,
+    read_packed_lane,
+)
 from coolmix.integrations.transfer import ByValueBatch
 from coolmix.mixture import Mixture
 from coolmix.packing import LongDocs, TokenPacker, as_tokens, resolve_schedule
@@ -77,9 +94,7 @@ __all__ = [
     "realised_from_state",
 ]
 
-STATE_VERSION = 1
-PASS_KEY, CONSUMED_KEY, SOURCE_KEY, TOTAL_KEY = "pass", "consumed", "source", "total"
-LANES_KEY, LAYOUT_KEY, REALISED_KEY = "lanes", "layout", "realised"
+LANES_KEY = "lanes"
 SHARD_SUFFIXES = (".jsonl", ".txt")
 
 
@@ -119,6 +134,7 @@ class DomainStream:
         self._pass, self._consumed, self._total = 0, 0, 0
         self._view: Any = None  # the lane's view of the source (HF split or the node itself)
         self._it: Iterator[Any] | None = None
+        self._failed = False  # the source raised: a one-shot iterator cannot be reopened
         if self.kind == "dir":
             self._files = _shard_files(Path(source))
 
@@ -131,12 +147,7 @@ class DomainStream:
         return {PASS_KEY: self._pass, CONSUMED_KEY: self._consumed, TOTAL_KEY: self._total, SOURCE_KEY: src}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        try:
-            self._pass, self._consumed = int(state[PASS_KEY]), int(state[CONSUMED_KEY])
-            self._total = int(state[TOTAL_KEY])
-            src = state[SOURCE_KEY]
-        except (KeyError, TypeError, ValueError) as e:
-            raise ConfigError(f"stream_state.{self.name}", type(e).__name__, f"corrupt state: {e}") from None
+        self._pass, self._consumed, self._total, src = read_domain(state, self.name, self.kind)
         self._it = self._open(src if self._consumed else None, skip=0 if src else self._consumed)
 
     # iteration -------------------------------------------------------------------------------
@@ -145,8 +156,11 @@ class DomainStream:
         return self
 
     def __next__(self) -> Any:
+        """The next item. If the source raises, the error propagates and the next call reopens the
+        pass and skips the items already taken (as a resume does): the item that failed is read
+        again, nothing is skipped or repeated (a one-shot iterator cannot reopen: ConfigError)."""
         if self._it is None:
-            self._it = self._open(None, 0)
+            self._it = self._open(None, self._consumed)
         try:
             item = next(self._it)
         except StopIteration:
@@ -158,6 +172,9 @@ class DomainStream:
                 item = next(self._it)
             except StopIteration:
                 raise self._empty() from None
+        except Exception:
+            self._it, self._failed = None, True  # a failed iterator is done: reopen at (pass, consumed)
+            raise
         self._consumed += 1
         self._total += 1
         return item
@@ -199,7 +216,7 @@ class DomainStream:
                 return islice(_read_lines(files[lane::lanes]), skip, None)
             return islice(_read_lines(files), lane + skip * lanes, None, lanes)
         it = src() if self.kind == "factory" else iter(src)
-        if it is src and p > 0:
+        if it is src and (p > 0 or self._failed):
             raise ConfigError(
                 f"sources.{self.name}", type(src).__name__, "a one-shot iterator cannot restart"
             )
@@ -246,6 +263,33 @@ def _worker() -> tuple[int, int]:
 
     info = get_worker_info()
     return (0, 1) if info is None else (info.id, info.num_workers)
+
+
+class _LaneIterator:
+    """A lane's batches. Once a source (or ``transform``) raised, every later `next` is a ConfigError
+    naming it: the generator that raised is finished, and iterating it again would silently end the
+    stream; the lane's counters are mid-batch, so `state_dict` refuses too (resume from a state
+    saved before the failure, which is exact)."""
+
+    def __init__(self, lane: dict[str, Any], batches: Iterator[Any]) -> None:
+        self.lane, self.batches = lane, batches
+
+    def __iter__(self) -> _LaneIterator:
+        return self
+
+    def __next__(self) -> Any:
+        failed = self.lane.get("failed")
+        if failed is not None:
+            why = "the lane stopped when its source raised; load_state_dict(an earlier state) resumes exactly"
+            raise ConfigError(f"sources.{failed}", "failed", why)
+        try:
+            return next(self.batches)
+        except StopIteration:
+            raise
+        except Exception:
+            broken = [s.name for s in self.lane["streams"] if s._failed and s._it is None]
+            self.lane["failed"] = broken[0] if broken else "transform"
+            raise
 
 
 class _Lanes(DataParallelView):
@@ -301,7 +345,7 @@ class _Lanes(DataParallelView):
         if self._loaded is not None:
             self._restore(self._loaded, lane_id, [world_size, workers])
             self._loaded = None
-        return self._run(self._lane, worker, workers)
+        return _LaneIterator(self._lane, self._run(self._lane, worker, workers))
 
     def __iter__(self) -> Iterator[Any]:
         # resolved now, not at construction: a mixer may be built before init_process_group, and a
@@ -322,24 +366,38 @@ class _Lanes(DataParallelView):
     # state -------------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """This lane's state (JSON-able); {} before iteration starts. Save one per (rank, worker)."""
+        """This lane's state (JSON-able); {} before iteration starts. Save one per (rank, worker).
+
+        It names the run (`_run_fields`); after a source raised mid-batch there is no batch
+        boundary to save, so it is a ConfigError (resume from a state saved before the failure).
+        """
         if self._lane is None:
             return dict(self._loaded or {})
         lane = self._lane
+        if lane.get("failed"):
+            why = "a source raised mid-batch; resume from a state saved before the failure"
+            raise ConfigError(f"sources.{lane['failed']}", "failed", why)
         return {
             "version": STATE_VERSION,
             "lane": lane["id"],
             LAYOUT_KEY: lane[LAYOUT_KEY],
             "streams": {n: s.state_dict() for n, s in zip(self.names, lane["streams"], strict=True)},
+            **self._run_fields(),
             **self._extra_state(lane),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Resume: the next iteration (or `lane` call) continues that lane exactly."""
+        """Resume: the next iteration (or `lane` call) continues that lane exactly.
+
+        Every field is checked now (`coolmix.integrations.stream_state`), before anything changes:
+        a state of another run (total_steps, schedule, sizes, batch size, seed) is refused.
+        """
         if not isinstance(state, Mapping):
             raise ConfigError("stream_state", state, "must be a mapping from state_dict()")
-        if state and state.get("version") != STATE_VERSION:
-            raise ConfigError("stream_state.version", state.get("version"), f"expected {STATE_VERSION}")
+        if state:
+            kinds = [_kind(self.sources[n]) for n in self.names]
+            r, layout, totals = read_lane(state, self._run_fields(), self.names, kinds)
+            self._check_state(r, layout, totals)
         self._loaded = state or None
         self._lane = None
 
@@ -371,6 +429,17 @@ class _Lanes(DataParallelView):
         return _torch_class()(self)
 
     # subclass hooks
+    def _run_fields(self) -> dict[str, Any]:
+        """What a saved state must have been saved by: the run's length, schedule and sizes."""
+        return {
+            "total_steps": self.total_steps,
+            "schedule": self.schedule.to_dict(),
+            "sizes": dict(zip(self.names, self.sizes.tolist(), strict=True)),
+        }
+
+    def _check_state(self, r: Any, layout: list[int], totals: list[int]) -> None:
+        raise NotImplementedError
+
     def _new_lane(self, lane_id: int, world_size: int, workers: int) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -456,10 +525,22 @@ class StreamMixture(_Lanes):
                 lane["docs"][d] += 1
                 if self.tokens is not None:
                     lane["toks"][d] += int(self.tokens(x))
-                tag = {"domain": d, "domain_name": self.names[d]}
-                batch.append({**tag, **x} if isinstance(x, Mapping) else (x, d))
+                if isinstance(x, Mapping):
+                    if "domain" in x or "domain_name" in x:  # the item's own field would replace the tag
+                        clash = sorted(k for k in ("domain", "domain_name") if k in x)
+                        why = "items already have these keys (the stream tags each item); rename them"
+                        raise ConfigError(f"sources.{self.names[d]}", clash, why)
+                    batch.append({"domain": d, "domain_name": self.names[d], **x})
+                else:
+                    batch.append((x, d))
             lane["k"] += 1
             yield batch
+
+    def _run_fields(self) -> dict[str, Any]:
+        return {**super()._run_fields(), "batch_size": self.batch_size, "seed": self.seed}
+
+    def _check_state(self, r: Any, layout: list[int], totals: list[int]) -> None:
+        read_examples_lane(r, self.names, totals, self._per_rank(layout[0]), self.total_steps)
 
     def _extra_state(self, lane: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -538,6 +619,12 @@ class PackedStreams(_Lanes):
             next_doc = item
         while (step := packer.step * workers + worker) < self.total_steps:
             yield packer.pack(next_doc, step=step)
+
+    def _run_fields(self) -> dict[str, Any]:
+        return {**super()._run_fields(), "rows": self.rows, "seq_len": self.seq_len}
+
+    def _check_state(self, r: Any, layout: list[int], totals: list[int]) -> None:
+        read_packed_lane(r, self._new_lane(0, layout[0], layout[1])["packer"], self.names, totals)
 
     def _extra_state(self, lane: dict[str, Any]) -> dict[str, Any]:
         return {"packer": lane["packer"].state_dict(), REALISED_KEY: lane["packer"].realised()}
