@@ -105,6 +105,28 @@ def test_pickled_into_grain_worker_processes_and_resumed():
     assert np.array_equal(_pairs(first + rest), _expected(s, 0, 12 * B))
 
 
+def test_grain_dataloader_with_a_worker_process_resumes():
+    """MaxText's path: ``grain.DataLoader(data_source=..., sampler=IndexSampler, worker_count=1)``
+    on one rank's view; its (JSON) state restores a second loader to the same continuation."""
+    s = _sampler(steps=12)
+    items = s.state_dict()["mixture"]
+    parents = {n: [(d, x) for x in range(items[n])] for d, n in enumerate(s.names)}
+    ds = cg.mix(parents, s, rank=1, world_size=2)
+    one = grain.sharding.ShardOptions(shard_index=0, shard_count=1)  # the rank view is the shard
+    sampler = grain.samplers.IndexSampler(len(ds), one, shuffle=False, num_epochs=1, seed=0)
+    loader = grain.DataLoader(data_source=ds, sampler=sampler, worker_count=1)
+    it = iter(loader)
+    head = [next(it) for _ in range(30)]
+    state = it.get_state()
+    rest = list(it)
+    it2 = iter(grain.DataLoader(data_source=ds, sampler=sampler, worker_count=1))
+    it2.set_state(state)
+    assert list(it2) == rest
+    got = np.array(head + rest)
+    want = np.concatenate([np.stack(s.batch(t, 1, 2), axis=1) for t in range(12)])
+    assert np.array_equal(got, want)
+
+
 def test_pickle_carries_the_config_not_the_arrays(tmp_path):
     s = _sampler(steps=5000)
     m = cg.selection_map(s, build=True, cache_dir=tmp_path)
