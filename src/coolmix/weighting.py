@@ -292,8 +292,11 @@ def weighted_loss(
     weights are all 0 (``self_normalized``) returns 0.0 of the loss's type, dtype and device —
     never NaN — and its gradient is 0. ``weights`` is aligned with domain ids (list, numpy,
     tensor) or a name → weight mapping aligned by ``names``. Tensors stay tensors, so gradients flow.
-    The id range check costs one device → host sync per call on an accelerator; ``check_ids=False``
-    skips it for ids that are valid by construction (the sampler's), at your own risk.
+    Tensors are reduced in float32 at least (half-precision sums overflow at 65504), and the
+    result has that dtype; integer and bool losses are converted to float. Weight and ``n_tokens``
+    tensors are checked like arrays (finite, >= 0). These checks and the id range check cost one
+    device → host sync each on an accelerator; ``check_ids=False`` skips them for inputs that
+    are valid by construction (the sampler's ids, weights from `step_weights`), at your own risk.
 
     >>> float(weighted_loss(np.array([1.0, 3.0]), np.array([0, 1]), np.array([2.0, 0.5])))
     1.75
@@ -307,12 +310,12 @@ def weighted_loss(
     if ignore_index is not None:
         ignore_index = check_int("ignore_index", ignore_index)
     torch_like = _is_tensor(per_example_loss)
-    loss = per_example_loss if torch_like else _np_float(per_example_loss, "per_example_loss")
+    loss = _accumulating(per_example_loss) if torch_like else _np_float(per_example_loss, "per_example_loss")
     if loss.ndim not in (1, 2):
         why = "must be 1-D (examples) or 2-D (rows × tokens)"
         raise ConfigError("per_example_loss", tuple(loss.shape), why)
     ids = _ids(domain_ids, loss, torch_like)
-    w = _weights(weights, names, loss, torch_like)
+    w = _weights(weights, names, loss, torch_like, check_ids)
     k = int(w.shape[0])
     per_row = ids.ndim < loss.ndim  # one domain per row of a 2-D loss
     m = None if mask is None else _mask(mask, loss, torch_like)
@@ -331,7 +334,7 @@ def weighted_loss(
             counted = counted[:, None] & m if m is not None else _expand(counted[:, None], loss, torch_like)
     count = None if counted is None else _as_float(counted, loss, torch_like)
     if n_tokens is not None:
-        n = _n_tokens(n_tokens, loss, torch_like)
+        n = _n_tokens(n_tokens, loss, torch_like, check_ids)
         count = n if count is None else count * n
     with contextlib.nullcontext() if torch_like else np.errstate(invalid="ignore", over="ignore"):
         prod = wb * loss if count is None else wb * count * loss
@@ -420,8 +423,31 @@ def _ids(domain_ids: Any, loss: Any, torch_like: bool) -> Any:
     return ids
 
 
-def _weights(weights: Any, names: Sequence[str] | None, loss: Any, torch_like: bool) -> Any:
-    """Per-domain weights as a 1-D array/tensor in the loss's dtype and device."""
+def _accumulating(loss: Any) -> Any:
+    """A loss tensor in the dtype its sums are taken in: float32 at least (fp16/bf16 sums overflow
+    or lose the small terms), float64 kept; integer and bool losses become floats, not truncated
+    weights. Complex losses are refused."""
+    torch = sys.modules["torch"]
+    dt = loss.dtype
+    if dt.is_complex:
+        raise ConfigError("per_example_loss", str(dt), "must be real numbers")
+    acc = torch.promote_types(dt if dt.is_floating_point else torch.get_default_dtype(), torch.float32)
+    return loss if dt == acc else loss.to(acc)
+
+
+def _check_tensor(field: str, t: Any, given: Any) -> None:
+    """A weight or token-count tensor (``given``, as ``t`` in the accumulation dtype) like an array:
+    every entry finite and >= 0 (one host sync)."""
+    torch = sys.modules["torch"]
+    if bool((~torch.isfinite(t) | (t < 0)).any()):
+        why = f"must be finite and >= 0 (in {str(t.dtype).removeprefix('torch.')}, the loss's sum dtype)"
+        raise ConfigError(field, given.detach().cpu().reshape(-1)[:8].tolist(), why)
+
+
+def _weights(
+    weights: Any, names: Sequence[str] | None, loss: Any, torch_like: bool, check: bool = True
+) -> Any:
+    """Per-domain weights as a 1-D array/tensor in the loss's (accumulation) dtype and device."""
     if isinstance(weights, Mapping):
         if names is None:
             raise ConfigError("names", None, "a name -> weight mapping needs names= (the ids' domain order)")
@@ -430,7 +456,12 @@ def _weights(weights: Any, names: Sequence[str] | None, loss: Any, torch_like: b
         n = weights.shape[0] if weights.ndim == 1 else 0
         if n == 0 or (names is not None and n != len(names)):
             raise ConfigError("weights", tuple(weights.shape), "must be one weight per domain")
-        return weights.to(device=loss.device, dtype=loss.dtype)
+        if weights.dtype.is_complex:
+            raise ConfigError("weights", str(weights.dtype), "must be real numbers")
+        w = weights.to(device=loss.device, dtype=loss.dtype)
+        if check:
+            _check_tensor("weights", w, weights)
+        return w
     else:
         if _is_tensor(weights):
             weights = _host(weights)
@@ -466,11 +497,15 @@ def _as_float(x: Any, like: Any, torch_like: bool) -> Any:
     return x.to(like.dtype) if torch_like else x.astype(np.float64)
 
 
-def _n_tokens(n_tokens: Any, loss: Any, torch_like: bool) -> Any:
+def _n_tokens(n_tokens: Any, loss: Any, torch_like: bool, check: bool = True) -> Any:
     if loss.ndim != 1:
         raise ConfigError("n_tokens", None, "only with 1-D losses (2-D losses count their own tokens)")
     if torch_like and _is_tensor(n_tokens):
+        if n_tokens.dtype.is_complex:
+            raise ConfigError("n_tokens", str(n_tokens.dtype), "must be real numbers")
         n = n_tokens.to(device=loss.device, dtype=loss.dtype)
+        if check:
+            _check_tensor("n_tokens", n, n_tokens)
     else:
         arr = _np_float(n_tokens, "n_tokens")
         if not np.isfinite(arr).all() or (arr < 0).any():
