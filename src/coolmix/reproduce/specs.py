@@ -254,6 +254,28 @@ _FULL_LM = (
 # methods that decide E5 (τ=1 first: it decides the gate), ≈ 36 min a run on one core here.
 _FULL_MT = (_mt_experiment(4800, 64, ("tau1", "tau5", "cooldown"), (0, 1, 2), decode=100),)
 
+SCALE_METHODS = ("tau1", "tau5", "tau100", "cooldown")
+"""The methods behind E5's retained penalty and E8's it/zh gap, run at every model size."""
+
+
+def _sized(
+    name: str, model: Mapping[str, Any], methods: tuple[str, ...], lr: float | None = None, note: str = ""
+) -> Preset:
+    """full-lm's LM experiment (same data, steps, batch) with another ``[model]`` (and peak LR)."""
+    exp = _lm_experiment(LM4_FULL, 800, methods, (0, 1, 2))
+    base = {**exp.base, "model": {**exp.base["model"], **model}}
+    if lr is not None:
+        base["optim"] = {**base["optim"], "lr": lr}
+    return Preset(
+        name,
+        (replace(exp, base=base),),
+        workers=2,
+        variance_examples=48,
+        theorem1_steps=20,
+        notes=(note,) if note else (),
+    )
+
+
 PRESETS: dict[str, Preset] = {
     "quick": Preset(
         "quick",
@@ -302,6 +324,35 @@ PRESETS: dict[str, Preset] = {
         variance_examples=48,
         theorem1_steps=20,
         notes=("E2 only: the τ=2 sampling/scalarization pair at 8,000 steps; E1/E4 need τ=5 and τ=1",),
+    ),
+    # the scale trend (issue 19): E5's retained penalty and E8's it/zh gap at ¼× and 4× the LM's
+    # parameters (1× is full-lm's runs: the same configs); compare with `coolmix ablation`
+    "scale-quarter": _sized(
+        "scale-quarter",
+        {"d_model": 64, "n_head": 2, "d_ff": 192},
+        SCALE_METHODS,
+        note="half the LM's width: ¼× its non-embedding parameters",
+    ),
+    "scale-4x": _sized(
+        "scale-4x",
+        {"d_model": 256, "n_head": 4, "d_ff": 768},
+        SCALE_METHODS,
+        note="2× the LM's width: 4× its non-embedding parameters",
+    ),
+    # GPU-ready (scripts/gpu_table4.sh): the Table-4 core at ≈20M and ≈85M parameters, 3 seeds each
+    "gpu-20m": _sized(
+        "gpu-20m",
+        {"d_model": 512, "n_layer": 6, "n_head": 8, "d_ff": 2048},
+        LR_ABLATION_METHODS,
+        lr=1e-3,
+        note="≈20M parameters; run on a GPU (`--set run.device=cuda`)",
+    ),
+    "gpu-85m": _sized(
+        "gpu-85m",
+        {"d_model": 768, "n_layer": 12, "n_head": 12, "d_ff": 3072},
+        LR_ABLATION_METHODS,
+        lr=6e-4,
+        note="≈85M parameters; run on a GPU (`--set run.device=cuda`)",
     ),
     "full-mt": Preset("full-mt", _FULL_MT, workers=2, variance_examples=48, theorem1_steps=20),
     "full": Preset("full", (*_FULL_LM, *_FULL_MT), workers=2, variance_examples=48, theorem1_steps=20),
