@@ -16,8 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--preset",
         default="quick",
         help="quick (12–15 min on 2 cores), full-lm (≈2 h), full-mt (≈3 h: run it in parts with --seeds), "
-        "lr-ablation (the Table-4 core; pair it with --set optim.schedule=…), "
-        "full-lm-core (E5/E8 subset) or full (both full parts)",
+        "lr-ablation (the Table-4 core; pair it with --set optim.schedule=…), convergence-long (E2's τ=2 "
+        "pair at 8,000 steps, ≈1 h), scale-quarter / scale-4x (the LM at ¼× / 4× its parameters), "
+        "gpu-20m / gpu-85m (scripts/gpu_table4.sh), full-lm-core (E5/E8 subset) or full (both full parts)",
     )
     parser.add_argument("--out", default="reproduce_out", help="output folder (runs, figures, report.md)")
     parser.add_argument("--force", action="store_true", help="retrain finished runs instead of reusing them")
