@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import coolmix.global_index as gi
 from coolmix import ConfigError, Cooldown, MixtureSampler
 from coolmix.global_index import GlobalIndex
 from coolmix.permutation import permute, permute_rows
@@ -53,17 +54,23 @@ def test_every_entry_equals_sample_at(s: MixtureSampler):
     np.testing.assert_array_equal(bi, ref_i[n // 4 : n // 2])
 
 
-@given(samplers(("exact",)), st.integers(1, 30))
-def test_multi_block_builds_and_partial_prefixes(s: MixtureSampler, cut: int):
-    """Blocks of 2 steps (many block boundaries), a prefix built first, then the rest."""
+@given(samplers(("exact", "seekable")), st.integers(1, 30), st.integers(1, 200))
+def test_multi_block_builds_and_partial_prefixes(s: MixtureSampler, cut: int, per: int):
+    """Build passes and lazy blocks of a few steps (many boundaries), a prefix built first, then the rest."""
+    gi.BUILD_SAMPLES, saved = per, gi.BUILD_SAMPLES
     idx = GlobalIndex(s)
     idx.block_steps, idx.block_len = 2, 2 * s.batch_size
+    lazy = idx.lookup(np.arange(len(idx))[::-1])[1][::-1]
     n = len(idx)
     ref_d, ref_i = s.sample_at(np.arange(n, dtype=np.int64))
-    idx.build(min(cut, n))
-    d, i = idx.build(n)
+    try:
+        idx.build(min(cut, n))
+        d, i = idx.build(n)
+    finally:
+        gi.BUILD_SAMPLES = saved
     np.testing.assert_array_equal(d, ref_d)
     np.testing.assert_array_equal(i, ref_i)
+    np.testing.assert_array_equal(lazy, ref_i)
 
 
 def test_many_passes_and_many_domains_take_the_elementwise_path():
@@ -255,3 +262,30 @@ def test_importing_coolmix_and_the_index_imports_no_engine_or_framework():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+@given(st.integers(2, 5000), st.integers(0, 2**64 - 1), st.sampled_from([3, 64, 2**14]))
+def test_cache_sized_pieces_do_not_change_the_permutations(n: int, key: int, chunk: int):
+    """Every vectorised path (pieces of any size, runs, rows, elementwise) is the same bijection."""
+    import coolmix.permutation as pm
+
+    x = np.arange(n, dtype=np.uint64)
+    ref = pm.permute(x, n, key)
+    assert sorted(ref.tolist()) == list(range(n))
+    saved, pm._CHUNK = pm._CHUNK, chunk
+    try:
+        np.testing.assert_array_equal(pm.permute(x, n, key), ref)
+        keys = np.full(n, key, dtype=np.uint64)
+        bits = np.full(n, pm.width(n), dtype=np.uint64)
+        each = pm.permute_each(x, np.full(n, n, dtype=np.uint64), bits, keys)
+        np.testing.assert_array_equal(each, ref)
+        rows = pm.permute_rows(np.vstack([x, x]), n, np.array([key, key ^ 1], dtype=np.uint64))
+        np.testing.assert_array_equal(rows[0], ref)
+        np.testing.assert_array_equal(rows[1], pm.permute(x, n, key ^ 1))
+        half = n // 2
+        runs = pm.permute_runs(np.concatenate([x[:half], x]), np.array([n, n]),
+                               np.array([key ^ 1, key], dtype=np.uint64), np.array([half, n]))
+        np.testing.assert_array_equal(runs[half:], ref)
+        np.testing.assert_array_equal(runs[:half], pm.permute(x[:half], n, key ^ 1))
+    finally:
+        pm._CHUNK = saved

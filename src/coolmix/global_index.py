@@ -30,19 +30,22 @@ import numpy as np
 from coolmix.errors import ConfigError
 from coolmix.fileio import write_atomic
 from coolmix.mixture import Mixture
-from coolmix.permutation import derive_key, permute, permute_each, permute_rows, splitmix64, width
+from coolmix.permutation import derive_key, permute_each, permute_rows, permute_runs, splitmix64, width
 from coolmix.sampler import STATE_VERSION, MixtureSampler
 from coolmix.schedule import Schedule
 from coolmix.types import Composition, Sizes
 from coolmix.validate import check_int
 
-__all__ = ["BLOCK_SAMPLES", "INDEX_VERSION", "GlobalIndex"]
+__all__ = ["BLOCK_SAMPLES", "BUILD_SAMPLES", "INDEX_VERSION", "GlobalIndex"]
 
 INDEX_VERSION = 1
 """Version of the cached index files (part of the cache key; bumped when their content changes)."""
 
 BLOCK_SAMPLES = 2**16
-"""Samples per lazily built block (rounded to whole batches): small enough to stay in cache."""
+"""Samples per lazily built block (rounded to whole batches), for `lookup` and `__getitem__`."""
+
+BUILD_SAMPLES = 2**18
+"""Samples per vectorised pass of `build` (fewer, longer numpy calls; any split gives the same map)."""
 
 _GROUPS = 16  # up to this many (domain, pass) runs per domain, one scalar-key permute each
 
@@ -208,15 +211,17 @@ class GlobalIndex:
         return d, i
 
     def _fill(self, d: np.ndarray, i: np.ndarray) -> None:
-        """Entries [0, len(d)) into ``d``/``i``, block by block (the already built prefix copied)."""
-        n, have = len(d), self._built
+        """Entries [0, len(d)) into ``d``/``i`` (the built prefix copied), `BUILD_SAMPLES` at a time."""
+        n, have, B = len(d), self._built, self.batch_size
         d[:have], i[:have] = self._built_d, self._built_i
-        start = have // self.block_len
-        for b in range(start, -(-n // self.block_len)):
-            lo = b * self.block_len
-            bd, bi = self._block(b)
-            a, z = max(lo, have), min(lo + len(bd), n)
+        per, t, last = max(1, BUILD_SAMPLES // B), have // B, -(-n // B)
+        while t < last:
+            t1 = min(t + per, last)
+            bd, bi = self._steps(t, t1)
+            lo = t * B
+            a, z = max(lo, have), min(t1 * B, n)
             d[a:z], i[a:z] = bd[a - lo : z - lo], bi[a - lo : z - lo]
+            t = t1
 
     def _block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         """Block ``b``: steps [b·block_steps, ...) clipped to total_steps, as int64 arrays."""
@@ -235,13 +240,7 @@ class GlobalIndex:
         dom = np.repeat(np.tile(np.arange(k, dtype=np.int64), S), flat)  # per step: domain blocks
         first = np.cumsum(flat) - flat  # where each (step, domain) block starts
         if k <= _GROUPS:
-            items = np.empty(S * B, dtype=np.int64)
-            first = first.reshape(S, k)
-            for i in range(k):
-                a, z = int(C[0, i]), int(C[S, i])
-                if z > a:
-                    pos = np.repeat(first[:, i] - C[:-1, i], counts[:, i]) + np.arange(a, z)
-                    items[pos] = self._draws(i, a, z)
+            items = self._items_by_runs(C, counts, first.reshape(S, k))
         else:
             cell = np.repeat(np.arange(S * k), flat)
             j = (C[:-1].ravel() - first)[cell] + np.arange(S * B)
@@ -251,21 +250,37 @@ class GlobalIndex:
         order = (order.astype(np.int64) + (np.arange(S, dtype=np.int64) * B)[:, None]).ravel()
         return dom[order], items[order]
 
-    def _draws(self, i: int, a: int, z: int) -> np.ndarray:
-        """Items of domain ``i`` for draws a .. z−1: pass p = j // n at offset j mod n, permuted with
-        key(i, p); one scalar-key permute per pass, or one `permute_each` when passes are many."""
-        n = int(self._n[i])
-        p0, p1 = a // n, (z - 1) // n
-        if p1 - p0 >= _GROUPS:
+    def _items_by_runs(self, C: np.ndarray, counts: np.ndarray, first: np.ndarray) -> np.ndarray:
+        """Items of the steps between the rows of C, in the unshuffled (step, domain block) layout:
+        domain i's draws j = C_i(t0) .. C_i(t1) − 1 are pass p = j // n at offset j mod n under
+        key(i, p), one run per (domain, pass) through `permute_runs`; a domain with many passes in
+        the block (a handful of items) goes elementwise instead."""
+        S = len(C) - 1
+        items = np.empty(S * self.batch_size, dtype=np.int64)
+        xs, pos, ns, keys, lens = [], [], [], [], []
+        for i in range(C.shape[1]):
+            a, z = int(C[0, i]), int(C[S, i])
+            if z <= a:
+                continue
+            where = np.repeat(first[:, i] - C[:-1, i], counts[:, i]) + np.arange(a, z)
+            n = int(self._n[i])
+            p0, p1 = a // n, (z - 1) // n
             j = np.arange(a, z, dtype=np.int64)
-            return self._items_each(np.full(z - a, i, dtype=np.int64), j)
-        out = np.empty(z - a, dtype=np.int64)
-        for p in range(p0, p1 + 1):
-            lo, hi = max(a, p * n), min(z, (p + 1) * n)
-            key = int(self._dkeys[i] ^ splitmix64(np.array([p], dtype=np.uint64))[0])
-            off = np.arange(lo - p * n, hi - p * n, dtype=np.uint64)
-            out[lo - a : hi - a] = permute(off, n, key).astype(np.int64)
-        return out
+            if p1 - p0 >= _GROUPS:
+                items[where] = self._items_each(np.full(z - a, i, dtype=np.int64), j)
+                continue
+            passes = np.arange(p0, p1 + 1, dtype=np.int64)
+            lo, hi = np.maximum(a, passes * n), np.minimum(z, (passes + 1) * n)
+            xs.append(j - (j // n) * n)
+            pos.append(where)
+            ns.append(np.full(len(passes), n, dtype=np.uint64))
+            keys.append(self._dkeys[i] ^ splitmix64(passes.astype(np.uint64)))
+            lens.append(hi - lo)
+        if xs:
+            x = np.concatenate(xs).astype(np.uint64)
+            out = permute_runs(x, np.concatenate(ns), np.concatenate(keys), np.concatenate(lens))
+            items[np.concatenate(pos)] = out.astype(np.int64)
+        return items
 
     def _items_each(self, dom: np.ndarray, j: np.ndarray) -> np.ndarray:
         """Items of draws ``j`` of domains ``dom`` (elementwise keys): `permute_each`."""

@@ -14,7 +14,16 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["derive_key", "permute", "permute_each", "permute_rows", "round_keys", "splitmix64", "width"]
+__all__ = [
+    "derive_key",
+    "permute",
+    "permute_each",
+    "permute_rows",
+    "permute_runs",
+    "round_keys",
+    "splitmix64",
+    "width",
+]
 
 _ROUNDS = 4  # Luby–Rackoff: 4 rounds of a pseudo-random function give a strong permutation
 _C0 = np.uint64(0x9E3779B97F4A7C15)
@@ -68,7 +77,8 @@ def permute(x: np.ndarray, n: int, key: int) -> np.ndarray:
         return np.zeros_like(x)
     bits = np.uint64(width(n))
     rk = list(round_keys(key))
-    return _cycle_walk(_feistel(x, bits, rk), np.uint64(n), lambda idx, v: _feistel(v, bits, rk))
+    again = lambda idx, v: _feistel(v, bits, rk)  # noqa: E731
+    return _cycle_walk(_chunked(x, lambda c: _feistel(c, bits, rk)), np.uint64(n), again)
 
 
 def permute_each(x: np.ndarray, n: np.ndarray, bits: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -78,6 +88,12 @@ def permute_each(x: np.ndarray, n: np.ndarray, bits: np.ndarray, keys: np.ndarra
     n = 1 map to 0. The same bijections as `permute`, without a Python loop per domain.
     """
     x = np.asarray(x, dtype=np.uint64)
+    if x.size > _CHUNK:  # cache-sized pieces (see `_chunked`)
+        out = np.empty_like(x)
+        for a in range(0, x.size, _CHUNK):
+            z = a + _CHUNK
+            out[a:z] = permute_each(x[a:z], n[a:z], bits[a:z], keys[a:z])
+        return out
     rk = [splitmix64(keys + np.uint64(r)) for r in range(_ROUNDS)]
     return _cycle_walk(_feistel(x, bits, rk), n, lambda idx, v: _feistel(v, bits[idx], [k[idx] for k in rk]))
 
@@ -90,10 +106,42 @@ def permute_rows(x: np.ndarray, n: int, keys: np.ndarray) -> np.ndarray:
         return np.zeros_like(x)
     bits, m = np.uint64(width(n)), x.shape[1]
     keys = np.asarray(keys, dtype=np.uint64).reshape(-1, 1)
+    step = max(1, _CHUNK // max(m, 1))  # rows per cache-sized piece (see `_chunked`)
+    if x.shape[0] > step:
+        parts = [permute_rows(x[r : r + step], n, keys[r : r + step]) for r in range(0, len(x), step)]
+        return np.vstack(parts)
     rk = [splitmix64(keys + np.uint64(r)) for r in range(_ROUNDS)]
     flat = _feistel(x, bits, rk).reshape(-1)
     again = lambda idx, v: _feistel(v, bits, [k[idx // m, 0] for k in rk])  # noqa: E731
     return _cycle_walk(flat, np.uint64(n), again).reshape(x.shape)
+
+
+def permute_runs(x: np.ndarray, n: np.ndarray, keys: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Run r of ``x`` (``lengths[r]`` consecutive values in [0, n[r])) through
+    ``permute(·, n[r], keys[r])`` (e.g. every (domain, pass) run of a block of batches)."""
+    x = np.asarray(x, dtype=np.uint64)
+    out = np.empty_like(x)
+    ends = np.cumsum(np.asarray(lengths, dtype=np.int64)).tolist()
+    starts = [0, *ends[:-1]]
+    for a, z, nr, kr in zip(starts, ends, np.asarray(n).tolist(), np.asarray(keys, dtype=np.uint64).tolist(),
+                            strict=True):
+        out[a:z] = permute(x[a:z], int(nr), int(kr))
+    return out
+
+
+_CHUNK = 2**14
+"""Elements per Feistel pass: a few temporaries of this size stay in a core's L2 cache (long
+arrays are several times slower per element, bits are the same)."""
+
+
+def _chunked(x: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``fn`` (elementwise) applied to cache-sized pieces of ``x``."""
+    if x.size <= _CHUNK:
+        return fn(x)
+    flat, out = x.reshape(-1), np.empty(x.size, dtype=np.uint64)
+    for a in range(0, flat.size, _CHUNK):
+        out[a : a + _CHUNK] = fn(flat[a : a + _CHUNK])
+    return out.reshape(x.shape)
 
 
 def _cycle_walk(
@@ -102,7 +150,12 @@ def _cycle_walk(
     """Re-encrypt (``again(indices, values)``) every value still >= its n until all land in [0, n)."""
     todo = np.flatnonzero(out >= n)
     while todo.size:
-        out[todo] = again(todo, out[todo])
+        if todo.size > _CHUNK:  # cache-sized pieces (see `_chunked`)
+            for a in range(0, todo.size, _CHUNK):
+                part = todo[a : a + _CHUNK]
+                out[part] = again(part, out[part])
+        else:
+            out[todo] = again(todo, out[todo])
         limit = n[todo] if isinstance(n, np.ndarray) else n
         todo = todo[out[todo] >= limit]
     return out
