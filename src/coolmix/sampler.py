@@ -210,6 +210,11 @@ class MixtureSampler:
         return {n: int(c) for n, c in zip(self.names, self._cursors, strict=True)}
 
     @property
+    def items(self) -> dict[str, int]:
+        """Item counts per domain: what item indices range over (the datasets' lengths)."""
+        return self._mixture()
+
+    @property
     def events(self) -> tuple[Event, ...]:
         return tuple(self._events)
 

@@ -93,7 +93,8 @@ def _check_world_size(sampler: MixtureSampler, world_size: int) -> int:
 
 
 def _sampler_sizes(sampler: MixtureSampler) -> list[tuple[str, int]]:
-    return [(n, int(s)) for n, s in zip(sampler.names, sampler.sizes, strict=True)]
+    """(name, item count) per domain: item indices range over the counts, not the sizes (tokens)."""
+    return list(sampler.items.items())
 
 
 def _checked_dp(sampler: MixtureSampler, dp: DataParallel) -> DataParallel:
@@ -110,13 +111,15 @@ def _dp_slice(sampler: MixtureSampler, dp: DataParallel) -> tuple[int, int, int]
 
 
 def _check_matches(dataset: MixtureDataset, sampler: MixtureSampler) -> None:
-    """Domain ids are positions, so names, order and lengths must all agree."""
+    """Domain ids are positions, so names, order and lengths must all agree: the sampler draws
+    item indices below its item counts, which must be the datasets' lengths (with sizes in
+    tokens, pass ``items=`` the lengths)."""
     if list(dataset.sizes.items()) != _sampler_sizes(sampler):
-        raise ConfigError(
-            "datasets",
-            dataset.sizes,
-            f"must match the sampler's sizes {dict(_sampler_sizes(sampler))} (names, order, lengths)",
+        why = (
+            f"lengths must be the sampler's item counts {dict(_sampler_sizes(sampler))} (names, order, "
+            "lengths; sizes in tokens need MixtureSampler(..., items=<dataset lengths>))"
         )
+        raise ConfigError("datasets", dataset.sizes, why)
 
 
 def _check_step(step: Any) -> int:
@@ -227,7 +230,25 @@ class MixtureDataset(Dataset):
         return self.examples(*self.locate(flat))
 
     def examples(self, domains: np.ndarray, indices: np.ndarray) -> list[Any]:
-        """Tagged examples for aligned (domain, index) arrays, in order; one fetch per domain."""
+        """Tagged examples for aligned (domain, index) arrays, in order; one fetch per domain.
+
+        An index past its domain's length (a sampler built on other sizes, e.g. token counts)
+        is a ConfigError, never another domain's item or an IndexError from the dataset.
+        """
+        domains, indices = np.asarray(domains, dtype=np.int64), np.asarray(indices, dtype=np.int64)
+        lengths = np.diff(self.offsets)
+        bad_d = (domains < 0) | (domains >= len(lengths))
+        if bad_d.any():
+            raise ConfigError("domains", int(domains[bad_d][0]), f"must be in [0, {len(lengths)})")
+        bad = (indices < 0) | (indices >= lengths[domains])
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            name, n = self.names[int(domains[j])], int(lengths[domains[j]])
+            why = (
+                f"item of {name!r} past its dataset's end ({n} items): the sampler's item counts must be "
+                "the datasets' lengths (sizes in tokens need MixtureSampler(..., items=<lengths>))"
+            )
+            raise ConfigError("index", int(indices[j]), why)
         out: list[Any] = [None] * len(domains)
         for d in np.unique(domains).tolist():
             where = np.flatnonzero(domains == d).tolist()
@@ -372,6 +393,11 @@ class MixtureIterableDataset(_DataParallelView, IterableDataset):
 
     ``sampler`` is the position marker: iteration runs on copies, and ``state_dict()`` moves it
     forward to the consumed step (counted by `track`, or given as ``step=``) with `state_at`.
+
+    The consumed position lives in shared memory, so a DataLoader with ``persistent_workers=True``
+    (whose workers keep the copy they got at the first pass) starts every pass at the current
+    position, not the first one's. `load_state_dict` while such workers live is refused at their
+    next pass (their sampler copies would be stale): build a new DataLoader after loading.
     """
 
     def __init__(
@@ -393,6 +419,28 @@ class MixtureIterableDataset(_DataParallelView, IterableDataset):
         dp = data_parallel(rank, world_size, group=group, mesh=mesh, mesh_dim=mesh_dim)
         self.dp = _checked_dp(sampler, dp)
         self._position = sampler.step
+        self._shared = _shared_counters()  # [consumed position, loads]: read by persistent workers
+        self._loads = 0
+        self._publish()
+
+    def _publish(self) -> None:
+        """Make the consumed position (and the number of loads) visible to living worker copies."""
+        if self._shared is not None:
+            self._shared[0], self._shared[1] = self._position, self._loads
+
+    def _start(self) -> int:
+        """The step a pass starts at: the parent's consumed position, read through shared memory
+        (a persistent worker's own copy keeps the position it was made with)."""
+        if self._shared is None:
+            if get_worker_info() is not None and getattr(self, "_passes", 0) > 0:
+                why = "no shared memory to send the position to living workers: persistent_workers=False"
+                raise ConfigError("persistent_workers", True, why)
+            self._passes = getattr(self, "_passes", 0) + 1
+            return self._position
+        if int(self._shared[1]) != self._loads:
+            why = "load_state_dict after the workers started (stale sampler copies): build a new DataLoader"
+            raise ConfigError("persistent_workers", True, why)
+        return int(self._shared[0])
 
     def __len__(self) -> int:
         """Examples this rank yields from the consumed position on."""
@@ -404,7 +452,7 @@ class MixtureIterableDataset(_DataParallelView, IterableDataset):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         core = copy.deepcopy(self.sampler)  # never move the position marker while iterating
-        for step in range(self._position + worker, core.total_steps, workers):
+        for step in range(self._start() + worker, core.total_steps, workers):
             yield from self.dataset.examples(*core.batch(step, rank, world))
 
     def track(self, batches: Iterable[Any]) -> Iterator[Any]:
@@ -421,6 +469,7 @@ class MixtureIterableDataset(_DataParallelView, IterableDataset):
             ):
                 raise ConfigError("batch_size", len(batch[DOMAIN_KEY]), f"use the per-rank {self.batch_size}")
             self._position += 1
+            self._publish()
 
         return _count_batches(batches, on_batch)
 
@@ -432,3 +481,16 @@ class MixtureIterableDataset(_DataParallelView, IterableDataset):
         """Restore a core state (from any world size); the next ``iter`` starts at its step."""
         self.sampler.load_state_dict(state)
         self._position = self.sampler.step
+        self._loads += 1
+        self._publish()
+
+
+def _shared_counters() -> Any:
+    """Two int64 counters in shared memory (inherited or sent by handle to DataLoader workers,
+    fork or spawn), or None where shared memory is unavailable."""
+    import torch
+
+    try:
+        return torch.zeros(2, dtype=torch.int64).share_memory_()
+    except (RuntimeError, OSError):  # no /dev/shm: persistent workers are then refused (see _start)
+        return None
