@@ -16,7 +16,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "src" / "coolmix"
-FRAMEWORKS = ("torch", "transformers", "datasets", "accelerate", "torchdata", "matplotlib", "sacrebleu")
+FRAMEWORKS = (
+    "torch",
+    "transformers",
+    "datasets",
+    "accelerate",
+    "torchdata",
+    "matplotlib",
+    "sacrebleu",
+    "megatron",
+    "grain",
+    "torchtitan",
+)
 
 
 def readme_layers() -> list[set[str]]:
