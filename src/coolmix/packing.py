@@ -28,9 +28,26 @@ import numpy as np
 
 from coolmix.errors import ConfigError
 from coolmix.mixture import Mixture, check_sizes, to_mapping
+from coolmix.packing_state import (
+    DOCS_KEY,
+    EVENTS_KEY,
+    LONGEST_KEY,
+    NEXT_DOC_KEY,
+    PENDING_KEY,
+    REALISED_KEY,
+    SCHEDULE_KEY,
+    SHAPE_KEY,
+    SIZES_KEY,
+    STATE_VERSION,
+    STEP_KEY,
+    TARGET_KEY,
+    TOTAL_KEY,
+    TRUNCATED_KEY,
+    VERSION_KEY,
+    PackerState,
+)
 from coolmix.permutation import derive_key, permute, splitmix64
 from coolmix.schedule import Context, Event, Schedule, schedule_from_dict
-from coolmix.state_reader import StateReader
 from coolmix.validate import MAX_INT, check_int
 from coolmix.weighting import weights_array
 
@@ -46,9 +63,6 @@ __all__ = [
     "token_weights",
 ]
 
-STATE_VERSION = 2
-"""Version of `TokenPacker.state_dict`: 2 added the run it belongs to (``total_steps``, ``schedule``,
-``sizes``), checked on load with every other field."""
 PAD_DOMAIN = -1
 """Domain id (and document id) of padding tokens: never a valid domain index."""
 IGNORE_INDEX = -100
@@ -57,15 +71,6 @@ LongDocs = Literal["split", "truncate"]
 MAX_EMPTY = 10_000  # consecutive empty documents from one domain before we call the source broken
 FAST_DOMAINS = 16  # up to this many domains, a batch's deficit arithmetic runs on Python floats (faster)
 
-STEP_KEY, TARGET_KEY, REALISED_KEY, DOCS_KEY = "step", "target_tokens", "realised_tokens", "documents"
-PENDING_KEY, NEXT_DOC_KEY, TRUNCATED_KEY, EVENTS_KEY = "pending", "next_doc_id", "truncated_tokens", "events"
-_VERSION_KEY, _SHAPE_KEY, LONGEST_KEY = "version", "shape", "longest"
-_TOTAL_KEY, _SCHEDULE_KEY, _SIZES_KEY = "total_steps", "schedule", "sizes"
-_STATE_KEYS = (
-    *(STEP_KEY, TARGET_KEY, REALISED_KEY, DOCS_KEY, PENDING_KEY, NEXT_DOC_KEY, TRUNCATED_KEY, EVENTS_KEY),
-    *(_VERSION_KEY, _SHAPE_KEY, LONGEST_KEY, _TOTAL_KEY, _SCHEDULE_KEY, _SIZES_KEY),
-)
-MAX_TOKEN_ID = 2**63 - 1
 
 
 def resolve_schedule(
@@ -214,8 +219,8 @@ class TokenPacker:
             d, toks, off, doc_id = self._pending
             pending = {"domain": self.names[d], "tokens": toks[off:].tolist(), "doc_id": doc_id}
         return {
-            _VERSION_KEY: STATE_VERSION,
-            _SHAPE_KEY: [self.rows, self.seq_len, self.long_docs],
+            VERSION_KEY: STATE_VERSION,
+            SHAPE_KEY: [self.rows, self.seq_len, self.long_docs],
             STEP_KEY: self._step,
             TARGET_KEY: to_mapping(self.names, self._target),
             REALISED_KEY: {n: int(y) for n, y in zip(self.names, self._realised, strict=True)},
@@ -225,9 +230,9 @@ class TokenPacker:
             NEXT_DOC_KEY: self._next_doc_id,
             PENDING_KEY: pending,
             EVENTS_KEY: [e.to_dict() for e in self._events],
-            _TOTAL_KEY: self.total_steps,
-            _SCHEDULE_KEY: self.schedule.to_dict(),
-            _SIZES_KEY: to_mapping(self.names, self.sizes),
+            TOTAL_KEY: self.total_steps,
+            SCHEDULE_KEY: self.schedule.to_dict(),
+            SIZES_KEY: to_mapping(self.names, self.sizes),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -239,7 +244,7 @@ class TokenPacker:
         step·R·T (≤ with ``"truncate"``), targets finite with Σ (Z − Y) ≈ 0 and each deficit
         within the bound −ℓ_i ≤ Z_i − Y_i ≤ Σ_{j≠i} ℓ_j, the pending document and the events.
         """
-        parsed = _PackerState(self, state).parse()
+        parsed = PackerState(self, state).parse()
         self._events[:] = parsed.events
         self._reset()
         self._step, self._next_doc_id, self._pending = parsed.step, parsed.next_doc, parsed.pending
@@ -376,81 +381,6 @@ class TokenPacker:
         if pad is not None:
             pos[dom == PAD_DOMAIN] = 0
         return _finish(ids.reshape(R, T), dom.reshape(R, T), doc.reshape(R, T), pos.reshape(R, T))
-
-
-class _PackerState:
-    """A `TokenPacker.state_dict` read and checked against ``packer`` (see its `load_state_dict`)."""
-
-    def __init__(self, packer: TokenPacker, state: Mapping[str, Any]) -> None:
-        self.pk, self.r = packer, StateReader(state, "packer_state", "TokenPacker.state_dict()")
-
-    def parse(self) -> _PackerState:
-        pk, r, names = self.pk, self.r, self.pk.names
-        version = r.get(_VERSION_KEY)
-        if version != STATE_VERSION or isinstance(version, bool):
-            raise r.fail(_VERSION_KEY, version, f"expected a TokenPacker state, version {STATE_VERSION}")
-        r.only(_STATE_KEYS)
-        shape = [pk.rows, pk.seq_len, pk.long_docs]
-        r.same(_SHAPE_KEY, shape, "this packer ([rows, seq_len, long_docs])")
-        r.same(_TOTAL_KEY, pk.total_steps, "this packer")
-        r.same(_SCHEDULE_KEY, pk.schedule.to_dict(), "this packer (a deliberate change is a new packer)")
-        r.same(_SIZES_KEY, to_mapping(names, pk.sizes), "this packer")
-        self.step = r.integer(STEP_KEY, hi=pk.total_steps)
-        self.realised = np.array(r.per_domain(REALISED_KEY, names, r.integer), dtype=np.float64)
-        self.docs = np.array(r.per_domain(DOCS_KEY, names, r.integer), dtype=np.int64)
-        self.truncated = np.array(r.per_domain(TRUNCATED_KEY, names, r.integer), dtype=np.int64)
-        longest_hi = pk.seq_len if pk.long_docs == "truncate" else MAX_INT
-        self.longest = np.array(r.per_domain(LONGEST_KEY, names, r.integer, hi=longest_hi), dtype=np.int64)
-        self.target = np.array(r.per_domain(TARGET_KEY, names, r.real), dtype=np.float64)
-        self.next_doc = r.integer(NEXT_DOC_KEY)
-        self._check_totals()
-        self.pending = self._pending(r.get(PENDING_KEY))
-        self.events = []
-        for i, e in enumerate(r.sequence(EVENTS_KEY)):
-            if not isinstance(e, Mapping):
-                raise r.fail(f"{EVENTS_KEY}[{i}]", e, "must be an event mapping")
-            key = f"{EVENTS_KEY}[{i}].step"
-            r.integer(key, value=e.get("step"), field=r.field(key))
-            self.events.append(Event.from_dict(e))
-        return self
-
-    def _check_totals(self) -> None:
-        """Σ realised against the steps packed; Σ (Z − Y) = 0 and every deficit within its bound."""
-        pk, r = self.pk, self.r
-        placed, budget = float(self.realised.sum()), self.step * pk.rows * pk.seq_len
-        if placed > budget or (pk.long_docs == "split" and placed != budget):
-            why = f"{int(placed)} tokens placed in {self.step} steps of {pk.rows}×{pk.seq_len}"
-            raise r.fail(REALISED_KEY, int(placed), why)
-        deficit = self.target - self.realised
-        slack = 1.0 + 1e-6 * (1.0 + placed)
-        if abs(float(deficit.sum())) > slack:
-            why = "targets must sum to the realised tokens"
-            raise r.fail(TARGET_KEY, to_mapping(pk.names, self.target), why)
-        longest = self.longest.astype(np.float64)
-        above = longest.sum() - longest  # Σ_{j≠i} ℓ_j
-        bad = np.flatnonzero((deficit < -longest - slack) | (deficit > above + slack))
-        if bad.size:
-            i = int(bad[0])
-            why = f"Z − Y = {float(deficit[i]):g} is outside the packer's bound [−ℓ_i, Σ_(j≠i) ℓ_j]"
-            raise ConfigError(f"packer_state.{TARGET_KEY}.{pk.names[i]}", float(self.target[i]), why)
-
-    def _pending(self, raw: Any) -> tuple[int, np.ndarray, int, int] | None:
-        """None, or (domain, its remaining tokens, 0, document id) of the partly placed document."""
-        if raw is None:
-            return None
-        pk, r = self.pk, self.r.mapping(PENDING_KEY)
-        name = r.get("domain")
-        if not isinstance(name, str) or name not in pk.names:
-            raise r.fail("domain", name, f"must be one of {', '.join(pk.names)}")
-        d = pk.names.index(name)
-        tokens = r.sequence("tokens")
-        if not tokens or not all(type(t) is int and 0 <= t <= MAX_TOKEN_ID for t in tokens):
-            raise r.fail("tokens", tokens[:8], "must be a non-empty list of token ids in [0, 2**63)")
-        if len(tokens) > self.longest[d]:
-            why = f"longer than the longest {name} document ({self.longest[d]})"
-            raise r.fail("tokens", len(tokens), why)
-        doc_id = r.integer("doc_id", hi=max(self.next_doc - 1, 0))
-        return d, np.array(tokens, dtype=np.int64), 0, doc_id
 
 
 def _finish(ids: np.ndarray, dom: np.ndarray, doc: np.ndarray, pos: np.ndarray) -> dict[str, np.ndarray]:
