@@ -74,7 +74,8 @@ class GlobalIndex:
         self.batch_size = s.batch_size
         self.total_steps = s.total_steps
         k = len(s.names)
-        self._n = np.array([s.state_dict()["mixture"][n] for n in s.names], dtype=np.int64)
+        items = s.state_dict()["mixture"]
+        self._n = np.array([items[n] for n in s.names], dtype=np.int64)
         self._n_u64 = self._n.astype(np.uint64)
         self._bits = np.array([width(int(n)) for n in self._n], dtype=np.uint64)
         self._dkeys = np.array([derive_key(s.seed, "domain", n) for n in s.names], dtype=np.uint64)
