@@ -37,7 +37,7 @@ def _sampler(steps: int = 40, schedule: object = None, composition: str = "exact
 
 def _tagged(sampler: cm.MixtureSampler) -> dict[str, object]:
     """Per-domain MapDatasets whose elements say where they come from: (domain id, item)."""
-    items = sampler.state_dict()["mixture"]
+    items = sampler.items
     return {
         n: grain.MapDataset.range(items[n]).map(lambda x, d=d: (d, x)) for d, n in enumerate(sampler.names)
     }
@@ -109,7 +109,7 @@ def test_grain_dataloader_with_a_worker_process_resumes():
     """MaxText's path: ``grain.DataLoader(data_source=..., sampler=IndexSampler, worker_count=1)``
     on one rank's view; its (JSON) state restores a second loader to the same continuation."""
     s = _sampler(steps=12)
-    items = s.state_dict()["mixture"]
+    items = s.items
     parents = {n: [(d, x) for x in range(items[n])] for d, n in enumerate(s.names)}
     ds = cg.mix(parents, s, rank=1, world_size=2)
     one = grain.sharding.ShardOptions(shard_index=0, shard_count=1)  # the rank view is the shard

@@ -182,7 +182,7 @@ def mix(
     if not isinstance(datasets, Mapping) or set(datasets) != set(sampler.names):
         got = sorted(datasets) if isinstance(datasets, Mapping) else type(datasets).__name__
         raise ConfigError("datasets", got, f"need one dataset per domain: {', '.join(sampler.names)}")
-    items = sampler.state_dict()["mixture"]
+    items = sampler.items
     parents = []
     for name in sampler.names:
         ds = datasets[name]
