@@ -15,6 +15,7 @@ NEEDS = {
     "hf_trainer.py": "transformers",
     "grain_example.py": "grain",  # the engines' examples also run in tests/engines (.venv-engines)
     "torchtitan_example.py": "torchtitan",
+    "megatron_example.py": "megatron.core",
 }
 
 
