@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from coolmix.reproduce import claims_convergence as conv
@@ -34,111 +35,48 @@ from coolmix.reproduce.premise import mechanism_e5, mechanism_e8, premise, premi
 from coolmix.reproduce.results import MissingSplit, Runs
 from coolmix.reproduce.stats import combine
 
-__all__ = ["CLAIMS", "Verdict", "evaluate_claims", "label", "mt_gate"]
+__all__ = ["CLAIMS", "REGISTRY", "Claim", "Verdict", "claim_ids", "evaluate_claims", "label", "mt_gate"]
 
 DIRECTION = ("late_upsample", "tau_warmup")
 
-CLAIMS: dict[str, tuple[str, str]] = {
-    "E1": (
-        "Sampling reaches a given dev loss in fewer steps than equal-weight scalarization; the gap grows with τ",
-        "for each τ ∈ {2, 3, 5} run (quick: 2, 5): steps until the LRL's dev loss first reaches a loss every run of the "
-        "pair reaches, sampling − scalarization < 0",
-    ),
-    "E2": (
-        "With enough steps, sampling and scalarization reach about the same loss",
-        "for each τ ∈ {2, 3, 5} pair run: the LRL's final test loss, sampling vs scalarization, within ± the loss margin; "
-        "decided only when every run's LRL dev loss plateaued (fell by ≤ 0.1 × the margin over its last quarter), "
-        "else NOT REACHED with the steps the pair would need",
-    ),
-    "E3": (
-        "Mini-batch gradient norms vary more under scalarization than under sampling (paper: 2.25 vs 0.62)",
-        "at every measured checkpoint (τ=1 and τ=5 runs) and τ: log(Var‖g‖ scalarization / Var‖g‖ "
-        "sampling) > 0, 95% bootstrap interval resampling the measured examples (not over seeds)",
-    ),
-    "E4": (
-        "High static τ overfits the LRL (dev loss turns up) while the HRL still improves; τ=1 underfits it",
-        "for each LRL: (a) its dev-loss rise after its minimum (final − min) is larger at τ=5 than at τ=1; "
-        "(b) at τ=5 the HRL mean dev loss still falls after that minimum; (c) τ=5's best dev loss < τ=1's",
-    ),
-    "E5": (
-        "Cooldown keeps HRLs near τ=1 and LRLs near the best static τ, matching or beating it overall",
-        "test split, LM (and MT if it passes its chrF gate): Cooldown no worse than τ=1 on the HRL mean, "
-        "and no worse than the best static τ (chosen on dev) on the LRL mean and on the all-language mean",
-    ),
-    "E6": (
-        "A decreasing schedule (5→1) beats an increasing one (1→5) on LRLs with similar HRLs",
-        "LM test split: 5→1 better than 1→5 on the LRL mean loss, and no worse on the HRL mean loss",
-    ),
-    "E7": (
-        "A single switch beats dense, gradually decreasing schedules",
-        "LM test split: Cooldown better than Dense 1 and better than Dense 2 on the all-language mean loss",
-    ),
-    "E8": (
-        "LM: Cooldown beats τ=1/5/100, UniMax and Order Matters on the LRLs and is on par with DoReMi",
-        "LM test split: on each LRL, Cooldown better than the best static τ on that LRL (chosen on dev); "
-        "and no worse than DoReMi on the LRL mean",
-    ),
-    "E9": (
-        "Beyond the paper: upsampling the scarce data early (Cooldown, 5→1) beats upsampling it late "
-        "(late upsampling, Blakeney et al. 2024; τ warm-up 1→5, Wang et al. 2020)",
-        "LM test split: Cooldown better than late_upsample and better than tau_warmup on the LRL mean loss",
-    ),
-    "E5m": (
-        "Mechanism of E5: where τ=5 overfits an LRL, Cooldown keeps that LRL near the best static τ",
-        "E5's LRL comparison restricted to the LRLs whose τ=5 dev loss the overfitting detector flags in every "
-        "seed (the premise; dev only): Cooldown no worse than the best static τ (chosen on their dev mean)",
-    ),
-    "E8m": (
-        "Mechanism of E8: where τ=5 overfits an LRL, Cooldown beats every static τ on it",
-        "E8's per-LRL comparison restricted to the LRLs whose τ=5 dev loss the overfitting detector flags in "
-        "every seed: Cooldown better than the best static τ on each (chosen on dev)",
-    ),
-}
-"""Claim id → (statement, primary comparison). E9 is ours, reported apart from the paper's claims;
-E5m/E8m restrict E5/E8 to the languages where Cooldown's premise holds (`premise.py`)."""
-
-KINDS = {"E9": "beyond", "E5m": "mechanism", "E8m": "mechanism"}
-"""Claim id → kind, where it is not "claim"."""
 
 Parts = tuple[list[Comparison], list[Comparison], list[str]]
 
 
 def evaluate_claims(runs: Runs, theory: Mapping[str, Any]) -> list[Verdict]:
-    """The checks T1–T6, then every claim E1–E9 with its verdict (NOT RUN where data is missing)."""
-    fns: dict[str, Callable[[], tuple[list[Comparison], list[Comparison], list[str]]]] = {
-        "E1": lambda: conv.e1(runs),
-        "E2": lambda: conv.e2(runs),
-        "E3": lambda: conv.e3(theory),
-        "E4": lambda: conv.e4(runs),
-        "E5": lambda: _e5(runs),
-        "E6": lambda: _e6(runs),
-        "E7": lambda: _e7(runs),
-        "E8": lambda: _e8(runs),
-        "E9": lambda: _e9(runs),
-        "E5m": lambda: _e5m(runs),
-        "E8m": lambda: _e8m(runs),
-    }
+    """The checks T1–T6, then every claim of `REGISTRY` in order (NOT RUN where data is missing,
+    NOT REACHED where a run was too short to decide)."""
     out = evaluate_checks(theory)
-    for key, fn in fns.items():
-        text, rule = CLAIMS[key]
-        kind = KINDS.get(key, "claim")
+    for c in REGISTRY:
         try:
-            primary, secondary, notes = fn()
+            primary, secondary, notes = c.judge(runs, theory)
         except (Missing, MissingSplit) as e:
-            out.append(Verdict(key, "NOT RUN", str(e).strip("'\""), text, rule=rule, kind=kind))
+            out.append(Verdict(c.id, "NOT RUN", str(e).strip("'\""), c.statement, rule=c.rule, kind=c.kind))
             continue
         except conv.NotReached as e:  # decided only once the runs plateau: the budget it would need
             primary, secondary, notes = e.parts
-            out.append(
-                Verdict(key, "NOT REACHED", e.why, text, tuple(primary), tuple(secondary), rule, kind, tuple(notes))
-            )
-            continue
-        verdict = combine(c.outcome for c in primary)
-        evidence = "; ".join(c.text() for c in primary)
+            verdict, evidence = "NOT REACHED", e.why
+        else:
+            verdict, evidence = combine(x.outcome for x in primary), "; ".join(x.text() for x in primary)
         out.append(
-            Verdict(key, verdict, evidence, text, tuple(primary), tuple(secondary), rule, kind, tuple(notes))
+            Verdict(
+                c.id,
+                verdict,
+                evidence,
+                c.statement,
+                tuple(primary),
+                tuple(secondary),
+                c.rule,
+                c.kind,
+                tuple(notes),
+            )
         )
     return out
+
+
+def claim_ids(kind: str) -> list[str]:
+    """The ids of the registered claims of one kind, in report order."""
+    return [c.id for c in REGISTRY if c.kind == kind]
 
 
 def mt_gate(runs: Runs) -> tuple[bool | None, str]:
@@ -383,3 +321,101 @@ def _e9(runs: Runs) -> Parts:
             compare_methods("HRL mean test loss", got, "cooldown", m, group_mean(g["HRL"]), "no_worse", "lm")
         )
     return primary, secondary, []
+
+
+# -- the one registry ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim: its id, the paper's statement, the primary comparison's rule, the function that
+    judges it (runs, theory) → (primary, secondary, notes), and its kind: ``"claim"`` (the paper's),
+    ``"beyond"`` (ours) or ``"mechanism"`` (a paper claim where its premise holds).
+
+    Adding a claim is one judging function and one entry here; the report reads ids, kinds and
+    statements from this registry.
+    """
+
+    id: str
+    statement: str
+    rule: str
+    judge: Callable[[Runs, Mapping[str, Any]], Parts]
+    kind: str = "claim"
+
+
+REGISTRY: tuple[Claim, ...] = (
+    Claim(
+        "E1",
+        "Sampling reaches a given dev loss in fewer steps than equal-weight scalarization; the gap grows with τ",
+        "for each τ ∈ {2, 3, 5} run (quick: 2, 5): steps until the LRL's dev loss first reaches a loss every run of the pair reaches, sampling − scalarization < 0",
+        lambda runs, theory: conv.e1(runs),
+    ),
+    Claim(
+        "E2",
+        "With enough steps, sampling and scalarization reach about the same loss",
+        "for each τ ∈ {2, 3, 5} pair run: the LRL's final test loss, sampling vs scalarization, within ± the loss margin; decided only when every run's LRL dev loss plateaued (fell by ≤ 0.1 × the margin over its last quarter), else NOT REACHED with the steps the pair would need",
+        lambda runs, theory: conv.e2(runs),
+    ),
+    Claim(
+        "E3",
+        "Mini-batch gradient norms vary more under scalarization than under sampling (paper: 2.25 vs 0.62)",
+        "at every measured checkpoint (τ=1 and τ=5 runs) and τ: log(Var‖g‖ scalarization / Var‖g‖ sampling) > 0, 95% bootstrap interval resampling the measured examples (not over seeds)",
+        lambda runs, theory: conv.e3(theory),
+    ),
+    Claim(
+        "E4",
+        "High static τ overfits the LRL (dev loss turns up) while the HRL still improves; τ=1 underfits it",
+        "for each LRL: (a) its dev-loss rise after its minimum (final − min) is larger at τ=5 than at τ=1; (b) at τ=5 the HRL mean dev loss still falls after that minimum; (c) τ=5's best dev loss < τ=1's",
+        lambda runs, theory: conv.e4(runs),
+    ),
+    Claim(
+        "E5",
+        "Cooldown keeps HRLs near τ=1 and LRLs near the best static τ, matching or beating it overall",
+        "test split, LM (and MT if it passes its chrF gate): Cooldown no worse than τ=1 on the HRL mean, and no worse than the best static τ (chosen on dev) on the LRL mean and on the all-language mean",
+        lambda runs, theory: _e5(runs),
+    ),
+    Claim(
+        "E6",
+        "A decreasing schedule (5→1) beats an increasing one (1→5) on LRLs with similar HRLs",
+        "LM test split: 5→1 better than 1→5 on the LRL mean loss, and no worse on the HRL mean loss",
+        lambda runs, theory: _e6(runs),
+    ),
+    Claim(
+        "E7",
+        "A single switch beats dense, gradually decreasing schedules",
+        "LM test split: Cooldown better than Dense 1 and better than Dense 2 on the all-language mean loss",
+        lambda runs, theory: _e7(runs),
+    ),
+    Claim(
+        "E8",
+        "LM: Cooldown beats τ=1/5/100, UniMax and Order Matters on the LRLs and is on par with DoReMi",
+        "LM test split: on each LRL, Cooldown better than the best static τ on that LRL (chosen on dev); and no worse than DoReMi on the LRL mean",
+        lambda runs, theory: _e8(runs),
+    ),
+    Claim(
+        "E9",
+        "Beyond the paper: upsampling the scarce data early (Cooldown, 5→1) beats upsampling it late (late upsampling, Blakeney et al. 2024; τ warm-up 1→5, Wang et al. 2020)",
+        "LM test split: Cooldown better than late_upsample and better than tau_warmup on the LRL mean loss",
+        lambda runs, theory: _e9(runs),
+        kind="beyond",
+    ),
+    Claim(
+        "E5m",
+        "Mechanism of E5: where τ=5 overfits an LRL, Cooldown keeps that LRL near the best static τ",
+        "E5's LRL comparison restricted to the LRLs whose τ=5 dev loss the overfitting detector flags in every seed (the premise; dev only): Cooldown no worse than the best static τ (chosen on their dev mean)",
+        lambda runs, theory: _e5m(runs),
+        kind="mechanism",
+    ),
+    Claim(
+        "E8m",
+        "Mechanism of E8: where τ=5 overfits an LRL, Cooldown beats every static τ on it",
+        "E8's per-LRL comparison restricted to the LRLs whose τ=5 dev loss the overfitting detector flags in every seed: Cooldown better than the best static τ on each (chosen on dev)",
+        lambda runs, theory: _e8m(runs),
+        kind="mechanism",
+    ),
+)
+"""Every empirical claim, in report order: the paper's E1–E8, ours (E9), and E5/E8 where
+Cooldown's premise holds (E5m, E8m; `premise.py`)."""
+
+CLAIMS: dict[str, Claim] = {c.id: c for c in REGISTRY}
+"""Claim id → `Claim`."""

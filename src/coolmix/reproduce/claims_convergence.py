@@ -1,7 +1,7 @@
 """Claims of the convergence experiment (Fig. 4: E1, E2, E4) and the gradient-variance claim E3.
 
 Same rule as every claim (`stats.decide` on paired per-seed intervals, `stats.combine` over the
-primary comparisons); the claim texts and primary comparisons are in `claims.CLAIMS`.
+primary comparisons); the claim texts and primary comparisons are in `claims.REGISTRY`.
 """
 
 from __future__ import annotations

