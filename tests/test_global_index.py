@@ -289,3 +289,24 @@ def test_cache_sized_pieces_do_not_change_the_permutations(n: int, key: int, chu
         np.testing.assert_array_equal(runs[:half], pm.permute(x[:half], n, key ^ 1))
     finally:
         pm._CHUNK = saved
+
+
+@given(st.binary(max_size=400), st.integers(0, 2))
+def test_fuzzed_cache_files_give_a_config_error_or_the_right_index(tmp_path_factory, junk: bytes, which: int):
+    """Whatever bytes sit in a cache file (garbage, a valid header with a wrong body, a truncation),
+    a restart raises a one-line ConfigError or returns exactly the sampler's index."""
+    s = _sampler(total_steps=4)
+    root = tmp_path_factory.mktemp("fuzz")
+    idx = GlobalIndex(s, cache_dir=root)
+    d0, i0 = (a.copy() for a in idx.build(100))
+    dpath, ipath = idx.cache_paths(100)
+    target = (dpath, ipath, dpath)[which]
+    good = target.read_bytes()
+    target.write_bytes(junk if which < 2 else good[: 128] + junk)
+    try:
+        d, i = GlobalIndex(s, cache_dir=root).build(100)
+    except ConfigError as e:
+        assert "\n" not in str(e) and "cache_dir" in str(e)
+    else:
+        np.testing.assert_array_equal(d, d0)
+        np.testing.assert_array_equal(i, i0)
