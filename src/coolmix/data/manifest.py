@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from coolmix.errors import ConfigError
-from coolmix.fileio import write_atomic
+from coolmix.fileio import open_regular, read_bytes, write_atomic
 
 __all__ = [
     "CACHE_ENV",
@@ -68,7 +68,7 @@ def sha256_bytes(data: bytes) -> str:
 
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with os.fdopen(open_regular(path, os.O_RDONLY, "cache_dir"), "rb") as f:  # never through a link
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -92,8 +92,8 @@ def write_manifest(directory: Path, manifest: Mapping[str, Any]) -> None:
 def read_json(path: Path) -> dict[str, Any] | None:
     """A JSON object with ``format == FORMAT_VERSION`` from ``path``; None if absent, unreadable,
     not an object or of another format (all of which mean: rebuild)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+    try:  # a link, FIFO or device in the cache is a ConfigError (a ValueError): rebuilt, never read
+        data = json.loads(read_bytes(path, "cache_dir").decode("utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and data.get("format") == FORMAT_VERSION else None
@@ -153,7 +153,7 @@ def build_lock(root: Path, name: str) -> Iterator[None]:
     except ImportError:  # pragma: no cover - Windows
         yield
         return
-    with open(root / f".{name}.lock", "w") as f:
+    with os.fdopen(open_regular(root / f".{name}.lock", os.O_RDWR | os.O_CREAT, "cache_dir"), "r+b") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
