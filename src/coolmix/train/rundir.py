@@ -4,7 +4,10 @@ A run holds an exclusive ``fcntl.flock`` on ``<out>/.lock`` for the whole proces
 ``coolmix train`` into the same directory (with or without ``--resume``) is refused with one
 line naming the holder's pid. The kernel drops the lock when its holder dies, however it dies
 (SIGKILL included), so a crashed run never blocks the next ``--resume``; the pid written into
-the file is only for the message, never trusted for the decision.
+the file is only for the message, never trusted for the decision. ``.lock`` must be a regular
+file: a link there (dangling or not) is refused, never followed, so a downloaded run directory
+cannot make the lock truncate or create a file outside it. ``coolmix reproduce`` locks its own
+folder the same way (``RunLock(out, "coolmix reproduce")``).
 
 At start the lock holder also removes temp files that killed writers left behind
 (``.ckpt-00000040.pt.tmp-1234``): holding the lock proves no other live run writes here.
