@@ -12,11 +12,12 @@ over the same weights p ∝ n^(1/5):
   sample (it has no bulk API), on fewer samples where it would take hours (the count is printed).
 
 Reported per system: CPU seconds per sample (``time.process_time``: the host is shared, so wall
-time is printed too), peak traced memory (tracemalloc; numpy and the C++ helper's numpy outputs
-are traced), and the worst prefix-count error max_{n,d} |count_d(n) − n·p_d|, over every sample
-prefix and over batch boundaries n = t·B (coolmix's guarantee: < 1 there; it shuffles inside a
-batch). Then coolmix alone: a piecewise (Cooldown 5→1) and a continuous (Anneal 10→1) schedule,
-which the others cannot build, and a restart from the cache (``cache_dir``: map the files).
+time is printed too; nothing is traced while timing), peak memory (the rise of the resident
+high-water mark during the build, reset before it), and the worst prefix-count error
+max_{n,d} |count_d(n) − n·p_d|, over every sample prefix and over batch boundaries n = t·B
+(coolmix's guarantee: < 1 there; it shuffles inside a batch). Then coolmix alone: a piecewise
+(Cooldown 5→1) and a continuous (Anneal 10→1) schedule, which the others cannot build, and a
+restart from the cache (``cache_dir``: map the files).
 
 Run (repository root, engines venv; single process, minutes)::
 
@@ -49,18 +50,23 @@ MIXTURES = {
 }
 
 
-def worst_prefix_error(dom: np.ndarray, p: np.ndarray, every: int = 1, chunk: int = 2**24) -> float:
+def worst_prefix_error(
+    dom: np.ndarray, p: np.ndarray, every: int = 1, chunk: int = 2**24, order: np.ndarray | None = None
+) -> float:
     """max over prefixes n (multiples of ``every``) and domains d of |count_d(n) − n·p_d|.
 
     f_d(n) = count_d(n) − n·p_d only rises at a boundary that closes a batch holding a d, and only
     falls in between, so its extremes sit at the boundary after the last d of a batch (exact count
     j + 1) and at the boundary before the first d of a batch (exact count j): O(N log N) in total.
     """
-    dom = dom[: len(dom) - len(dom) % every]  # boundaries only: a trailing partial batch is not one
-    n_all, k = len(dom), len(p)
+    n_all, k = len(dom) - len(dom) % every, len(p)  # boundaries only: a trailing partial batch is not one
+    if order is None:
+        order = np.argsort(dom, kind="stable")  # positions grouped by domain, ascending within
+    if n_all < len(dom):
+        order = order[order < n_all]
+    dom = dom[:n_all]
     counts = np.bincount(dom, minlength=k)
     worst = float(np.abs(counts - n_all * p).max())  # n = N (and domains never drawn)
-    order = np.argsort(dom, kind="stable")  # positions grouped by domain, ascending within
     starts = np.cumsum(counts) - counts
     for a in range(0, n_all, chunk):
         lo_i, hi_i = max(a - 1, 0), min(a + chunk + 1, n_all)  # one element of context on each side
@@ -79,15 +85,45 @@ def worst_prefix_error(dom: np.ndarray, p: np.ndarray, every: int = 1, chunk: in
     return worst
 
 
+def _status_mb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def measure(fn: Callable[[], Any]) -> tuple[Any, float, float, float]:
-    """(result, CPU s, wall s, peak traced MB) of one call."""
-    tracemalloc.start()
+    """(result, CPU s, wall s, peak MB) of one call. Peak: the rise of the resident high-water mark
+    (reset first through /proc/self/clear_refs), so nothing is traced during the timing; where
+    /proc cannot do that, a second traced call (tracemalloc) gives it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset VmHWM to the current RSS
+        base = _status_mb("VmRSS")
+    except OSError:
+        base = None
     c0, w0 = time.process_time(), time.perf_counter()
     out = fn()
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    hwm = _status_mb("VmHWM")
+    if base is not None and hwm is not None:
+        return out, cpu, wall, hwm - base
+    del out
+    tracemalloc.start()
+    out = fn()
     peak = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
     return out, cpu, wall, peak
+
+
+def errors(dom: np.ndarray, p: np.ndarray) -> tuple[str, str]:
+    """Worst prefix error over every sample and over batch boundaries (one sort for both)."""
+    order = np.argsort(dom, kind="stable")
+    return fmt(worst_prefix_error(dom, p, 1, order=order)), fmt(worst_prefix_error(dom, p, B, order=order))
 
 
 def coolmix_build(sizes: dict[str, int], schedule: Any, n: int, cache_dir: str | None = None) -> np.ndarray:
@@ -158,7 +194,7 @@ def main() -> None:
     for mod, ok in engines.items():
         if not ok:
             print(f"skipped: {mod} is not installed (pip install -e '.[engines]')")
-    print("\n| system | mixture | samples | CPU ns/sample | wall ns/sample | × Megatron (CPU) | peak MB "
+    print("\n| system | mixture | samples | CPU ns/sample | wall ns/sample | × Megatron (CPU) | peak RSS MB "
           "| worst error, every prefix | worst error, batch boundaries |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for mixture, sizes in MIXTURES.items():
@@ -167,18 +203,18 @@ def main() -> None:
         if engines["megatron.core.datasets.helpers_cpp"]:
             dom, cpu, wall, peak = measure(lambda p=p: megatron_build(p, n))
             base = cpu / n * 1e9
-            errs = (fmt(worst_prefix_error(dom, p)), fmt(worst_prefix_error(dom, p, B)))
+            errs = errors(dom, p)
             row("Megatron `build_blending_indices` (C++)", mixture, n, cpu, wall, peak, errs, base)
             del dom
         dom, cpu, wall, peak = measure(lambda sizes=sizes: coolmix_build(sizes, TAU, n))
-        errs = (fmt(worst_prefix_error(dom, p)), fmt(worst_prefix_error(dom, p, B)))
+        errs = errors(dom, p)
         row("coolmix `GlobalIndex.build` (numpy), constant τ", mixture, n, cpu, wall, peak, errs, base)
         del dom
         if engines["grain"]:
             m = args.grain_samples if len(sizes) < 100 else args.grain_samples_1000
             m = min(m, n)
             dom, cpu, wall, peak = measure(lambda p=p, m=m: grain_build(p, m))
-            errs = (fmt(worst_prefix_error(dom, p)), fmt(worst_prefix_error(dom, p, B)))
+            errs = errors(dom, p)
             row("Grain selection map (`MapDataset.mix`), per call", mixture, m, cpu, wall, peak, errs, base)
             del dom
         for label, sched in (
