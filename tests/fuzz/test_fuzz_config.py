@@ -137,3 +137,57 @@ def _train(case):
 
 
 test_train_fast, test_train_slow = _train
+
+# -- YAML keys that are not strings (``no`` is False, ``1`` is 1, ``~`` is None) or given twice --------
+
+KEY_TOKENS = [
+    "no", "yes", "on", "off", "y", "n", "true", "False", "null", "~", "1", "0x10", "1.5", ".inf",
+    "2020-01-01", "12:30", '"no"', "'1'", "en", "sw", "run",
+]  # fmt: skip
+NOT_STRING = {
+    "no", "yes", "on", "off", "true", "False", "null", "~", "1", "0x10", "1.5", ".inf", "2020-01-01",
+}  # fmt: skip
+yaml_key_case = st.tuples(
+    st.sampled_from(["mixture.sizes", "top", "schedule", "run"]), st.sampled_from(KEY_TOKENS), st.booleans()
+)
+
+
+def _yaml_plan(where: str, token: str, twice: bool) -> str:
+    """BASE as YAML with ``token: <value>`` added in table ``where`` (twice if asked)."""
+    value = {"mixture.sizes": "5", "top": "{}", "schedule": "5", "run": "5"}[where]
+    extra = [f"{token}: {value}"] * (2 if twice else 1)
+    sizes = ", ".join(f"{k}: {v}" for k, v in BASE["mixture"]["sizes"].items())
+    more = "".join(", " + e for e in extra) if where == "mixture.sizes" else ""
+    lines = ["mixture:", f"  sizes: {{{sizes}{more}}}"]
+    lines += ["  unit: examples", "schedule:", "  kind: cooldown", "  hot: 5", "  cold: 1", "  at: 0.5"]
+    lines += [f"  {e}" for e in extra] if where == "schedule" else []
+    lines += ["run:", "  total_steps: 100", "  batch_size: 16"]
+    lines += [f"  {e}" for e in extra] if where == "run" else []
+    lines += extra if where == "top" else []
+    return "\n".join(lines) + "\n"
+
+
+@fuzzer("config.yaml_keys", yaml_key_case, fast=40, slow=200)
+def _yaml_keys(case):
+    where, token, twice = case
+    fd, name = tempfile.mkstemp(suffix=".yaml")
+    with os.fdopen(fd, "w") as f:
+        f.write(_yaml_plan(where, token, twice))
+
+    def sound(cfg) -> str | None:
+        names = cfg.mixture.names
+        if not all(isinstance(n, str) for n in names) or {"False", "True", "None"} & set(names):
+            return f"a YAML key became the domain names {names}"
+        if token in NOT_STRING or twice:
+            return f"key {token!r} (twice={twice}) was accepted"
+        return None
+
+    try:
+        field = token if token.isalnum() and token in NOT_STRING else None
+        run_api("config.yaml_keys", load_plan_config, name, check=sound, expect_field=field, finite=False)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+
+
+test_yaml_keys_fast, test_yaml_keys_slow = _yaml_keys
