@@ -246,3 +246,31 @@ def test_sizes_names_and_num_samples_are_checked(datasets):
     assert len(ok) == STEPS * GBS
     with pytest.raises(ConfigError, match="loss_target"):
         ok.weights_at(0)
+
+
+class _Docs:
+    """Any dataset with __len__/__getitem__ works (here: n documents, sample i = {"doc": i})."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        return {"doc": i}
+
+
+def test_a_language_below_5e_5_keeps_its_exact_share():
+    """MaxText rounds such a weight to 0 (and Grain refuses it); the coolmix blend gives it X ± 1."""
+    sizes = {"en": 2_000_000, "it": 300_000, "yo": 90}
+    p = np.array(list(temperature_probs(sizes, 1.0).values()))
+    assert p[2] < 5e-5
+    steps, b = 1024, 512
+    ds = CoolmixBlendedDataset({k: _Docs(v) for k, v in sizes.items()}, MixtureSampler(sizes, 1.0, steps, b))
+    dom = ds.index.build()[0].astype(np.int64)
+    got = np.bincount(dom, minlength=3)
+    assert abs(got[2] - steps * b * p[2]) < 1.0 and got[2] >= 20
+    yo = [ds[int(g)] for g in np.flatnonzero(dom == 2)]
+    assert all(x["dataset_id"] == 2 and 0 <= x["doc"] < 90 for x in yo)
+    assert len({x["doc"] for x in yo}) == len(yo)  # without replacement within a pass over the 90 documents
