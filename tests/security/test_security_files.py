@@ -369,3 +369,14 @@ def test_the_corpus_cache_lock_never_truncates_the_target_of_a_link(tmp_path, de
     with pytest.raises(ConfigError, match="symbolic link"), build_lock(tmp_path, "bible"):
         pass
     assert decoys.unchanged() == []
+
+
+def test_overfit_reader_refuses_a_fifo_and_a_link(tmp_path, decoys, no_hang):
+    from coolmix.diagnostics.overfit import detect_from_jsonl
+
+    os.mkfifo(tmp_path / "fifo.jsonl")
+    with pytest.raises(ConfigError, match="FIFO"):
+        detect_from_jsonl(tmp_path / "fifo.jsonl")
+    (tmp_path / "link.jsonl").symlink_to(decoys.file("m", GOOD_LEDGER))
+    with pytest.raises(ConfigError, match="symbolic link"):
+        detect_from_jsonl(tmp_path / "link.jsonl")

@@ -146,10 +146,14 @@ def detect_from_jsonl(
 ) -> dict[str, OverfitFlag]:
     """Run the detector over a metrics JSONL file (standalone use); returns the flags."""
     detector = detector or OverfitDetector()
+    from coolmix.fileio import read_text
+
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError("metrics", str(p), "file not found")
-    for n, line in enumerate(p.read_text().splitlines(), 1):
+    try:  # a regular file only: a link, FIFO or device is one ConfigError, never followed or waited on
+        text = read_text(p, "metrics")
+    except FileNotFoundError:
+        raise ConfigError("metrics", str(p), "file not found") from None
+    for n, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
