@@ -93,7 +93,7 @@ def test_a_damaged_cache_whose_only_checkpoint_is_corrupt_is_one_line_naming_the
     (run / RESULT_FILE).write_text("null")
     (ckpt,) = run.glob("ckpt-*.pt")
     ckpt.write_bytes(ckpt.read_bytes()[:100])
-    with pytest.raises(ConfigError, match=r"corrupt.*run lm/tau1/s0 in .*--force") as e:
+    with pytest.raises(ConfigError, match=r"corrupt.*while training run lm/tau1/s0 in .*--force") as e:
         run_preset(tiny_preset(Path(record_cache(out))), out)
     assert "\n" not in str(e.value)
 

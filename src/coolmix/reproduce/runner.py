@@ -208,7 +208,7 @@ def run_preset(
                 try:
                     record = fut.result()
                 except ConfigError as e:  # one line, naming the run; the runs still going finish first
-                    why = f"{e.why} (run {spec.id} in {d}; delete that folder or pass --force to retrain it)"
+                    why = f"{e.why} (while training run {spec.id} in {d}; --force retrains from scratch)"
                     failed = failed or ConfigError(e.field, e.value, why)
                     continue
                 except BaseException as e:
