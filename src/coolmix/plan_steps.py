@@ -17,6 +17,7 @@ import numpy as np
 
 from coolmix.distributions import UniMax
 from coolmix.errors import ConfigError
+from coolmix.rare_domains import rare_domain_warning
 from coolmix.schedule import Constant, Context, Schedule, Stages
 from coolmix.validate import MAX_INT, check_float
 
@@ -201,9 +202,7 @@ def guardrail_warnings(
                     f"phase {ph.index} (steps {ph.start:,}–{ph.end - 1:,}, {ph.label})" for ph in low
                 )
             )
-            # exact composition puts the domain in about p·B of the batches; iid in 1 − (1 − p)^B
-            absent = 1 - pb if composition == "exact" else (1 - pb / B) ** B
-            out.append(f"{n}: p·B = {pb:.2g} < 1 in {where}: absent from about {absent:.0%} of those batches")
+            out.append(rare_domain_warning(n, pb, B, composition, where))
         if max_epochs is not None and epochs[i] > max_epochs * (1 + 1e-9):
             out.append(
                 f"{n}: {epochs[i]:.3g} epochs over the run exceed max_epochs={max_epochs:g} "

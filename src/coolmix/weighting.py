@@ -13,6 +13,7 @@ imports torch; a tensor is recognised by its attributes).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,7 @@ import numpy as np
 from coolmix.distributions import Distribution, Temperature, as_distribution, check_tau, temperature_log_array
 from coolmix.errors import ConfigError
 from coolmix.mixture import check_sizes, to_mapping
+from coolmix.rare_domains import weight_warnings
 from coolmix.types import Reduction, Sizes
 from coolmix.validate import check_finite, check_float, check_int
 
@@ -98,19 +100,27 @@ def loss_weights(
     sizes: Sizes,
     target: Distribution | float | Mapping[str, Any] | str,
     sample: Distribution | float | Mapping[str, Any] | str = 1.0,
+    batch_size: int | None = None,
 ) -> dict[str, float]:
     """w_i = p_target,i / p_sample,i: weights making sampling from ``sample`` optimise ``target``.
 
     Numbers are read as temperatures (anything `as_distribution` accepts works). A domain the
     sampler never draws (p_sample = 0) gets weight 0 and must also have p_target = 0, otherwise
-    the target is unreachable (`check_reachable`).
+    the target is unreachable (`check_reachable`). An up-weighted domain drawn less than once a
+    batch (p·B < 1 with ``batch_size``; else a weight >= 100) is logged to the ``coolmix``
+    logger with the one rare-domain warning (`coolmix.rare_domains`).
 
     >>> w = loss_weights({"a": 3, "b": 1}, target=float("inf"), sample=1)
     >>> w
     {'a': 0.6666666666666666, 'b': 2.0}
     """
     names, arr = check_sizes(sizes)
-    w = _log_weights(names, arr, _coerce(target, "target"), _coerce(sample, "sample"), "sample")
+    dist = _coerce(sample, "sample")
+    w = _log_weights(names, arr, _coerce(target, "target"), dist, "sample")
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size, lo=1)
+    for text in weight_warnings(names, w, dist.array(names, arr), batch_size):
+        logging.getLogger("coolmix").warning(text)
     return to_mapping(names, w)
 
 

@@ -26,8 +26,9 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from coolmix.diagnostics.ledger import ExposureLedger
 from coolmix.errors import ConfigError
-from coolmix.fileio import write_atomic_text
+from coolmix.fileio import read_text, regular_or_missing, write_atomic_text
 from coolmix.integrations.hf_batches import STATE_FILE, STATE_FORMAT, MicroBatchSampler
+from coolmix.state_reader import StateReader
 
 __all__ = ["CoolmixCallback", "load_state", "save_state"]
 
@@ -52,16 +53,21 @@ def load_state(folder: Path, batches: MicroBatchSampler, ledger: ExposureLedger)
     ``global_step``, with a warning: events recorded during the original run are lost.
     """
     trainer_state = folder / "trainer_state.json"
-    step = json.loads(trainer_state.read_text())["global_step"] if trainer_state.is_file() else None
+    step = None
+    if regular_or_missing(trainer_state, str(trainer_state)):
+        step = StateReader(_json(trainer_state), str(trainer_state)).integer("global_step")
     path = folder / STATE_FILE
-    if path.is_file():
-        data = json.loads(path.read_text())
-        if data.get("format") != STATE_FORMAT:
-            raise ConfigError(f"{path}.format", data.get("format"), f"expected {STATE_FORMAT}")
-        if step is not None and data.get("step") != step:
-            raise ConfigError(str(path), data.get("step"), f"sampler state is not at global_step={step}")
-        batches.load_state_dict(data["sampler"])
-        ledger.load_state_dict(data["ledger"])
+    if regular_or_missing(path, str(path)):
+        r = StateReader(_json(path), str(path), STATE_FILE)
+        if r.get("format") != STATE_FORMAT:
+            raise r.fail("format", r.get("format"), f"expected {STATE_FORMAT}")
+        if step is not None and r.get("step") != step:
+            raise r.fail("step", r.get("step"), f"sampler state is not at global_step={step}")
+        batches.load_state_dict(r.mapping("sampler").state)
+        try:
+            ledger.load_state_dict(r.mapping("ledger").state)
+        except (KeyError, IndexError, TypeError, ValueError) as e:
+            raise r.fail("ledger", type(e).__name__, f"corrupt ledger state ({e})") from None
         return
     if step is None:
         raise ConfigError(
@@ -76,6 +82,16 @@ def load_state(folder: Path, batches: MicroBatchSampler, ledger: ExposureLedger)
         d, _ = sampler.global_batch(t)
         ledger.record(t, d, probs=list(sampler.probs_at(t).values()))
     batches.load_state_dict(sampler.state_dict())
+
+
+def _json(path: Path) -> Any:
+    """A checkpoint's JSON file (regular, UTF-8); a corrupt one is one ConfigError naming it."""
+    text = read_text(path, str(path))
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        why = f"corrupt JSON ({e}); delete the checkpoint folder, or this file to replay the sampler"
+        raise ConfigError(str(path), text[:40], why) from None
 
 
 class CoolmixCallback(transformers.TrainerCallback):

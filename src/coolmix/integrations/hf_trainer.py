@@ -54,6 +54,7 @@ from coolmix.integrations.hf_callbacks import CoolmixCallback, load_state, save_
 from coolmix.integrations.torch import MixtureDataset
 from coolmix.sampler import MixtureSampler
 from coolmix.schedule import Schedule
+from coolmix.targets import check_target
 from coolmix.weighting import StepWeights, step_weights, weighted_loss, weights_array
 
 __all__ = ["MixtureTrainer"]
@@ -152,12 +153,17 @@ class MixtureTrainer(transformers.Trainer):
         if loss_weights is not None:
             # finite, >= 0, one per domain and no unknown names: weights_array checks it all
             self._coolmix_static_w = weights_array(loss_weights, names, "loss_weights")
-        if target is not None:
+        target_dist = None if target is None else _as_distribution(target, "target")
+        if target_dist is not None:
             sizes = np.array([float(n) for n in raw.sizes.values()])
-            self._coolmix_target = _as_distribution(target, "target").array(names, sizes)
+            self._coolmix_target = target_dist.array(names, sizes)
         self._coolmix_shift = self._detect_shift() if shift_labels is None else bool(shift_labels)
         # validates the schedule and sizes now, not at train(); gives p(t) before train() too
         self._coolmix_probe = self.make_sampler()
+        if target_dist is not None:  # the trainer's and cm.loss_weights' check: refuse, or warn
+            probe = self._coolmix_probe
+            total, batch = a.max_steps, probe.batch_size
+            check_target(probe.schedule, target_dist, raw.sizes, total, batch, "target", composition)
         self._coolmix_rng_checkpoint: str | None = None
         self.coolmix_sampler: MixtureSampler | None = None
         self.coolmix_batch_sampler: MicroBatchSampler | None = None

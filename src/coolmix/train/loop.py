@@ -156,7 +156,9 @@ def _train(
         cfg.balance.composition,
     )
     target = cfg.balance.target_dist()
-    preflight.check_target_reachable(sampler.schedule, target, train_split.sizes(), run.total_steps)
+    preflight.check_target_reachable(
+        sampler.schedule, target, train_split.sizes(), run.total_steps, run.batch_size
+    )
     weights = LossWeights(sampler, target, cfg.balance.reduction, env.device)
     stats = DomainStats(data.names, env.device)
     grads = GradLog(optim.clip)

@@ -14,66 +14,36 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from coolmix.distributions import Distribution, Explicit
+from coolmix.distributions import Distribution
 from coolmix.errors import ConfigError
-from coolmix.schedule import Adaptive, Context, Schedule
+from coolmix.schedule import Schedule
+from coolmix.targets import check_target
 from coolmix.train.config import TrainConfig
 from coolmix.train.distributed import Env
 from coolmix.train.metrics import METRICS_FILE, JsonlSink
-from coolmix.weighting import loss_weights
 
 __all__ = ["check_target_reachable", "check_vocab", "finished_record", "warn_if_not_exact"]
 
 log = logging.getLogger(__name__)
 
 
-_PROBES = 4096
-"""Most steps at which a continuous schedule is probed by `check_target_reachable`."""
-
-
 def check_target_reachable(
-    schedule: Schedule, target: Distribution | None, sizes: Mapping[str, int], total_steps: int
+    schedule: Schedule,
+    target: Distribution | None,
+    sizes: Mapping[str, int],
+    total_steps: int,
+    batch_size: int | None = None,
 ) -> None:
-    """Refuse a loss target the sampler can never serve: a domain with p_target > 0 that the
-    schedule gives p = 0 at every step would train at weight 0 without a word.
-
-    The union of the schedule's supports (each phase of a piecewise schedule, both sides of an
-    adaptive switch, up to `_PROBES` steps of a continuous one) goes through the core's own
-    check, `coolmix.loss_weights`, so the trainer and the library refuse the same inputs. A
-    domain sampled only in some phases is reachable: its weight there is p_target / p_sample.
+    """Refuse a loss target the sampler can never serve (a domain with p_target > 0 that the
+    schedule gives p = 0 at every step would train at weight 0 without a word), and warn about
+    up-weighted domains drawn less than once a batch: `coolmix.targets.check_target`, the check
+    `coolmix.loss_weights` makes on the union of the schedule's supports, shared with the HF
+    `MixtureTrainer`, so the trainer and the library refuse (and warn about) the same inputs.
     """
-    if target is None:
-        return
-    ctx = Context.of(sizes, total_steps)
-    seen = np.zeros(len(ctx.names))
-    for piece in _pieces(schedule):
-        points = piece.breakpoints(ctx)
-        if points is None:
-            steps = np.unique(np.linspace(0, total_steps - 1, min(total_steps, _PROBES)).astype(np.int64))
-        else:
-            steps = [0, *(b for b in points if 0 < b < total_steps)]
-        for step in steps:
-            seen = np.maximum(seen, piece.probs(int(step), ctx))
-    try:
-        loss_weights(sizes, target=target, sample=Explicit(dict(zip(ctx.names, seen.tolist(), strict=True))))
-    except ConfigError as e:
-        if e.field != "sample":
-            raise ConfigError(f"balance.target.{e.field}", e.value, e.why) from None
-        raise ConfigError(
-            "balance.target",
-            target.to_dict(),
-            f"needs domain {e.value!r}, which balance.sample never samples (p = 0 at every step)",
-        ) from None
-
-
-def _pieces(schedule: Schedule) -> list[Schedule]:
-    """The schedules that may be in force: both sides of an `Adaptive` switch, else itself."""
-    if isinstance(schedule, Adaptive):
-        return [*_pieces(schedule.hot), *_pieces(schedule.cold)]
-    return [schedule]
+    if target is not None:
+        check_target(schedule, target, sizes, total_steps, batch_size, field="balance.target")
 
 
 def check_vocab(cfg: TrainConfig, tok: Any) -> int:
