@@ -79,6 +79,11 @@ class PackerState:
         if placed > budget or (pk.long_docs == "split" and placed != budget):
             why = f"{int(placed)} tokens placed in {self.step} steps of {pk.rows}×{pk.seq_len}"
             raise r.fail(REALISED_KEY, int(placed), why)
+        short = np.flatnonzero(self.realised > self.docs * self.longest)
+        if short.size:  # each document placed at most its domain's longest length
+            i = int(short[0])
+            why = f"{int(self.realised[i])} tokens from {self.docs[i]} documents of at most {self.longest[i]}"
+            raise ConfigError(f"packer_state.{LONGEST_KEY}.{pk.names[i]}", int(self.longest[i]), why)
         deficit = self.target - self.realised
         slack = 1.0 + 1e-6 * (1.0 + placed)
         if abs(float(deficit.sum())) > slack:
