@@ -89,8 +89,9 @@ def test_the_test_split_never_moves_a_language_between_groups():
 
 
 def test_retained_penalty_is_the_share_of_tau5s_hrl_penalty_cooldown_keeps():
-    from coolmix.reproduce.premise import retained_penalty
     from tests.reproduce.test_claims_rules import lm_runs
+
+    from coolmix.reproduce.premise import retained_penalty
 
     # HRL (en): τ=1 4.00, τ=5 4.40, Cooldown 4.10 → keeps 0.25 of the 0.40 penalty
     table = {"tau1": (4.00, 5.5, 5.5, 6.6), "tau5": (4.40, 5.4, 5.4, 5.9), "cooldown": (4.10, 5.4, 5.4, 5.8)}

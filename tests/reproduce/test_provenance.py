@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from coolmix.reproduce.report import _provenance_section
+from coolmix.reproduce.provenance import provenance_section as _provenance_section
 from coolmix.reproduce.results import Run, Runs
 from coolmix.train.provenance import git_commit, provenance
 

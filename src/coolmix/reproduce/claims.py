@@ -35,7 +35,8 @@ from coolmix.reproduce.premise import mechanism_e5, mechanism_e8, premise, premi
 from coolmix.reproduce.results import MissingSplit, Runs
 from coolmix.reproduce.stats import combine
 
-__all__ = ["CLAIMS", "REGISTRY", "Claim", "Verdict", "claim_ids", "evaluate_claims", "label", "mt_gate"]
+__all__ = ["CLAIMS", "REGISTRY", "Claim", "Verdict", "claim_ids",
+    "claim_span", "evaluate_claims", "label", "mt_gate"]
 
 DIRECTION = ("late_upsample", "tau_warmup")
 
@@ -77,6 +78,16 @@ def evaluate_claims(runs: Runs, theory: Mapping[str, Any]) -> list[Verdict]:
 def claim_ids(kind: str) -> list[str]:
     """The ids of the registered claims of one kind, in report order."""
     return [c.id for c in REGISTRY if c.kind == kind]
+
+
+def claim_span(kind: str) -> str:
+    """Those ids as text: "E1–E8" for a run of consecutive numbers, else joined by ", "."""
+    ids = claim_ids(kind)
+    if len(ids) > 2 and all(i[1:].isdigit() for i in ids):
+        nums = [int(i[1:]) for i in ids]
+        if nums == list(range(nums[0], nums[0] + len(nums))):
+            return f"{ids[0]}–{ids[-1]}"
+    return ", ".join(ids)
 
 
 def mt_gate(runs: Runs) -> tuple[bool | None, str]:

