@@ -85,6 +85,6 @@ def test_corrupt_newest_checkpoint_resumes_from_the_previous_one(tmp_path, refer
     newest.write_bytes(bytes(raw))
     with caplog.at_level("WARNING", logger="coolmix"):
         train(cfg, out, resume=True, cache=data_cache)  # retrains the last 5 steps
-    warning = [r.getMessage() for r in caplog.records]
+    warning = [r.getMessage() for r in caplog.records if "p·B" not in r.getMessage()]  # not the config's
     assert len(warning) == 1 and newest.name in warning[0] and "checksum mismatch" in warning[0]
     assert_same_run(ref, out)
