@@ -289,9 +289,6 @@ class TokenPacker:
                 raise ConfigError(
                     f"documents.{self.names[d]}", empty, "the source yields only empty documents"
                 )
-        if toks.min() < 0:  # ids >= 2**63 arrive wrapped negative; -100 would silently mask a label
-            why = "token ids must be in [0, 2**63) (a negative id, or one that wrapped past 2**63 - 1)"
-            raise ConfigError(f"documents.{self.names[d]}", int(toks.min()), why)
         if self.long_docs == "truncate" and toks.size > self.seq_len:
             self._truncated[d] += toks.size - self.seq_len
             toks = toks[: self.seq_len]
@@ -376,11 +373,23 @@ class TokenPacker:
         lens = np.array(seg_len, dtype=np.int64)
         ids = np.concatenate(parts)
         dom = np.repeat(np.array(seg_dom, dtype=np.int64), lens)
+        if ids.min() < 0:  # one reduction a batch, not one a document (pad_id may be negative)
+            _check_ids(ids, dom, self.names)
         doc = np.repeat(np.array(seg_doc, dtype=np.int64), lens)
         pos = np.arange(size, dtype=np.int64) - np.repeat(np.array(seg_start, dtype=np.int64), lens)
         if pad is not None:
             pos[dom == PAD_DOMAIN] = 0
         return _finish(ids.reshape(R, T), dom.reshape(R, T), doc.reshape(R, T), pos.reshape(R, T))
+
+
+def _check_ids(ids: np.ndarray, dom: np.ndarray, names: tuple[str, ...]) -> None:
+    """Document tokens must be ids in [0, 2**63): -100 would silently mask its label, and ids >=
+    2**63 arrive wrapped negative. The batch is refused (resume from the last saved state)."""
+    bad = np.flatnonzero((ids < 0) & (dom >= 0))
+    if bad.size:
+        j = int(bad[0])
+        why = "token ids must be in [0, 2**63) (a negative id, or one that wrapped past 2**63 - 1)"
+        raise ConfigError(f"documents.{names[int(dom[j])]}", int(ids[j]), why)
 
 
 def _finish(ids: np.ndarray, dom: np.ndarray, doc: np.ndarray, pos: np.ndarray) -> dict[str, np.ndarray]:
