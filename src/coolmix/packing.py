@@ -375,6 +375,9 @@ class TokenPacker:
         dom = np.repeat(np.array(seg_dom, dtype=np.int64), lens)
         if ids.min() < 0:  # one reduction a batch, not one a document (pad_id may be negative)
             _check_ids(ids, dom, self.names)
+        if pending is not None and pending[1][pending[2] :].min() < 0:  # the rest, carried over
+            d = pending[0]
+            _check_ids(pending[1][pending[2] :], np.full(pending[1].size - pending[2], d), self.names)
         doc = np.repeat(np.array(seg_doc, dtype=np.int64), lens)
         pos = np.arange(size, dtype=np.int64) - np.repeat(np.array(seg_start, dtype=np.int64), lens)
         if pad is not None:

@@ -155,3 +155,11 @@ def test_a_mixture_not_counted_in_tokens_is_refused(unit):
     assert e.value.field == "sizes.unit"
     TokenPacker(cm.Mixture(SIZES, unit="tokens"), 1.0, 10, 2, 8)  # tokens: fine
     TokenPacker(copy.copy(SIZES), 1.0, 10, 2, 8)  # a plain mapping is read as tokens
+
+
+def test_a_bad_id_in_the_carried_over_rest_of_a_document_is_refused_too():
+    """Only id 5 fits the batch; -100 would be carried into the state (unloadable) and the next batch."""
+    pk = TokenPacker(SIZES, 1.0, 10, 1, 1)
+    with pytest.raises(cm.ConfigError) as e:
+        pk.pack(lambda d: [5, -100, 7])
+    assert e.value.field.startswith("documents.")
