@@ -299,3 +299,23 @@ def test_state_at_moves_a_position_marker_forward_only():
     with pytest.raises(ConfigError, match="only moves forward"):
         state_at(s, 3)
     assert np.array_equal(s.global_batch(17)[0], ref.global_batch(17)[0])
+
+
+def _late_worker(worker_id):
+    if worker_id == 2:  # starts after the loop has consumed the batches of workers 0 and 1
+        import time
+
+        time.sleep(1.0)
+
+
+def test_a_worker_that_starts_late_still_starts_at_the_pass_start():
+    """The workers read where the pass began, not the position the loop has already moved."""
+    ids = MixtureIterableDataset(DOMAINS, make_sampler())
+    dl = DataLoader(
+        ids,
+        batch_size=ids.batch_size,
+        num_workers=3,
+        collate_fn=MixtureCollator(),
+        worker_init_fn=_late_worker,
+    )
+    assert as_pairs(ids.track(dl)) == core_stream()

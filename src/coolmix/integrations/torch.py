@@ -419,18 +419,20 @@ class MixtureIterableDataset(_DataParallelView, IterableDataset):
         dp = data_parallel(rank, world_size, group=group, mesh=mesh, mesh_dim=mesh_dim)
         self.dp = _checked_dp(sampler, dp)
         self._position = sampler.step
-        self._shared = _shared_counters()  # [consumed position, loads]: read by persistent workers
+        self._shared = _shared_counters()  # [the pass's start, loads]: read by the workers
         self._loads = 0
         self._publish()
 
     def _publish(self) -> None:
-        """Make the consumed position (and the number of loads) visible to living worker copies."""
+        """Make the consumed position the next pass starts at (and the number of loads) visible to
+        worker copies. Called at construction, load and the start and end of a tracked pass, never
+        per batch: a worker that starts late must not see a position the loop has already moved."""
         if self._shared is not None:
             self._shared[0], self._shared[1] = self._position, self._loads
 
     def _start(self) -> int:
-        """The step a pass starts at: the parent's consumed position, read through shared memory
-        (a persistent worker's own copy keeps the position it was made with)."""
+        """The step a pass starts at: the parent's consumed position when the pass began, read through
+        shared memory (a persistent worker's own copy keeps the position it was made with)."""
         if self._shared is None:
             if get_worker_info() is not None and getattr(self, "_passes", 0) > 0:
                 why = "no shared memory to send the position to living workers: persistent_workers=False"
@@ -469,9 +471,17 @@ class MixtureIterableDataset(_DataParallelView, IterableDataset):
             ):
                 raise ConfigError("batch_size", len(batch[DOMAIN_KEY]), f"use the per-rank {self.batch_size}")
             self._position += 1
-            self._publish()
 
-        return _count_batches(batches, on_batch)
+        counted = _count_batches(batches, on_batch)
+
+        def one_pass() -> Iterator[Any]:
+            self._publish()  # the workers start at iter(loader), inside the first next(): this pass's start
+            try:
+                yield from counted
+            finally:
+                self._publish()  # after a break, the next pass (persistent workers too) resumes here
+
+        return one_pass()
 
     def state_dict(self, step: int | None = None) -> dict[str, Any]:
         """The core sampler's state after ``step`` steps consumed (default: as counted by `track`)."""
