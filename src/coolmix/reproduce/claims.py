@@ -31,7 +31,14 @@ from coolmix.reproduce.compare import (
     metric_of,
     need,
 )
-from coolmix.reproduce.premise import mechanism_e5, mechanism_e8, premise, premise_notes, retained_note
+from coolmix.reproduce.premise import (
+    beats_best_static,
+    mechanism_e5,
+    mechanism_e8,
+    premise,
+    premise_notes,
+    retained_note,
+)
 from coolmix.reproduce.results import MissingSplit, Runs
 from coolmix.reproduce.stats import combine
 
@@ -273,20 +280,7 @@ def _e7(runs: Runs) -> Parts:
 def _e8(runs: Runs) -> Parts:
     got = need(runs, "lm", ["cooldown", *STATICS, "doremi"])
     g = groups(got["tau1"][0])
-    primary, secondary = [], []
-    for lang in g["LRL"]:
-        best = best_method(got, STATICS, group_mean([lang], "dev"), higher=False)
-        primary.append(
-            compare_methods(
-                f"{lang} test loss (best static τ on dev)",
-                got,
-                "cooldown",
-                best,
-                group_mean([lang]),
-                "better",
-                "lm",
-            )
-        )
+    primary, secondary = beats_best_static(got, g["LRL"]), []
     primary.append(
         compare_methods(
             "LRL mean test loss", got, "cooldown", "doremi", group_mean(g["LRL"]), "no_worse", "lm"

@@ -39,6 +39,7 @@ from coolmix.reproduce.stats import Interval, paired_interval
 __all__ = [
     "PAPER_TAU5_EPOCHS",
     "Premise",
+    "beats_best_static",
     "mechanism_e5",
     "mechanism_e8",
     "premise",
@@ -73,9 +74,8 @@ class Premise:
     def text(self) -> str:
         head = f"{self.lang}: τ=5 overfits it (dev) in {self.flagged}/{self.seeds} seeds"
         if self.flagged:
-            head += (
-                f", dev minimum at step {int(np.median(self.steps))} (median)"
-                + (f" after {np.median(self.epochs):.1f} epochs" if self.epochs else "")
+            head += f", dev minimum at step {int(np.median(self.steps))} (median)" + (
+                f" after {np.median(self.epochs):.1f} epochs" if self.epochs else ""
             )
         tail = f"; {self.final_epochs:.1f} epochs by the end" if math.isfinite(self.final_epochs) else ""
         verdict = "premise holds" if self.holds else "premise absent" if not self.flagged else "premise mixed"
@@ -172,16 +172,16 @@ def mechanism_e5(runs: Runs, exp: str) -> tuple[list[Comparison], list[Compariso
     return primary, secondary
 
 
-def mechanism_e8(runs: Runs) -> tuple[list[Comparison], list[Comparison]]:
-    """E8's per-LRL comparison on the premise LRLs: Cooldown better than the best static τ there."""
-    held = _holding(runs, "lm")
-    got = need(runs, "lm", ["cooldown", *STATICS])
-    primary = []
-    for lang in held:
+def beats_best_static(
+    got: Mapping[str, Sequence[Run]], langs: Sequence[str], tag: str = ""
+) -> list[Comparison]:
+    """Per language: Cooldown better than the best static τ on its test loss (chosen on its dev loss)."""
+    out = []
+    for lang in langs:
         best = best_method(got, STATICS, group_mean([lang], "dev"), higher=False)
-        primary.append(
+        out.append(
             compare_methods(
-                f"{lang} test loss (premise holds; best static τ on dev)",
+                f"{lang} test loss ({tag}best static τ on dev)",
                 got,
                 "cooldown",
                 best,
@@ -190,7 +190,14 @@ def mechanism_e8(runs: Runs) -> tuple[list[Comparison], list[Comparison]]:
                 "lm",
             )
         )
-    return primary, []
+    return out
+
+
+def mechanism_e8(runs: Runs) -> tuple[list[Comparison], list[Comparison]]:
+    """E8's per-LRL comparison on the premise LRLs: Cooldown better than the best static τ there."""
+    held = _holding(runs, "lm")
+    got = need(runs, "lm", ["cooldown", *STATICS])
+    return beats_best_static(got, held, "premise holds; "), []
 
 
 PAPER_RETAINED = {"lm": "0.33", "mt": "0.10–0.12"}
