@@ -19,6 +19,7 @@ from coolmix.distributions import UniMax
 from coolmix.errors import ConfigError
 from coolmix.rare_domains import rare_domain_warning
 from coolmix.schedule import Constant, Context, Schedule, Stages
+from coolmix.schedules import cuts
 from coolmix.validate import MAX_INT, check_float
 
 __all__ = [
@@ -99,7 +100,7 @@ def phase_bounds(sched: Schedule, ctx: Context, T: int, segments: int) -> tuple[
     """Reported phase boundaries [0, ..., T]: the schedule's breakpoints, or ``segments`` equal
     stretches for continuous and exposure-driven schedules; plus a warning for boundaries at or
     beyond the end (the sampler already refused phases out of order)."""
-    bp = None if sched.needs_counts else sched.breakpoints(ctx)
+    bp = cuts(sched, ctx)
     if bp is None:
         k = min(segments, T)
         return sorted({round(T * i / k) for i in range(k + 1)}), False, []

@@ -43,6 +43,7 @@ from coolmix.errors import ConfigError
 from coolmix.mixture import Mixture, check_items, check_sizes, to_mapping
 from coolmix.permutation import derive_key, permute, permute_each, splitmix64, width
 from coolmix.schedule import Context, Event, Schedule, as_schedule
+from coolmix.schedules import cuts
 from coolmix.seekable import Target, batch_cursors, build_target, cursors_at, piecewise_target
 from coolmix.types import UNITS, Composition, Sizes
 from coolmix.validate import MAX_INT, canonical_json, check_float, check_int
@@ -511,13 +512,13 @@ class MixtureSampler:
     def _cuts(self) -> list[int] | None:
         """Steps where p(t) may change (breakpoints, schedule changes, then "never"), or None
         when some schedule in force is continuous."""
-        cuts = {start for start, _ in self._schedules}
+        steps = {start for start, _ in self._schedules}
         for _, sched in self._schedules:
-            bp = None if sched.needs_counts else sched.breakpoints(self._wctx)
+            bp = cuts(sched, self._wctx)
             if bp is None:
                 return None
-            cuts |= set(bp)
-        return [*sorted(cuts), MAX_INT + 1]
+            steps |= set(bp)
+        return [*sorted(steps), MAX_INT + 1]
 
     def _check_step(self, step: Any, end: bool = False) -> int:
         """``step`` as an int in [0, total_steps) (``end``: [0, total_steps]); a step past the run

@@ -58,6 +58,7 @@ import numpy as np
 
 from coolmix.errors import ConfigError
 from coolmix.schedule import Context, Schedule
+from coolmix.schedules import cuts
 
 __all__ = [
     "BLOCK",
@@ -168,17 +169,17 @@ def piecewise_grid(
 ) -> list[int] | None:
     """The steps where p may change (0, each schedule's start, its breakpoints), sorted; None if
     a piece in force before ``upto`` (every piece when None) is not piecewise-constant."""
-    cuts = {0}
+    grid = {0}
     for j, (start, sched) in enumerate(schedules):
         end = schedules[j + 1][0] if j + 1 < len(schedules) else None
         if (upto is not None and start >= upto) or (end is not None and end <= start):
-            cuts.add(start)
+            grid.add(start)
             continue  # never in force before ``upto`` (or replaced at the step it started)
-        bp = None if sched.needs_counts else sched.breakpoints(ctx)
+        bp = cuts(sched, ctx)
         if bp is None:
             return None
-        cuts |= {start, *bp}
-    return sorted(c for c in cuts if c >= 0 and (upto is None or c <= upto))
+        grid |= {start, *bp}
+    return sorted(c for c in grid if c >= 0 and (upto is None or c <= upto))
 
 
 def piecewise_target(

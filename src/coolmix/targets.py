@@ -19,6 +19,7 @@ from coolmix.distributions import Distribution
 from coolmix.errors import ConfigError
 from coolmix.rare_domains import weight_warnings
 from coolmix.schedule import Adaptive, Context, Schedule
+from coolmix.schedules import cuts
 from coolmix.weighting import check_reachable
 
 __all__ = ["check_target", "run_probs"]
@@ -42,7 +43,7 @@ def run_probs(schedule: Schedule, ctx: Context) -> list[tuple[int, np.ndarray]]:
     T = ctx.total_steps
     out = []
     for piece in _pieces(schedule):
-        points = None if piece.needs_counts else piece.breakpoints(ctx)
+        points = cuts(piece, ctx)
         if points is None:
             steps = np.unique(np.linspace(0, T - 1, min(T, PROBES)).astype(np.int64)).tolist()
         else:

@@ -37,6 +37,7 @@ from coolmix.schedule import (
     UniMaxDynamic,
     schedule_from_dict,
 )
+from coolmix.schedules import cuts
 from coolmix.types import Sizes
 
 __all__ = [
@@ -187,7 +188,7 @@ def check_schedule(
     sched.validate(ctx.names)
     again = schedule_from_dict(sched.to_dict())
     ctx2 = Context.of(sizes, total_steps, events)
-    bp = None if sched.needs_counts else sched.breakpoints(ctx)
+    bp = cuts(sched, ctx)
     changes = set() if bp is None else set(bp)
     seen = np.zeros(len(ctx.names))
     previous = None

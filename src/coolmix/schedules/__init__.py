@@ -15,7 +15,7 @@ Cooldown, Dense), ``_anneal`` (Anneal), ``_exposure`` (OrderMatters, UniMaxDynam
 """
 
 from coolmix.schedules._anneal import Anneal
-from coolmix.schedules._base import SCHEDULES, Context, Event, Schedule, as_schedule, schedule_from_dict
+from coolmix.schedules._base import SCHEDULES, Context, Event, Schedule, as_schedule, cuts, schedule_from_dict
 from coolmix.schedules._exposure import Adaptive, OrderMatters, UniMaxDynamic
 from coolmix.schedules._static import Constant, Cooldown, Dense, Stages, dense_decreasing
 
@@ -33,6 +33,7 @@ __all__ = [
     "Stages",
     "UniMaxDynamic",
     "as_schedule",
+    "cuts",
     "dense_decreasing",
     "schedule_from_dict",
 ]

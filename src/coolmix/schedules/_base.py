@@ -33,6 +33,7 @@ __all__ = [
     "Event",
     "Schedule",
     "as_schedule",
+    "cuts",
     "register",
     "schedule_from_dict",
 ]
@@ -159,8 +160,10 @@ class Schedule:
         return False
 
     def breakpoints(self, ctx: Context) -> tuple[int, ...] | None:
-        """Steps where a piecewise-constant schedule changes; () if constant; None if continuous."""
-        return ()
+        """Steps where a piecewise-constant schedule changes; () if constant; None if p may change
+        at any step. None by default: a kind that does not say is treated as continuous, never as
+        constant (a constant or piecewise kind overrides this, and the conformance test checks it)."""
+        return None
 
     def validate(self, names: tuple[str, ...]) -> None:
         """Check domain names the schedule refers to (ConfigError for unknown ones)."""
@@ -239,6 +242,13 @@ def _check_keys(cls: type[Schedule], args: Mapping[str, Any], field: str) -> Non
 
 
 S = TypeVar("S", bound=type[Schedule])
+
+def cuts(schedule: Schedule, ctx: Context) -> tuple[int, ...] | None:
+    """Where ``schedule``'s p(t) may change: its breakpoints; None when it is continuous or reads
+    the realised counts (exposure-driven schedules change whenever the counts do). The one
+    reading of breakpoints that seeks, the closed-form target, the planner and checks share."""
+    return None if schedule.needs_counts else schedule.breakpoints(ctx)
+
 
 SCHEDULES: dict[str, type[Schedule]] = {}
 """kind -> Schedule class; filled by `register` as the kinds are defined."""

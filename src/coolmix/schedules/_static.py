@@ -55,6 +55,9 @@ class Constant(Schedule):
     def tau(self, step: int, ctx: Context) -> float | None:
         return self.dist.tau
 
+    def breakpoints(self, ctx: Context) -> tuple[int, ...] | None:
+        return ()  # constant: p never changes
+
     def validate(self, names: tuple[str, ...]) -> None:
         validate_dist(self.dist, names, "dist")
 
