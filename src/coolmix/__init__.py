@@ -15,7 +15,6 @@ from coolmix.distributions import (
     UniMax,
     UniMaxAllocation,
     as_distribution,
-    distribution_from_dict,
     explicit_probs,
     proportional_probs,
     temperature_probs,
@@ -25,7 +24,7 @@ from coolmix.distributions import (
 )
 from coolmix.errors import ConfigError
 from coolmix.mixture import Mixture
-from coolmix.sampler import MixtureSampler, planned_counts
+from coolmix.sampler import MixtureSampler
 from coolmix.schedules import (
     SCHEDULES,
     Adaptive,
@@ -38,7 +37,6 @@ from coolmix.schedules import (
     Schedule,
     Stages,
     UniMaxDynamic,
-    dense_decreasing,
     schedule_from_dict,
 )
 from coolmix.weighting import (
@@ -81,11 +79,8 @@ __all__ = [
     "Uniform",
     "as_distribution",
     "check_reachable",
-    "dense_decreasing",
-    "distribution_from_dict",
     "explicit_probs",
     "loss_weights",
-    "planned_counts",
     "proportional_probs",
     "scalarization_weights",
     "schedule_from_dict",

@@ -284,7 +284,7 @@ def kind_fields(kind: str) -> frozenset[str] | None:
     constructor, so a new kind needs no entry here.
     """
     from coolmix.distributions import DISTRIBUTIONS
-    from coolmix.schedule import SCHEDULES
+    from coolmix.schedules import SCHEDULES
 
     for registry in (SCHEDULES, DISTRIBUTIONS):
         factory = registry.get(kind)

@@ -40,7 +40,6 @@ __all__ = [
     "Uniform",
     "as_distribution",
     "check_tau",
-    "distribution_from_dict",
     "explicit_probs",
     "normalise",
     "proportional_probs",
@@ -343,11 +342,8 @@ class Temperature(Distribution):
 
 
 @dataclass(frozen=True)
-class Proportional(Temperature):
-    """τ = 1."""
-
-    value: float = 1.0
-    kind: ClassVar[str] = "proportional"
+class _FixedTau(Temperature):
+    """A temperature with its τ fixed by the kind: no knobs, serialised as ``{"kind": ...}``."""
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:
@@ -362,22 +358,19 @@ class Proportional(Temperature):
 
 
 @dataclass(frozen=True)
-class Uniform(Temperature):
+class Proportional(_FixedTau):
+    """τ = 1."""
+
+    value: float = 1.0
+    kind: ClassVar[str] = "proportional"
+
+
+@dataclass(frozen=True)
+class Uniform(_FixedTau):
     """τ = ∞."""
 
     value: float = math.inf
     kind: ClassVar[str] = "uniform"
-
-    @classmethod
-    def fields(cls) -> tuple[str, ...]:
-        return ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind}
-
-    @classmethod
-    def _build(cls, args: dict[str, Any]) -> Distribution:
-        return cls()
 
 
 @dataclass(frozen=True, eq=True, unsafe_hash=False)
@@ -473,7 +466,3 @@ def as_distribution(d: Any, field: str = "distribution") -> Distribution:
         raise ConfigError(field, d, "expected a tau number or a table with 'kind'")
     return Temperature(check_tau(d, field))
 
-
-def distribution_from_dict(d: Any, field: str = "distribution") -> Distribution:
-    """Config value -> Distribution; the same as `as_distribution` (kept for existing callers)."""
-    return as_distribution(d, field)

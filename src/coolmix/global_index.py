@@ -32,7 +32,7 @@ from coolmix.fileio import write_atomic
 from coolmix.mixture import Mixture
 from coolmix.permutation import derive_key, permute_each, permute_rows, permute_runs, splitmix64, width
 from coolmix.sampler import STATE_VERSION, MixtureSampler
-from coolmix.schedule import Schedule
+from coolmix.schedules import Schedule
 from coolmix.types import Composition, Sizes
 from coolmix.validate import check_int
 

@@ -33,8 +33,9 @@ from typing import Any, get_args
 from coolmix.config import apply_overrides, build, load_file, to_dict
 from coolmix.errors import ConfigError
 from coolmix.mixture import check_sizes
-from coolmix.plan import MAX_BATCH_SIZE, Plan, make_plan
-from coolmix.schedule import Schedule, schedule_from_dict
+from coolmix.plan import Plan, make_plan
+from coolmix.sampler import MAX_BATCH
+from coolmix.schedules import Schedule, schedule_from_dict
 from coolmix.types import UNITS, Composition
 from coolmix.validate import check_float, check_int
 
@@ -120,8 +121,8 @@ class RunConfig:
             if v is None:
                 raise ConfigError(f"run.{name}", v, "required")
             check_int(f"run.{name}", v, lo=1)
-        if self.batch_size > MAX_BATCH_SIZE:  # type: ignore[operator]
-            raise ConfigError("run.batch_size", self.batch_size, f"must be <= {MAX_BATCH_SIZE:,}")
+        if self.batch_size > MAX_BATCH:  # type: ignore[operator]
+            raise ConfigError("run.batch_size", self.batch_size, f"must be <= {MAX_BATCH:,}")
         check_int("run.seed", self.seed, lo=0)
         check_int("run.world_size", self.world_size, lo=1)
         if self.batch_size < self.world_size:  # type: ignore[operator]

@@ -47,7 +47,7 @@ from coolmix.packing_state import (
     PackerState,
 )
 from coolmix.permutation import derive_key, permute, splitmix64
-from coolmix.schedule import Context, Event, Schedule, schedule_from_dict
+from coolmix.schedules import Context, Event, Schedule, schedule_from_dict
 from coolmix.validate import MAX_INT, check_int
 from coolmix.weighting import weights_array
 
@@ -87,8 +87,7 @@ def resolve_schedule(
     sched = schedule if isinstance(schedule, Schedule) else schedule_from_dict(schedule)
     sched.validate(names)
     total = check_int("total_steps", total_steps, lo=1)
-    if hasattr(sched, "check_resolved"):
-        sched.check_resolved(total)
+    sched.check(total)
     return names, arr, sched, total
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from coolmix.errors import ConfigError
 from coolmix.mixture import to_mapping
-from coolmix.schedule import Event
+from coolmix.schedules import Event
 from coolmix.state_reader import StateReader
 from coolmix.validate import MAX_INT
 

@@ -48,13 +48,12 @@ import numpy as np
 from coolmix import plan_steps
 from coolmix.errors import ConfigError
 from coolmix.mixture import check_sizes, to_mapping
-from coolmix.sampler import MAX_BATCH, MixtureSampler
-from coolmix.schedule import Context, Event, Schedule, as_schedule
+from coolmix.sampler import MixtureSampler
+from coolmix.schedules import Context, Event, Schedule, as_schedule
 from coolmix.types import UNITS, Composition, Sizes
 from coolmix.validate import check_float, check_int, encode_inf
 
 __all__ = [
-    "MAX_BATCH_SIZE",
     "MAX_EVALUATIONS",
     "MAX_SIMULATED_STEPS",
     "SEGMENTS",
@@ -72,9 +71,6 @@ MAX_EVALUATIONS = 20_000
 
 MAX_SIMULATED_STEPS = 100_000
 """Steps of the real sampler replayed for the realised counts (about 10 µs per step)."""
-
-MAX_BATCH_SIZE = MAX_BATCH
-"""Largest global batch the planner accepts: the sampler's one limit, `coolmix.sampler.MAX_BATCH`."""
 
 
 @dataclass(frozen=True)

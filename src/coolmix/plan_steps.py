@@ -18,8 +18,7 @@ import numpy as np
 from coolmix.distributions import UniMax
 from coolmix.errors import ConfigError
 from coolmix.rare_domains import rare_domain_warning
-from coolmix.schedule import Constant, Context, Schedule, Stages
-from coolmix.schedules import cuts
+from coolmix.schedules import Constant, Context, Schedule, Stages, cuts
 from coolmix.validate import MAX_INT, check_float
 
 __all__ = [

@@ -42,13 +42,12 @@ from coolmix.counts import SMALL_K, exact_counts, exact_counts_small
 from coolmix.errors import ConfigError
 from coolmix.mixture import Mixture, check_items, check_sizes, to_mapping
 from coolmix.permutation import derive_key, permute, permute_each, splitmix64, width
-from coolmix.schedule import Context, Event, Schedule, as_schedule
-from coolmix.schedules import cuts
+from coolmix.schedules import Context, Event, Schedule, as_schedule, cuts
 from coolmix.seekable import Target, batch_cursors, build_target, cursors_at, piecewise_target
 from coolmix.types import UNITS, Composition, Sizes
 from coolmix.validate import MAX_INT, canonical_json, check_float, check_int
 
-__all__ = ["MAX_BATCH", "STATE_VERSION", "MixtureSampler", "exact_counts", "planned_counts"]
+__all__ = ["MAX_BATCH", "STATE_VERSION", "MixtureSampler", "exact_counts"]
 
 STATE_VERSION = 1
 """Version of `MixtureSampler.state_dict`; bumped whenever the stream for a given state changes."""
@@ -738,11 +737,3 @@ def _mix(counter: int) -> int:
     """A 64-bit key offset for a counter (step or pass number)."""
     return int(splitmix64(np.array([counter], dtype=np.uint64))[0])
 
-
-def planned_counts(sampler: MixtureSampler, steps: int) -> dict[str, float]:
-    """Σ_{t<steps} B·p_i(t): the cumulative target the exact composition tracks (within 1 item).
-
-    The same numbers as ``sampler.cumulative_target(steps)`` (exposure-driven schedules: along
-    the sampler's realised counts, since p(t) depends on them).
-    """
-    return sampler.cumulative_target(steps)

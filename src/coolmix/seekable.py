@@ -57,8 +57,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from coolmix.errors import ConfigError
-from coolmix.schedule import Context, Schedule
-from coolmix.schedules import cuts
+from coolmix.schedules import Context, Schedule, cuts
 
 __all__ = [
     "BLOCK",

@@ -18,8 +18,7 @@ import numpy as np
 from coolmix.distributions import Distribution
 from coolmix.errors import ConfigError
 from coolmix.rare_domains import weight_warnings
-from coolmix.schedule import Adaptive, Context, Schedule
-from coolmix.schedules import cuts
+from coolmix.schedules import Adaptive, Context, Schedule, cuts
 from coolmix.weighting import check_reachable
 
 __all__ = ["check_target", "run_probs"]

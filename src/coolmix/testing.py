@@ -24,8 +24,8 @@ import numpy as np
 
 from coolmix.distributions import Temperature, Uniform
 from coolmix.errors import ConfigError
-from coolmix.sampler import MixtureSampler, planned_counts
-from coolmix.schedule import (
+from coolmix.sampler import MixtureSampler
+from coolmix.schedules import (
     Anneal,
     Constant,
     Context,
@@ -35,9 +35,9 @@ from coolmix.schedule import (
     Schedule,
     Stages,
     UniMaxDynamic,
+    cuts,
     schedule_from_dict,
 )
-from coolmix.schedules import cuts
 from coolmix.types import Sizes
 
 __all__ = [
@@ -142,7 +142,7 @@ def assert_rank_slices_partition(
 
 def assert_exact_counts(sampler: MixtureSampler, steps: int) -> dict[str, int]:
     """With ``composition="exact"``, every domain's cumulative count stays within 1 of
-    Σ_t B·p_i(t) after every batch, and ends within 1 of `coolmix.planned_counts`.
+    Σ_t B·p_i(t) after every batch, and ends within 1 of ``sampler.cumulative_target``.
 
     ``sampler`` must be fresh (step 0); returns the realised counts per domain.
     """
@@ -164,10 +164,10 @@ def assert_exact_counts(sampler: MixtureSampler, steps: int) -> dict[str, int]:
             raise AssertionError(
                 f"step {t}: {names[i]} drawn {int(realised[i])} times, target {target[i]:.3f} (off by > 1)"
             )
-    planned = planned_counts(sampler, steps)
+    planned = sampler.cumulative_target(steps)
     for i, n in enumerate(names):
         if abs(realised[i] - planned[n]) > 1 + 1e-6:
-            raise AssertionError(f"{n}: drawn {int(realised[i])} times, planned_counts {planned[n]:.3f}")
+            raise AssertionError(f"{n}: drawn {int(realised[i])} times, cumulative_target {planned[n]:.3f}")
     return {n: int(c) for n, c in zip(names, realised, strict=True)}
 
 

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import coolmix as cm
-from coolmix.distributions import distribution_from_dict
+from coolmix.distributions import as_distribution
 
 MC4 = {"en": 2733, "it": 162, "zh": 39, "sw": 1}  # billions of tokens (paper Table 2)
 OPUS = {
@@ -129,8 +129,8 @@ def test_unimax_never_exceeds_cap_or_budget(sizes, budget, cap):
         (lambda: cm.explicit_probs({"a": -1}), "weights.a"),
         (lambda: cm.unimax({"a": 1}, budget=0, max_epochs=1), "budget"),
         (lambda: cm.unimax({"a": 1}, budget=1, max_epochs=0), "max_epochs"),
-        (lambda: distribution_from_dict({"kind": "nope"}), "distribution.kind"),
-        (lambda: distribution_from_dict({"kind": "temperature", "tau": 1, "x": 2}), "distribution.x"),
+        (lambda: as_distribution({"kind": "nope"}), "distribution.kind"),
+        (lambda: as_distribution({"kind": "temperature", "tau": 1, "x": 2}), "distribution.x"),
     ],
 )
 def test_bad_input_names_the_field(call, field):
@@ -149,7 +149,7 @@ def test_distribution_round_trips_through_dict():
         cm.UniMax(budget=10, max_epochs=2),
         cm.Temperature(2, "neox"),
     ]:
-        assert distribution_from_dict(d.to_dict()) == d
+        assert as_distribution(d.to_dict()) == d
 
 
 # -- one coercer -----------------------------------------------------------------------------------
@@ -173,7 +173,6 @@ def test_distribution_round_trips_through_dict():
 )
 def test_as_distribution_reads_every_form(value, want):
     assert cm.as_distribution(value) == want
-    assert distribution_from_dict(value) == want  # the old name is the same function
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import coolmix as cm
 from coolmix import testing
 from coolmix.cli._plan_files import plot_plan, write_csv
 from coolmix.plan import Plan, make_plan
-from coolmix.schedule import Context
+from coolmix.schedules import Context
 
 # Li et al. 2025 Table 2, in tokens; 1024-token sequences
 MC4 = {"en": 2_733_000_000_000, "it": 162_000_000_000, "zh": 39_000_000_000, "sw": 1_000_000_000}

@@ -24,7 +24,7 @@ sched_st = st.sampled_from(
         cm.Cooldown(hot=5, cold=1, at=0.5),
         cm.Constant(cm.Uniform()),
         cm.Anneal(start=10, end=1, shape="cosine"),
-        cm.dense_decreasing(phases=4),
+        cm.Dense(phases=4),
     ]
 )
 
@@ -56,7 +56,7 @@ def test_exact_cumulative_counts_within_one_of_target(sizes, sched, batch, seed)
         target += batch * np.array(list(s.probs_at(t).values()))
         assert np.all(np.abs(realised - target) < 1 + 1e-9), (t, realised, target)
     assert realised.tolist() == [s.cursors[n] for n in names]
-    assert cm.planned_counts(s, steps) == pytest.approx(dict(zip(names, target, strict=True)))
+    assert s.cumulative_target(steps) == pytest.approx(dict(zip(names, target, strict=True)))
 
 
 def test_exact_counts_zero_probability_domain_gets_nothing():

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import coolmix as cm
-from coolmix.schedule import Context
+from coolmix.schedules import Context
 
 SIZES = {"a": 1000, "b": 100, "c": 10}  # sizes reveal the domain
 
@@ -30,8 +30,8 @@ def test_increasing_ablation_is_stages():
     assert s.tau_at(0, 10) == 1.0 and s.tau_at(5, 10) == 5.0
 
 
-def test_dense_decreasing_is_monotone_and_ends_cold():
-    s = cm.dense_decreasing(hot=5, cold=1, phases=5, end=0.5)
+def test_dense_is_monotone_and_ends_cold():
+    s = cm.Dense(hot=5, cold=1, phases=5, end=0.5)
     taus = [s.tau_at(t, 1000) for t in range(1000)]
     assert taus[0] == 5.0 and taus[-1] == 1.0 and taus[500] == 1.0
     assert all(b <= a for a, b in pairwise(taus))
@@ -114,7 +114,7 @@ ALL = [
     cm.Cooldown(),
     cm.Cooldown(hot=math.inf, cold=2, at=100),
     cm.Stages(starts=(0, 0.25, 0.75), dists=(cm.Temperature(1), cm.Uniform(), cm.Explicit({"a": 1, "c": 1}))),
-    cm.dense_decreasing(),
+    cm.Dense(),
     cm.Dense(hot=8, cold=2, phases=3, end=0.6),
     cm.Anneal(start=10, end=1, shape="exponential", begin=0.1, finish=0.9),
     cm.OrderMatters(high=("a", "b"), at=0.3),
@@ -160,7 +160,7 @@ def test_schedules_give_distributions_at_every_step(sched, step):
         (lambda: cm.Anneal(begin=0.5, finish=0.5), "finish"),
         (lambda: cm.OrderMatters(high=()), "high"),
         (lambda: cm.UniMaxDynamic(max_epochs=0), "max_epochs"),
-        (lambda: cm.dense_decreasing(phases=1), "phases"),
+        (lambda: cm.Dense(phases=1), "phases"),
         (lambda: cm.schedule_from_dict({"kind": "warp"}), "schedule.kind"),
         (lambda: cm.Constant(cm.Explicit({"zz": 1})).probs_at(0, SIZES, 10), "dist.weights"),
         (
@@ -232,8 +232,6 @@ def test_check_names_the_knob_that_collides_at_this_run_length(sched, total, fie
     with pytest.raises(cm.ConfigError) as e:
         sched.check(total)
     assert e.value.field == field
-    with pytest.raises(cm.ConfigError):
-        sched.check_resolved(total)  # the alias the sampler still calls
     with pytest.raises(cm.ConfigError) as e:
         cm.MixtureSampler(SIZES, sched, total_steps=total, batch_size=2)
     assert e.value.field == field

@@ -21,7 +21,7 @@ from coolmix.testing import (
 )
 
 MC4 = mc4_mixture()
-SCHEDULES = {**mc4_schedules(), "dense": cm.dense_decreasing(phases=4)}
+SCHEDULES = {**mc4_schedules(), "dense": cm.Dense(phases=4)}
 STEPS, BATCH = 200, 7
 
 

@@ -23,7 +23,7 @@ def test_ledger_matches_sampler_counts_and_plan():
     summ = led.summary()
     assert {n: summ[n]["examples"] for n in SIZES} == s.cursors
     assert {n: summ[n]["tokens"] for n in SIZES} == {n: s.cursors[n] * tokens_per_item[n] for n in SIZES}
-    planned = cm.planned_counts(s, 100)
+    planned = s.cumulative_target(100)
     for n in SIZES:
         assert abs(summ[n]["examples"] - planned[n]) < 1
         assert summ[n]["target_examples"] == pytest.approx(planned[n])

@@ -156,7 +156,7 @@ def _build_schedule(kind, a, b, at, s):
     if kind == "stages":
         return cm.schedule_from_dict({"kind": "stages", "starts": [0, at], "dists": [a, b]})
     if kind == "dense":
-        return cm.dense_decreasing(hot=a, cold=b, phases=3, end=at)
+        return cm.Dense(hot=a, cold=b, phases=3, end=at)
     if kind == "order_matters":
         return cm.schedule_from_dict({"kind": "order_matters", "high": [next(iter(s))], "at": at, "then": a})
     return cm.schedule_from_dict({"kind": "unimax_dynamic", "max_epochs": a, "after": b})

@@ -58,7 +58,7 @@ class ExposureLedger:
     def from_sampler(cls, sampler: Any, step: int) -> ExposureLedger:
         """The example counts and target of a `coolmix.MixtureSampler` before ``step``, from its
         public counts API (``cumulative_counts`` / ``cumulative_target``, the same numbers as
-        `coolmix.planned_counts`), e.g. to rebuild a ledger that was lost; tokens start at 0.
+        ``sampler.cumulative_target``), e.g. to rebuild a ledger that was lost; tokens start at 0.
 
         >>> import coolmix as cm
         >>> s = cm.MixtureSampler({"en": 100, "sw": 4}, 1.0, total_steps=10, batch_size=8)

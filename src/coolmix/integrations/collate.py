@@ -14,14 +14,13 @@ import torch
 from torch.utils.data._utils.collate import default_collate
 
 from coolmix.errors import ConfigError
+from coolmix.packing import IGNORE_INDEX
 from coolmix.validate import check_int
 
 __all__ = ["DOMAIN_KEY", "DOMAIN_NAME_KEY", "IGNORE_INDEX", "INDEX_KEY", "MixtureCollator", "PadCollator"]
 
 DOMAIN_KEY, DOMAIN_NAME_KEY, INDEX_KEY = "domain", "domain_name", "index"
 TAG_KEYS = frozenset((DOMAIN_KEY, DOMAIN_NAME_KEY, INDEX_KEY))
-IGNORE_INDEX = -100
-"""Label value skipped by the loss (PyTorch's ``cross_entropy`` default ``ignore_index``)."""
 
 
 class MixtureCollator:

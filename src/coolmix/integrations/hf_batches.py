@@ -25,7 +25,6 @@ from coolmix.sampler import MixtureSampler
 from coolmix.validate import check_int
 
 __all__ = [
-    "PAD_DOMAIN",
     "STATE_FILE",
     "MicroBatchSampler",
     "per_example_loss",
@@ -37,8 +36,6 @@ __all__ = [
 STATE_FILE = "coolmix_sampler.json"
 """Name of the sampler + ledger state written into every Trainer checkpoint folder."""
 STATE_FORMAT = 1
-PAD_DOMAIN = -1
-"""Per-token domain id of padding (the packer's): such tokens are never counted."""
 REDUCTIONS = ("mean", "self_normalized")
 UNITS = ("token", "sequence")
 

@@ -40,7 +40,6 @@ from coolmix.integrations.collate import (
     PadCollator,
 )
 from coolmix.integrations.hf_batches import (
-    PAD_DOMAIN,
     REDUCTIONS,
     UNITS,
     MicroBatchSampler,
@@ -52,8 +51,9 @@ from coolmix.integrations.hf_batches import (
 )
 from coolmix.integrations.hf_callbacks import CoolmixCallback, load_state, save_state
 from coolmix.integrations.torch import MixtureDataset
+from coolmix.packing import PAD_DOMAIN
 from coolmix.sampler import MixtureSampler
-from coolmix.schedule import Schedule
+from coolmix.schedules import Schedule
 from coolmix.targets import check_target
 from coolmix.weighting import StepWeights, step_weights, weighted_loss, weights_array
 

@@ -83,7 +83,7 @@ from coolmix.mixture import Mixture
 from coolmix.packing import LongDocs, TokenPacker, as_tokens, resolve_schedule
 from coolmix.permutation import derive_key, permute, splitmix64
 from coolmix.sampler import exact_counts
-from coolmix.schedule import Context, Schedule
+from coolmix.schedules import Context, Schedule
 from coolmix.validate import check_int
 
 __all__ = [

@@ -76,15 +76,6 @@ __all__ = [
 # -- helpers shared with the HF adapter -------------------------------------------------------------
 
 
-def _rank_and_world_size(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    """(dp rank, dp size) now: explicit, else the default process group's, else (0, 1).
-
-    Kept for callers that need the answer at once; adapters hold a `DataParallel` and resolve it
-    when iteration starts.
-    """
-    return data_parallel(rank, world_size).resolve()
-
-
 def _check_world_size(sampler: MixtureSampler, world_size: int) -> int:
     """The per-rank batch size; the global batch must split evenly over ranks."""
     if sampler.batch_size % world_size:

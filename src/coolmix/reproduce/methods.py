@@ -60,12 +60,10 @@ LATE_AT = 0.8
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A named balancing strategy; ``kind`` says how the runner executes it."""
+    """A named balancing strategy and its display label (its config comes from `method_sections`)."""
 
     key: str
     label: str
-    kind: str = "train"  # "train" | "doremi" | "adaptive" | "reference"
-    note: str = ""
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -76,16 +74,14 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("tau3", "TS τ=3"),
         MethodSpec("tau5", "τ=5"),
         MethodSpec("tau100", "τ=100 (≈uniform)"),
-        MethodSpec("scal2", "Scalarization τ=2", note="τ=1 sampling, w = p_2/p_1"),
-        MethodSpec("scal3", "Scalarization τ=3", note="τ=1 sampling, w = p_3/p_1"),
-        MethodSpec("scal5", "Scalarization τ=5", note="τ=1 sampling, w = p_5/p_1"),
-        MethodSpec("tau5_clip", "τ=5, clip 1.0", note="gradient norm clipped at 1.0"),
-        MethodSpec("scal5_clip", "Scalarization τ=5, clip 1.0", note="gradient norm clipped at 1.0"),
-        MethodSpec(
-            "unimax", "UniMax (dynamic)", note="uniform until a language reaches N epochs, then dropped"
-        ),
-        MethodSpec("unimax_static", "UniMax (static)", note="Chung et al. budget allocation, cap N"),
-        MethodSpec("order_matters", "Order Matters", note="HRLs only, then τ=5 over all from 50%"),
+        MethodSpec("scal2", "Scalarization τ=2"),
+        MethodSpec("scal3", "Scalarization τ=3"),
+        MethodSpec("scal5", "Scalarization τ=5"),
+        MethodSpec("tau5_clip", "τ=5, clip 1.0"),
+        MethodSpec("scal5_clip", "Scalarization τ=5, clip 1.0"),
+        MethodSpec("unimax", "UniMax (dynamic)"),
+        MethodSpec("unimax_static", "UniMax (static)"),
+        MethodSpec("order_matters", "Order Matters"),
         MethodSpec("cooldown", "Cooldown (5→1 at 50%)"),
         MethodSpec("increasing", "1→5 at 50%"),
         MethodSpec("late_upsample", "Late upsampling (1, then 5 for the last 20%)"),
@@ -95,13 +91,9 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec(
             "doremi",
             "DoReMi (proxy)",
-            kind="doremi",
-            note="τ=3.33 reference + Group-DRO proxy, both smaller than the main model",
         ),
-        MethodSpec(
-            "doremi_ref", "DoReMi reference (τ=3.33, proxy size)", kind="reference", note="not a baseline"
-        ),
-        MethodSpec("adaptive", "Adaptive Cooldown", kind="adaptive", note="5→1 when an LRL overfits"),
+        MethodSpec("doremi_ref", "DoReMi reference (τ=3.33, proxy size)"),
+        MethodSpec("adaptive", "Adaptive Cooldown"),
     ]
 }
 

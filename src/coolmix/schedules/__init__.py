@@ -17,7 +17,7 @@ Cooldown, Dense), ``_anneal`` (Anneal), ``_exposure`` (OrderMatters, UniMaxDynam
 from coolmix.schedules._anneal import Anneal
 from coolmix.schedules._base import SCHEDULES, Context, Event, Schedule, as_schedule, cuts, schedule_from_dict
 from coolmix.schedules._exposure import Adaptive, OrderMatters, UniMaxDynamic
-from coolmix.schedules._static import Constant, Cooldown, Dense, Stages, dense_decreasing
+from coolmix.schedules._static import Constant, Cooldown, Dense, Stages
 
 __all__ = [
     "SCHEDULES",
@@ -34,6 +34,5 @@ __all__ = [
     "UniMaxDynamic",
     "as_schedule",
     "cuts",
-    "dense_decreasing",
     "schedule_from_dict",
 ]

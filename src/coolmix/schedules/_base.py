@@ -171,9 +171,6 @@ class Schedule:
     def check(self, total_steps: int) -> None:
         """Check what depends on the run length (e.g. boundaries that collide once resolved)."""
 
-    def check_resolved(self, total_steps: int) -> None:
-        """Alias of `check`, kept while callers still probe for it."""
-        self.check(total_steps)
 
     def probs_at(
         self, step: int, sizes: Sizes, total_steps: int, events: Sequence[Event] = ()

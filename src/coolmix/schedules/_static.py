@@ -25,7 +25,7 @@ from coolmix.errors import ConfigError
 from coolmix.schedules._base import Context, Schedule, check_at, register
 from coolmix.validate import check_float, check_int
 
-__all__ = ["Constant", "Cooldown", "Dense", "Stages", "dense_decreasing", "validate_dist"]
+__all__ = ["Constant", "Cooldown", "Dense", "Stages", "validate_dist"]
 
 
 def validate_dist(d: Distribution, names: tuple[str, ...], field: str) -> None:
@@ -202,7 +202,3 @@ class Dense(Stages):
     def _start_field(self, i: int) -> str:
         return "phases"
 
-
-def dense_decreasing(hot: float = 5.0, cold: float = 1.0, phases: int = 5, end: float = 0.5) -> Dense:
-    """`Dense` under its older name."""
-    return Dense(hot=hot, cold=cold, phases=phases, end=end)

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from coolmix.config import apply_overrides, build, dump_toml, load_file, to_dict
-from coolmix.distributions import Distribution, distribution_from_dict
+from coolmix.distributions import Distribution, as_distribution
 from coolmix.errors import ConfigError
-from coolmix.schedule import Schedule, schedule_from_dict
+from coolmix.sampler import MAX_BATCH
+from coolmix.schedules import Schedule, schedule_from_dict
 from coolmix.types import Composition
 from coolmix.validate import check_float, check_int
 
@@ -70,8 +71,6 @@ MAX_SEQ_LEN = 1 << 16
 """Largest ``task.seq_len`` / ``src_len`` / ``tgt_len`` in tokens."""
 MAX_BEAM = 64
 """Largest ``task.beam_size`` (each beam is a full decoder pass per token)."""
-MAX_BATCH = 1 << 20
-"""Largest ``run.batch_size`` in examples."""
 MAX_VARIANCE_EXAMPLES = 100_000
 """Largest ``diagnostics.variance_examples`` (per-example gradients are computed one by one)."""
 
@@ -163,7 +162,7 @@ class BalanceConfig:
         if isinstance(self.target, str) and self.target == "none":
             return None
         with _field_prefix("balance.target"):
-            return distribution_from_dict(self.target, "balance.target")
+            return as_distribution(self.target, "balance.target")
 
 
 @contextmanager

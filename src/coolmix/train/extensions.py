@@ -327,7 +327,7 @@ class Extras:
     """
 
     def __init__(self, cfg: Any, sampler: MixtureSampler, data: Any, loss_fn: Any, env: Env) -> None:
-        from coolmix.schedule import Adaptive
+        from coolmix.schedules import Adaptive
 
         train_split = data.splits["train"]
         self.env, self.sampler, self.cfg = env, sampler, cfg

@@ -18,7 +18,7 @@ import torch
 
 from coolmix.distributions import Distribution
 from coolmix.errors import ConfigError
-from coolmix.schedule import Schedule
+from coolmix.schedules import Schedule
 from coolmix.targets import check_target
 from coolmix.train.config import TrainConfig
 from coolmix.train.distributed import Env
