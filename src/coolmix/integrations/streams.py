@@ -94,7 +94,6 @@ __all__ = [
     "realised_from_state",
 ]
 
-LANES_KEY = "lanes"
 SHARD_SUFFIXES = (".jsonl", ".txt")
 
 
