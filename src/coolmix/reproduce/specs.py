@@ -255,6 +255,11 @@ SCALE_METHODS = ("tau1", "tau5", "tau100", "cooldown")
 """The methods behind E5's retained penalty and E8's it/zh gap, run at every model size."""
 
 
+def _part(name: str, experiments: tuple[Experiment, ...], *notes: str) -> Preset:
+    """A full part: 2 workers, the theory at full size (48 variance examples, 20 Theorem-1 steps)."""
+    return Preset(name, experiments, workers=2, variance_examples=48, theorem1_steps=20, notes=notes)
+
+
 def _sized(
     name: str, model: Mapping[str, Any], methods: tuple[str, ...], lr: float | None = None, note: str = ""
 ) -> Preset:
@@ -263,14 +268,7 @@ def _sized(
     base = {**exp.base, "model": {**exp.base["model"], **model}}
     if lr is not None:
         base["optim"] = {**base["optim"], "lr": lr}
-    return Preset(
-        name,
-        (replace(exp, base=base),),
-        workers=2,
-        variance_examples=48,
-        theorem1_steps=20,
-        notes=(note,) if note else (),
-    )
+    return _part(name, (replace(exp, base=base),), *((note,) if note else ()))
 
 
 PRESETS: dict[str, Preset] = {
@@ -290,37 +288,28 @@ PRESETS: dict[str, Preset] = {
         theorem1_steps=20,
         notes=("2 seeds on the convergence and LM comparisons; MT is one seed and a pipeline check",),
     ),
-    "full-lm": Preset("full-lm", _FULL_LM, workers=2, variance_examples=48, theorem1_steps=20),
+    "full-lm": _part("full-lm", _FULL_LM),
     # the comparisons that decide E5/E8, exactly as in full-lm (same configs, so the same cached
     # runs): a part that fits a shorter window; run it into full-lm's directory to share runs
-    "full-lm-core": Preset(
+    "full-lm-core": _part(
         "full-lm-core",
         (_lm_experiment(LM4_FULL, 800, ("tau1", "tau5", "tau100", "cooldown", "doremi"), FIVE),),
-        workers=2,
-        variance_examples=48,
-        theorem1_steps=20,
-        notes=("the E5/E8-deciding subset of full-lm; the other claims are not run",),
+        "the E5/E8-deciding subset of full-lm; the other claims are not run",
     ),
     # the LR-schedule ablation (issue 19): the Table-4 core × 3 seeds, with full-lm's configs, so
     # under the default cosine it shares full-lm's runs; run it once per `--set optim.schedule=`
     # (inverse_sqrt, constant) into its own folder and compare the reports' verdicts
-    "lr-ablation": Preset(
+    "lr-ablation": _part(
         "lr-ablation",
         (_lm_experiment(LM4_FULL, 800, LR_ABLATION_METHODS, (0, 1, 2)),),
-        workers=2,
-        variance_examples=48,
-        theorem1_steps=20,
-        notes=("the Table-4 core under one LR schedule (`--set optim.schedule=`); E7/E8's DoReMi not run",),
+        "the Table-4 core under one LR schedule (`--set optim.schedule=`); E7/E8's DoReMi not run",
     ),
     # E2 to convergence (issue 19): full-lm's τ=2 pair at 10× its steps, the budget E2's plateau test
     # asked for on full-lm (≈ 7,200 steps); ≈ 18 min a run here, ≈ 1 h on 2 workers
-    "convergence-long": Preset(
+    "convergence-long": _part(
         "convergence-long",
         (_convergence(BI_FULL, 8000, (0, 1, 2), ("tau2", "scal2")),),
-        workers=2,
-        variance_examples=48,
-        theorem1_steps=20,
-        notes=("E2 only: the τ=2 sampling/scalarization pair at 8,000 steps; E1/E4 need τ=5 and τ=1",),
+        "E2 only: the τ=2 sampling/scalarization pair at 8,000 steps; E1/E4 need τ=5 and τ=1",
     ),
     # the scale trend (issue 19): E5's retained penalty and E8's it/zh gap at ¼× and 4× the LM's
     # parameters (1× is full-lm's runs: the same configs); compare with `coolmix ablation`
@@ -351,8 +340,8 @@ PRESETS: dict[str, Preset] = {
         lr=6e-4,
         note="≈85M parameters; run on a GPU (`--set run.device=cuda`)",
     ),
-    "full-mt": Preset("full-mt", _FULL_MT, workers=2, variance_examples=48, theorem1_steps=20),
-    "full": Preset("full", (*_FULL_LM, *_FULL_MT), workers=2, variance_examples=48, theorem1_steps=20),
+    "full-mt": _part("full-mt", _FULL_MT),
+    "full": _part("full", (*_FULL_LM, *_FULL_MT)),
 }
 
 
