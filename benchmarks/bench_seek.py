@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="seconds: steps 10^2 and 10^3 only")
     args = ap.parse_args()
     steps = STEPS[:2] if args.smoke else STEPS
-    total = max(steps)
+    total = max(steps) + 1  # every measured step t, up to max(steps), is a step of the run
     rng = np.random.default_rng(0)
     load = os.getloadavg()[0]
     print(f"host: {os.cpu_count()} CPUs, load {load:.1f}; checkpoint every {CHECKPOINT_EVERY} steps\n")
