@@ -125,7 +125,7 @@ def test_permute_rows_is_permute_per_row(n: int, keys: list[int]):
 
 
 def test_bad_indices_are_config_errors():
-    idx = GlobalIndex.create({"a": 10, "b": 5}, 2.0, total_steps=3, batch_size=4)
+    idx = GlobalIndex(MixtureSampler({"a": 10, "b": 5}, 2.0, total_steps=3, batch_size=4))
     for bad in (-1, 12, 1.5, True, "3"):
         with pytest.raises(ConfigError, match="index"):
             idx[bad]  # type: ignore[index]

@@ -21,7 +21,6 @@ import io
 import json
 import os
 import stat
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,11 +28,8 @@ import numpy as np
 
 from coolmix.errors import ConfigError
 from coolmix.fileio import write_atomic
-from coolmix.mixture import Mixture
 from coolmix.permutation import derive_key, permute_each, permute_rows, permute_runs, splitmix64, width
 from coolmix.sampler import STATE_VERSION, MixtureSampler
-from coolmix.schedules import Schedule
-from coolmix.types import Composition, Sizes
 from coolmix.validate import check_int
 
 __all__ = ["BLOCK_SAMPLES", "BUILD_SAMPLES", "INDEX_VERSION", "GlobalIndex"]
@@ -97,23 +93,6 @@ class GlobalIndex:
         self.loaded_from_cache = False
         """Whether `build` mapped an existing cache file (a restart) rather than building."""
         self._check_first_block()
-
-    @classmethod
-    def create(
-        cls,
-        sizes: Sizes | Mixture,
-        schedule: Schedule | float | Mapping[str, Any] = 1.0,
-        total_steps: int = 1,
-        batch_size: int = 1,
-        seed: int = 0,
-        composition: Composition = "exact",
-        *,
-        items: Mapping[str, int] | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-    ) -> GlobalIndex:
-        """The index of ``MixtureSampler(sizes, schedule, total_steps, batch_size, seed, composition)``."""
-        sampler = MixtureSampler(sizes, schedule, total_steps, batch_size, seed, composition, items=items)
-        return cls(sampler, cache_dir=cache_dir)
 
     def __len__(self) -> int:
         return self._len
