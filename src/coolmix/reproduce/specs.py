@@ -174,6 +174,10 @@ BI_FULL = {**BI, "train_sizes": {"fr": 24000, "ro": 240}}
 # MT one-to-many (Table 3): Debian gettext en→xx, natural imbalance (es 30k … ga 1.9k pairs).
 # Four languages instead of nine, so the largest gets enough steps to learn (chrF gate).
 MT4 = {"name": "gettext", "langs": ["es", "hi", "fa", "ga"], "dev_size": 200, "test_size": 200}
+# MT where Cooldown's premise holds (issue 19): ga cut to 250 training pairs, so τ=5 repeats it
+# ≈ 140 times in 4,000 steps × 64 (full-mt's ga, 1,879 pairs at ≈ 31 epochs, never overfit); 500
+# test pairs per language (gettext's ga has 2,277 in all), so the test set resolves smaller gaps
+MT4_OVERFIT = {**MT4, "train_sizes": {"ga": 250}, "test_size": 500}
 
 TABLE_METHODS = ("tau1", "tau5", "tau100", "unimax", "order_matters", "cooldown", "doremi", "adaptive")
 ABLATION_METHODS = ("increasing", "dense1", "dense2")
@@ -220,12 +224,20 @@ def _lm_experiment(
 
 
 def _mt_experiment(
-    steps: int, batch: int, methods: tuple[str, ...], seeds: tuple[int, ...], decode: int
+    steps: int,
+    batch: int,
+    methods: tuple[str, ...],
+    seeds: tuple[int, ...],
+    decode: int,
+    data: Mapping[str, Any] = MT4,
+    evals: int = 6,
+    **optim: Any,
 ) -> Experiment:
+    base = _mt(data, steps, steps // evals, decode=decode, batch=batch)
     return Experiment(
         "mt",
         "Multilingual MT (Table 3 analogue; gettext en→es/hi/fa/ga)",
-        _mt(MT4, steps, steps // 6, decode=decode, batch=batch),
+        {**base, "optim": {**base["optim"], **optim}} if optim else base,
         methods,
         seeds,
         primary="chrf",
@@ -341,6 +353,19 @@ PRESETS: dict[str, Preset] = {
         note="≈85M parameters; run on a GPU (`--set run.device=cuda`)",
     ),
     "full-mt": _part("full-mt", _FULL_MT),
+    # MT with the premise (issue 19): τ=1, τ=5 and Cooldown × 3 seeds under the paper's MT schedule
+    # (inverse-sqrt after warm-up), dev every 400 steps for the overfitting detector; ≈ 30 min a run
+    # on one core, ≈ 2.3 h on 2 workers
+    "mt-overfit": _part(
+        "mt-overfit",
+        (
+            _mt_experiment(
+                4000, 64, ("tau1", "tau5", "cooldown"), (0, 1, 2), decode=500, data=MT4_OVERFIT,
+                evals=10, schedule="inverse_sqrt",
+            ),
+        ),
+        "MT where τ=5 should overfit ga (250 training pairs), inverse-sqrt LR, 500 test pairs",
+    ),
     "full": _part("full", (*_FULL_LM, *_FULL_MT)),
 }
 
