@@ -27,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 
 from coolmix.errors import ConfigError
+from coolmix.items import PassItems
 from coolmix.mixture import Mixture, check_sizes, to_mapping
 from coolmix.packing_state import (
     DOCS_KEY,
@@ -46,7 +47,6 @@ from coolmix.packing_state import (
     VERSION_KEY,
     PackerState,
 )
-from coolmix.permutation import derive_key, permute, splitmix64
 from coolmix.schedules import Context, Event, Schedule, schedule_from_dict
 from coolmix.validate import MAX_INT, check_int
 from coolmix.weighting import weights_array
@@ -437,7 +437,7 @@ class MapDocuments:
                 raise ConfigError(f"datasets.{n}", 0, "empty dataset: nothing to read")
         self.seed = check_int("seed", seed, lo=0)
         self.tokens = tokens
-        self._keys = [derive_key(self.seed, "domain", n) for n in self.names]
+        self._passes = PassItems(self.names, self.lengths, self.seed)
         self._cursors = [0] * len(self.names)
 
     @property
@@ -445,11 +445,8 @@ class MapDocuments:
         return dict(zip(self.names, self._cursors, strict=True))
 
     def item(self, domain: int, draw: int) -> int:
-        """Item index of draw number ``draw`` of ``domain`` (a pure function of seed and draw)."""
-        n = self.lengths[domain]
-        passes, off = divmod(draw, n)
-        key = self._keys[domain] ^ int(splitmix64(np.array([passes], dtype=np.uint64))[0])
-        return int(permute(np.array([off], dtype=np.uint64), n, key)[0])
+        """Item index of draw number ``draw`` of ``domain`` (`coolmix.items.PassItems`, as the sampler)."""
+        return self._passes.item(domain, draw)
 
     def __call__(self, domain: int) -> np.ndarray:
         j = self._cursors[domain]

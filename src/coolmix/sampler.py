@@ -40,8 +40,9 @@ import numpy as np
 
 from coolmix.counts import SMALL_K, exact_counts, exact_counts_small
 from coolmix.errors import ConfigError
+from coolmix.items import PassItems
 from coolmix.mixture import Mixture, check_items, check_sizes, to_mapping
-from coolmix.permutation import derive_key, permute, permute_each, splitmix64, width
+from coolmix.permutation import derive_key, permute, splitmix64
 from coolmix.schedules import Context, Event, Schedule, as_schedule, cuts
 from coolmix.seekable import Target, batch_cursors, build_target, cursors_at, piecewise_target
 from coolmix.types import UNITS, Composition, Sizes
@@ -146,9 +147,7 @@ class MixtureSampler:
         self.composition = composition
         first = self._checked(schedule)
         self._schedules: list[tuple[int, Schedule]] = [(0, first)]
-        self._domain_keys_arr = np.array([derive_key(self.seed, "domain", n) for n in names], dtype=np.uint64)
-        self._n_u64 = self._n.astype(np.uint64)
-        self._bits = np.array([width(int(n)) for n in counts], dtype=np.uint64)
+        self._passes = PassItems(names, counts, self.seed)
         self._order_key = derive_key(self.seed, "order")
         self._iid_key = derive_key(self.seed, "iid")
         self._arange_b = np.arange(self.batch_size, dtype=np.uint64)
@@ -695,25 +694,12 @@ class MixtureSampler:
         return domains, indices
 
     def _items(self, domains: np.ndarray, start: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        """Items for sorted ``domains`` taking draws start[d], start[d]+1, ...: keyed pass permutations.
-
-        Draw j of domain d is pass j // n_d at offset j mod n_d, permuted with key(d, pass); all
-        domains go through one vectorised Feistel pass.
-        """
-        first = np.cumsum(counts) - counts
-        j = start[domains] + (np.arange(len(domains), dtype=np.int64) - first[domains])
-        n = self._n[domains]
-        passes = j // n
-        offsets = (j - passes * n).astype(np.uint64)
-        keys = self._domain_keys_arr[domains] ^ splitmix64(passes.astype(np.uint64))
-        return permute_each(offsets, self._n_u64[domains], self._bits[domains], keys).astype(np.int64)
+        """Items for sorted ``domains`` taking draws start[d], start[d]+1, ... (`coolmix.items`)."""
+        return self._passes.take(domains, start, counts)
 
     def _domain_items(self, i: int, start: int, count: int) -> np.ndarray:
         """Items for draws [start, start + count) of domain i alone (for tests and tools)."""
-        starts = np.zeros(len(self.names), dtype=np.int64)
-        counts = np.zeros(len(self.names), dtype=np.int64)
-        starts[i], counts[i] = start, count
-        return self._items(np.full(count, i, dtype=np.int64), starts, counts)
+        return self._passes.run(i, start, count)
 
     def __repr__(self) -> str:
         return (
