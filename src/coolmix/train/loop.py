@@ -17,7 +17,8 @@ import ctypes
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,24 @@ def _train(
     start = state["step"] if state is not None else 0
     jsonl, sinks = _open_sinks(out, cfg, state, console, extra_sinks, start, env)
     clock = _Clock(state["elapsed"] if state is not None else 0.0, stats)
+    ctx = _Run(
+        cfg=cfg,
+        out=out,
+        env=env,
+        data=data,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        sampler=sampler,
+        weights=weights,
+        stats=stats,
+        grads=grads,
+        extras=extras,
+        clock=clock,
+        jsonl=jsonl,
+        owned=owned,
+        amp=amp,
+    )
     record: dict[str, Any] = {}
     try:
         for step in range(start, run.total_steps):
@@ -218,28 +237,13 @@ def _train(
                     s.progress(done, status)
             last = done == run.total_steps
             if done % run.eval_every == 0 or last:
-                record = _evaluate(cfg, data, model, sampler, weights, stats, clock, step, env, amp, last)
+                record = _evaluate(ctx, step, last)
                 record.update(grads.pop())
                 extras.after_eval(done, record, model)  # ledger, overfit flags, adaptive switch, ...
                 for s in sinks:
                     s.write(record)
             if done % run.checkpoint_interval == 0 or last:
-                _save_checkpoint(
-                    out,
-                    cfg,
-                    done,
-                    model,
-                    optimizer,
-                    scheduler,
-                    sampler,
-                    stats,
-                    clock,
-                    jsonl,
-                    env,
-                    extras,
-                    grads,
-                    owned,
-                )
+                _save_checkpoint(ctx, done)
     finally:
         for s in sinks:
             s.close()
@@ -356,6 +360,29 @@ class _Clock:
         return rate
 
 
+@dataclass(frozen=True)
+class _Run:
+    """One run's pieces, built once by `_train` and handed to the helpers the loop calls
+    (`_evaluate`, `_save_checkpoint`) instead of a dozen positional arguments."""
+
+    cfg: TrainConfig
+    out: Path
+    env: Env
+    data: tasks.TaskData
+    model: torch.nn.Module  # the bare model (not the DDP wrapper): evaluated and checkpointed
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    sampler: MixtureSampler
+    weights: LossWeights
+    stats: DomainStats
+    grads: GradLog
+    extras: Extras
+    clock: _Clock
+    jsonl: JsonlSink | None  # rank 0's metrics file; None on other ranks
+    owned: list[tuple[int, Path]]  # the checkpoints this run may prune (rank 0 fills it)
+    amp: Callable[[], torch.autocast]  # the autocast context of the forward passes
+
+
 def _load_state(
     out: Path, cfg: TrainConfig, resume: bool, env: Env, owned: list[tuple[int, Path]]
 ) -> dict[str, Any] | None:
@@ -402,22 +429,13 @@ def _open_sinks(
     return jsonl, sinks
 
 
-def _evaluate(
-    cfg: TrainConfig,
-    data: tasks.TaskData,
-    model: torch.nn.Module,
-    sampler: MixtureSampler,
-    weights: LossWeights,
-    stats: DomainStats,
-    clock: _Clock,
-    step: int,
-    env: Env,
-    amp: Any,
-    last: bool,
-) -> dict[str, Any]:
+def _evaluate(ctx: _Run, step: int, last: bool) -> dict[str, Any]:
     """One metrics record after ``step``: exposure, running train loss, dev (and test at the end)."""
     from coolmix.models import per_example_loss
 
+    cfg, data, model, sampler, stats, clock, env = (
+        ctx.cfg, ctx.data, ctx.model, ctx.sampler, ctx.stats, ctx.clock, ctx.env
+    )
     stats.reduce(env)
     tokens = stats.token_counts()
     sizes = sampler.sizes
@@ -427,7 +445,7 @@ def _evaluate(
         "lr": cfg.optim.lr * lr_factor(cfg.optim, cfg.run.total_steps, step),
         "tau": sampler.tau_at(step),
         "probs": sampler.probs_at(step),
-        "weights": dict(weights.mapping),
+        "weights": dict(ctx.weights.mapping),
         "sizes": {n: int(s) for n, s in zip(sampler.names, sizes.tolist(), strict=True)},
         "examples": sampler.cursors,
         "tokens": tokens,
@@ -442,10 +460,10 @@ def _evaluate(
         arrays = data.splits[split]
         bs, limit = cfg.run.batch_size, cfg.run.eval_batches * cfg.run.batch_size
         table: dict[str, Any] = {
-            "loss": tasks.split_losses(model, data.task, arrays, loss_fn, bs, limit, env, amp())
+            "loss": tasks.split_losses(model, data.task, arrays, loss_fn, bs, limit, env, ctx.amp())
         }
         if isinstance(data.task, tasks.MTTask) and cfg.run.max_decode > 0:
-            table.update(_mt_scores(model, data.task, arrays, cfg, env, amp))
+            table.update(_mt_scores(model, data.task, arrays, cfg, env, ctx.amp))
         record[split] = table
     if last:
         record["final"] = True
@@ -474,34 +492,26 @@ def _mt_scores(
     return out
 
 
-def _save_checkpoint(
-    out: Path,
-    cfg: TrainConfig,
-    done: int,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    sampler: MixtureSampler,
-    stats: DomainStats,
-    clock: _Clock,
-    jsonl: JsonlSink | None,
-    env: Env,
-    extras: Extras,
-    grads: GradLog,
-    owned: list[tuple[int, Path]],
-) -> None:
+def _save_checkpoint(ctx: _Run, done: int) -> None:
     """Everything needed to continue exactly; rank 0 writes (after the metrics are on disk)."""
-    stats.reduce(env)  # collective: every rank, so rank 0 holds the totals it saves
-    grads_state = grads.state_dict()  # every rank: it moves the pending norms off the device
-    if jsonl is None:
+    ctx.stats.reduce(ctx.env)  # collective: every rank, so rank 0 holds the totals it saves
+    grads_state = ctx.grads.state_dict()  # every rank: it moves the pending norms off the device
+    if ctx.jsonl is None:
         return
-    jsonl.sync()
+    ctx.jsonl.sync()
     payload = checkpoint.snapshot(
-        done, config_hash(cfg), model, optimizer, scheduler, sampler, stats, env.world_size
+        done,
+        config_hash(ctx.cfg),
+        ctx.model,
+        ctx.optimizer,
+        ctx.scheduler,
+        ctx.sampler,
+        ctx.stats,
+        ctx.env.world_size,
     )
-    payload["elapsed"] = clock.elapsed()
-    payload["extras"] = extras.state_dict()
-    payload["metrics"] = jsonl.state()  # with its text: the checkpoint can rebuild the file
+    payload["elapsed"] = ctx.clock.elapsed()
+    payload["extras"] = ctx.extras.state_dict()
+    payload["metrics"] = ctx.jsonl.state()  # with its text: the checkpoint can rebuild the file
     payload["grads"] = grads_state
-    payload["threads"], payload["device"] = torch.get_num_threads(), env.device.type
-    checkpoint.save(out, done, payload, cfg.run.keep, owned)
+    payload["threads"], payload["device"] = torch.get_num_threads(), ctx.env.device.type
+    checkpoint.save(ctx.out, done, payload, ctx.cfg.run.keep, ctx.owned)
