@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "report": "coolmix.cli.report",
     "ledger": "coolmix.cli.ledger",
     "ablation": "coolmix.cli.ablation",
+    "rescore": "coolmix.cli.rescore",
 }
 """Subcommand -> module exposing ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``."""
 

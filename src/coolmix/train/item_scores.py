@@ -1,0 +1,115 @@
+"""Per-item test scores: every test item's loss (and for MT its chrF statistics).
+
+The headline test numbers average a fixed slice of the test set; these keep one value per item
+over the *whole* split, so a report can bootstrap over test items inside each seed and say which
+gaps the test set can resolve (`coolmix.reproduce.resolution`). Stored in the final metrics
+record under ``test_items``:
+
+- ``loss[lang]``: each item's mean token loss; ``tokens[lang]``: its target token count, so the
+  split's loss is Σ loss·tokens / Σ tokens, the same token-level mean as the headline number;
+- ``chrf[lang]`` (MT): each sentence's chrF sufficient statistics (sacrebleu's 3 counts per
+  character n-gram order), so corpus chrF of any resample is exact: chrF(Σ rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from coolmix.errors import ConfigError
+
+__all__ = ["ITEMS_KEY", "chrf_from_stats", "chrf_stats", "item_losses", "test_items"]
+
+ITEMS_KEY = "test_items"
+LOSS_DIGITS = 5
+"""Per-item losses are stored rounded to 1e-5 nats: far below any gap a report reads."""
+
+
+@torch.no_grad()
+def item_losses(
+    model: torch.nn.Module,
+    task: Any,
+    data: Any,
+    loss_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+    batch_size: int,
+    device: Any,
+    autocast: Any,
+) -> tuple[dict[str, list[float]], dict[str, list[int]]]:
+    """(per-item mean token loss, per-item target tokens) for every item of every domain of ``data``.
+
+    Every rank scores the whole split (it is small: a test set), so no collective is needed.
+    """
+    was_training = model.training
+    model.eval()
+    losses: dict[str, list[float]] = {}
+    tokens: dict[str, list[int]] = {}
+    try:
+        for k, lang in enumerate(data.names):
+            items = np.arange(data.size(k), dtype=np.int64)
+            lo: list[float] = []
+            tok: list[int] = []
+            for i in range(0, len(items), batch_size):
+                chunk = items[i : i + batch_size]
+                b = task.batch(data, np.full(len(chunk), k, dtype=np.int64), chunk, device)
+                with autocast:
+                    loss, n_tok = loss_fn(model(*b.inputs), b.targets)
+                lo += [round(float(x), LOSS_DIGITS) for x in loss.double().tolist()]
+                tok += [int(x) for x in n_tok.tolist()]
+            losses[lang], tokens[lang] = lo, tok
+    finally:
+        model.train(was_training)
+    return losses, tokens
+
+
+def chrf_stats(hyps: Sequence[str], refs: Sequence[str]) -> list[list[int]]:
+    """Each sentence's chrF statistics (sacrebleu CHRF, chrF2 defaults): one row per sentence."""
+    from sacrebleu.metrics import CHRF
+
+    if len(hyps) != len(refs):
+        raise ConfigError("hyps", len(hyps), f"needs one hypothesis per reference ({len(refs)})")
+    rows = CHRF()._extract_corpus_statistics(list(hyps), [list(refs)])
+    return [[int(v) for v in row] for row in rows]
+
+
+def chrf_from_stats(rows: np.ndarray) -> float:
+    """Corpus chrF of sentences whose statistics are ``rows`` (summed, then scored as sacrebleu does).
+
+    >>> s = chrf_stats(["the cat sat", "a dog"], ["the cat sat on", "the dog"])
+    >>> round(chrf_from_stats(np.asarray(s)), 4)
+    65.5108
+    """
+    from sacrebleu.metrics import CHRF
+
+    total = np.asarray(rows, dtype=np.int64).sum(axis=0)
+    return float(CHRF()._compute_score_from_stats([int(v) for v in total]).score)
+
+
+def test_items(
+    model: torch.nn.Module,
+    data: Any,
+    loss_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+    batch_size: int,
+    device: Any,
+    autocast: Callable[[], Any],
+    translate: Callable[[int], tuple[list[str], list[str]]] | None = None,
+) -> dict[str, Any]:
+    """The ``test_items`` record of a trained model on its whole test split (see the module doc).
+
+    ``translate(k)`` (MT) returns (hypotheses, references) for every test sentence of domain k.
+    """
+    arrays = data.splits["test"]
+    losses, tokens = item_losses(model, data.task, arrays, loss_fn, batch_size, device, autocast())
+    out: dict[str, Any] = {
+        "n": {lang: len(v) for lang, v in losses.items()},
+        "loss": losses,
+        "tokens": tokens,
+    }
+    if translate is not None:
+        out["chrf"] = {}
+        for k, lang in enumerate(arrays.names):
+            hyps, refs = translate(k)
+            out["chrf"][lang] = chrf_stats(hyps, refs) if refs else []
+    return out
