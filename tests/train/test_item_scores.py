@@ -29,9 +29,9 @@ def test_rescore_adds_up_to_the_headline_test_loss_and_scores_every_item(lm_conf
         assert len(items["loss"][lang]) == len(items["tokens"][lang]) == 16
         assert _weighted(items, lang, 8) == pytest.approx(record["test"]["loss"][lang], abs=2e-5)
         assert _weighted(items, lang) != pytest.approx(record["test"]["loss"][lang], abs=1e-6)
-    if ITEMS_KEY in record:  # the trainer writes the same record at the end of the run
-        assert record[ITEMS_KEY]["loss"] == items["loss"]
-        assert record[ITEMS_KEY]["tokens"] == items["tokens"]
+    # the trainer writes the same record at the end of the run
+    assert record[ITEMS_KEY]["loss"] == items["loss"]
+    assert record[ITEMS_KEY]["tokens"] == items["tokens"]
 
 
 def test_rescore_refuses_a_run_without_its_final_checkpoint(lm_config, data_cache, tmp_path):
