@@ -153,6 +153,13 @@ def test_mt_smoke_decodes_and_scores_each_language(tmp_path, cache_dir, data_cac
             assert set(result[split][metric]) == {"es", "gl", "eo"}, (split, metric)
         assert all(0.0 <= v <= 100.0 for v in result[split]["chrf"].values())
     assert sum(result["examples"].values()) == 4 * 8
+    # every test sentence decoded and kept as chrF statistics; its first max_decode give the headline chrF
+    from coolmix.train.item_scores import chrf_from_stats
+
+    chrf = result["test_items"]["chrf"]
+    assert {k: len(v) for k, v in chrf.items()} == {"es": 8, "gl": 8, "eo": 8}
+    for lang, rows in chrf.items():
+        assert chrf_from_stats(np.asarray(rows[:4])) == pytest.approx(result["test"]["chrf"][lang], abs=1e-9)
 
 
 def test_refuses_to_overwrite_a_run_and_to_resume_another_config(tmp_path, lm_config, data_cache):
