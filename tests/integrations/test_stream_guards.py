@@ -1,4 +1,4 @@
-"""Stream guards: every lane-state field checked on load, a state resumes only its own run, items
+"""Stream guards: every stream-state field checked on load, a state resumes only its own run, items
 cannot overwrite their tag, token ids are in [0, 2**63), and a failing source never silently
 shortens or skips the stream."""
 
@@ -70,18 +70,19 @@ def test_a_saved_state_resumes_exactly(mode):
 @pytest.mark.parametrize(
     ("mode", "key", "value", "field"),
     [
-        ("examples", "residuals", {"en": 1e18, "sw": -1e18}, "stream_state.residuals.en"),
-        ("examples", "residuals", {"en": float("nan"), "sw": 0.0}, "stream_state.residuals.en"),
-        ("examples", "residuals", {"en": 0.5, "sw": 0.4}, "stream_state.residuals"),
-        ("examples", "batches", -4, "stream_state.batches"),
-        ("examples", "batches", 2, "stream_state.batches"),
-        ("examples", "batches", "3", "stream_state.batches"),
+        ("examples", "step", -4, "stream_state.step"),
+        ("examples", "step", 9, "stream_state.step"),
+        ("examples", "step", 2, "stream_state.streams"),  # the readers are not at step 2's counts
+        ("examples", "step", "3", "stream_state.step"),
         ("examples", "realised", {"en": 3}, "stream_state.realised"),
+        ("examples", "realised", {"en": {"documents": 0, "tokens": 0}, "sw": {"documents": 0, "tokens": 0}},
+         "stream_state.realised"),
         ("examples", "streams", {"en": {"pass": 0}}, "stream_state.streams"),
-        ("examples", "layout", [1], "stream_state.layout"),
-        ("examples", "lane", 5, "stream_state.lane"),
+        ("examples", "layout", [1, 2], "stream_state.layout"),  # no layout in a global state
+        ("examples", "version", 2, "stream_state.version"),  # a lane state of the earlier format
         ("examples", "version", 1, "stream_state.version"),
         ("examples", "extra", 1, "stream_state.extra"),
+        ("packed", "step", 2, "stream_state.step"),
         ("packed", "packer", {"version": 2}, "stream_state.packer_state.shape"),
         ("packed", "realised", {"en": {"documents": 0, "tokens": 0}, "sw": {"documents": 0, "tokens": 0}},
          "stream_state.realised"),
@@ -192,8 +193,8 @@ def test_a_lane_whose_source_raised_never_ends_silently():
             next(it)
         assert e.value.field.startswith("sources.")
     with pytest.raises(cm.ConfigError):
-        mix.state_dict()  # mid-batch: no boundary to save
+        mix.state_dict()  # mid-step: no boundary to save
     healthy = {"a": Flaky(100, fail=False), "b": Flaky(200, fail=False)}
     again = StreamMixture(healthy, {"a": 1, "b": 1}, 1.0, total_steps=6, batch_size=2)
     again.load_state_dict(saved)
-    assert len(list(again)) == 6 - saved["batches"]
+    assert len(list(again)) == 6 - saved["step"]

@@ -1,4 +1,4 @@
-"""Streaming sources: passes, lanes (2 ranks × 2 workers) without duplicates or gaps, exact resume."""
+"""Streaming sources: passes, lanes (ranks × workers) that together are the global stream, resume."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from coolmix import ConfigError, Cooldown
-from coolmix.integrations.streams import DomainStream, PackedStreams, StreamMixture, realised_from_state
+from coolmix.integrations.streams import (
+    DomainStream,
+    PackedStreams,
+    StreamMixture,
+    latest_state,
+    realised_from_state,
+)
 from coolmix.packing import token_weights
 
 datasets = pytest.importorskip("datasets")
@@ -85,19 +91,23 @@ def mixture(sources, **kw):
     )
 
 
-def lane_items(sources, rank, worker, steps=40):
-    """The texts each domain gave one lane of 2 ranks × 2 workers, in order."""
-    mix = mixture(sources)
-    got = {d: [] for d in SIZES}
-    for batch in mix.lane(rank=rank, world_size=2, worker=worker, workers=2):
-        for ex in batch:
-            got[ex["domain_name"]].append(ex["text"])
-    return got, mix.state_dict()
+def layout_stream(make, world_size, workers, steps):
+    """The global stream as the lanes of a layout yield it: step s = the ranks' rows of worker s % W."""
+    coords = [(r, w) for r in range(world_size) for w in range(workers)]
+    lanes = {(r, w): list(make().lane(r, world_size, w, workers)) for r, w in coords}
+    out = []
+    for s in range(steps):
+        parts = [lanes[(r, s % workers)][s // workers] for r in range(world_size)]
+        if isinstance(parts[0], dict):  # packed rows: stack the ranks' rows
+            out.append({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+        else:
+            out.append([ex for p in parts for ex in p])
+    return out
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_four_lanes_partition_every_pass(kind, tmp_path):
-    """2 ranks × 2 workers = 4 lanes: within each pass, every item goes to exactly one lane."""
+    """4 strided views of one domain: within each pass, every item goes to exactly one view."""
     if kind == "node":
         pytest.importorskip("torchdata")
     sources = make_sources(kind, tmp_path)
@@ -115,29 +125,28 @@ def test_four_lanes_partition_every_pass(kind, tmp_path):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_mixture_lanes_read_their_substreams_in_order(kind, tmp_path):
-    """What each of the 4 lanes' batches hold, per domain, is its sub-stream, in order, no skips."""
+def test_the_lanes_of_2x2_are_the_single_process_stream(kind, tmp_path):
+    """What the 4 lanes yield together is the 1-lane stream, and each domain reads in its own order."""
     if kind == "node":
         pytest.importorskip("torchdata")
     sources = make_sources(kind, tmp_path)
-    for rank in range(2):
-        for worker in range(2):
-            got, state = lane_items(sources, rank, worker)
-            for d, seq in got.items():
-                assert state["streams"][d]["pass"] >= 1  # long enough to cover a restart
-                s = DomainStream(sources[d], d, 2 * rank + worker, 4)
-                assert seq == [next(s)["text"] for _ in seq]
+    whole = list(mixture(sources))
+    assert layout_stream(lambda: mixture(sources), 2, 2, 40) == whole
+    for d, n in SIZES.items():
+        seq = [ex["text"] for batch in whole for ex in batch if ex["domain_name"] == d]
+        assert len(seq) > n  # long enough to cover a new pass
+        reader = DomainStream(sources[d], d)  # the domain's global order, pass after pass
+        assert seq == [next(reader)["text"] for _ in seq]
+        assert sorted(seq[:n]) == sorted(f"{d}-{i}" for i in range(n))
 
 
-def test_lane_batches_have_exact_counts():
-    """Each lane's cumulative count per domain is within 1 of Σ b·p(step) over its steps."""
+def test_global_batches_have_exact_counts():
+    """Each domain's global count is within 1 of Σ B·p(step), whatever the layout."""
     sources = make_sources("factory", None)
     sched = Cooldown(hot=5.0, cold=1.0, at=0.5)
-    mix = StreamMixture(sources, SIZES, sched, total_steps=40, batch_size=8)
     planned, counted = np.zeros(2), np.zeros(2)
-    for t, batch in enumerate(mix.lane(rank=1, world_size=2, worker=1, workers=2)):
-        step = 2 * t + 1
-        planned += 4 * np.array(list(sched.probs_at(step, SIZES, 40).values()))
+    for step, batch in enumerate(layout_stream(lambda: mixture(sources), 2, 2, 40)):
+        planned += 8 * np.array(list(sched.probs_at(step, SIZES, 40).values()))
         counted += np.bincount([e["domain"] for e in batch], minlength=2)
         assert np.abs(counted - planned).max() < 1 + 1e-9
 
@@ -154,26 +163,37 @@ def test_stream_mixture_resumes_exactly(kind, stop, tmp_path):
     for _ in range(stop):
         next(it)
     state = json.loads(json.dumps(mix.state_dict()))
-    if kind.startswith("hf") or kind == "node":  # restored from the source's own state, not skipped
+    if kind.startswith("hf") or kind in ("node", "dir"):  # restored from the source's own state, not skipped
         assert all(s["source"] is not None for s in state["streams"].values())
     again = mixture(sources)
     again.load_state_dict(state)
     assert list(again.lane(0, 2, 1, 2)) == whole[stop:]
 
 
-@pytest.mark.parametrize("layout", [(2, 4), (4, 2)])  # other workers; other world size
-def test_resume_under_another_layout_names_the_field_and_both_layouts(layout):
-    """Lanes are not elastic: a state saved as lane 1 of [2 ranks, 2 workers] says so, on one line."""
-    mix = mixture(make_sources("factory", None))
-    next(mix.lane(0, 2, 1, 2))
-    state = json.loads(json.dumps(mix.state_dict()))
-    again = mixture(make_sources("factory", None))
-    again.load_state_dict(state)
-    world_size, workers = layout
-    with pytest.raises(ConfigError) as e:
-        next(again.lane(0, world_size, 1, workers))  # the same lane id (1), another layout
-    assert (e.value.field, e.value.value) == ("stream_state.layout", [2, 2])
-    assert f"resumed under {list(layout)}" in str(e.value) and "\n" not in str(e.value)
+@pytest.mark.parametrize(("saved", "resumed"), [((2, 2), (1, 2)), ((1, 1), (2, 2)), ((2, 2), (4, 1))])
+@pytest.mark.parametrize("kind", ["factory", "hf-steps", "dir"])
+def test_a_state_saved_under_one_layout_resumes_under_another(kind, saved, resumed, tmp_path):
+    """Lanes of ``saved`` stop after step 13 (each worker after its last step <= 13); the latest
+    of their states resumes under ``resumed``: before + after = the uninterrupted stream."""
+    sources = make_sources(kind, tmp_path)
+    whole = list(mixture(sources))
+    (r0, w0), (r1, w1) = saved, resumed
+    states, before = [], {}
+    for r in range(r0):
+        for w in range(w0):
+            mix = mixture(sources)
+            it = mix.lane(r, r0, w, w0)
+            for s in range(w, 14, w0):
+                before[(s, r)] = next(it)
+            states.append(json.loads(json.dumps(mix.state_dict())))
+    state = latest_state(states)
+    assert state["step"] == 14
+    assert [[ex for r in range(r0) for ex in before[(s, r)]] for s in range(14)] == whole[:14]
+    mix = mixture(sources)
+    mix.load_state_dict(state)
+    lanes = {(r, w): list(mix.lane(r, r1, w, w1)) for r in range(r1) for w in range(w1)}
+    after = [[ex for r in range(r1) for ex in lanes[(r, s % w1)][(s - 14) // w1]] for s in range(14, 40)]
+    assert after == whole[14:]
 
 
 def packed(sources, **kw):
@@ -198,19 +218,29 @@ def test_packed_streams_resume_exactly_mid_document(kind, tmp_path):
     for want, got in zip(whole[5:], rest, strict=True):
         for key in want:
             np.testing.assert_array_equal(want[key], got[key])
-    with pytest.raises(ConfigError, match=r"^stream_state.lane=2: saved by another lane; this is lane 0"):
-        other = packed(sources)
-        other.load_state_dict(state)
-        next(other.lane(0, 2, 0, 2))
 
 
 def test_packed_lane_shapes_and_realised_counts():
-    ps = packed(make_sources("factory", None))
+    """A rank's batches hold its rows; the realised counts in its state are the run's (both ranks')."""
+    sources = make_sources("factory", None)
+    ps = packed(sources)
     batches = list(ps.lane(0, 2, 0, 1))
     assert len(batches) == 30 and batches[0]["input_ids"].shape == (2, 8)
-    dom = np.concatenate([b["domain_ids"] for b in batches])
+    other = list(packed(sources).lane(1, 2, 0, 1))
+    dom = np.concatenate([b["domain_ids"] for b in batches + other])
     total = realised_from_state([ps.state_dict()])
     assert total["en"]["tokens"] == int((dom == 0).sum()) and total["sw"]["tokens"] == int((dom == 1).sum())
+
+
+@pytest.mark.parametrize("layout", [(2, 1), (2, 2), (4, 1), (1, 3)])
+def test_packed_lanes_are_the_single_process_packing(layout):
+    """One global packer: the ranks' rows of every step are the 1-lane batch, whatever the layout."""
+    sources = make_sources("factory", None)
+    whole = list(packed(sources))
+    got = layout_stream(lambda: packed(sources), *layout, 30)
+    for want, have in zip(whole, got, strict=True):
+        for key in want:
+            np.testing.assert_array_equal(want[key], have[key])
 
 
 def test_domain_stream_calls_set_epoch_with_the_pass_number():
@@ -235,7 +265,7 @@ def test_bad_sources_are_one_line_errors():
         s = DomainStream(iter([1]), "x")
         next(s), next(s)
     with pytest.raises(ConfigError, match="no items"):
-        next(DomainStream(lambda: iter([1]), "x", lane=1, lanes=2))
+        next(DomainStream(lambda: iter([]), "x", lane=1, lanes=2))
     with pytest.raises(ConfigError, match="domains"):
         mixture({"en": [1]})
 

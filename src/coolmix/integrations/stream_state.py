@@ -1,11 +1,13 @@
-"""Reading a stream lane's saved state (`coolmix.integrations.streams`): every field checked.
+"""Reading a stream's saved state (`coolmix.integrations.streams`): every field checked on load.
 
-A lane state names its run (total_steps, schedule, sizes and the per-step amount; the seed for
-`StreamMixture`) and is refused under another one (a deliberate change is a new stream); its
-counters must be ints in range and agree with each other (items taken per domain = documents
-realised, Σ documents = batches × per-rank batch size, residuals as `MixtureSampler` keeps them),
-so a hand-edited or foreign state is one `ConfigError` naming ``stream_state.<field>``, never a
-KeyError, an endless loop or a silently different stream.
+A stream state is *global*: the run it belongs to (total_steps, schedule, sizes, the per-step
+amount; the seed for `StreamMixture`), the next global ``step``, one reader state per domain at
+that step's position in the domain's global order (``streams``), the realised exposure, and for
+`PackedStreams` the global packer. It holds no rank, worker or layout, so it resumes under any
+(ranks × workers) layout. Its counters must be ints in range and agree with each other (items
+read per domain = documents realised = the composition's cumulative counts at ``step``), so a
+hand-edited or foreign state is one `ConfigError` naming ``stream_state.<field>``, raised by
+``load_state_dict``, never at the first ``next``, never a KeyError or a silently different stream.
 """
 
 from __future__ import annotations
@@ -16,74 +18,81 @@ from typing import Any
 import numpy as np
 
 from coolmix.errors import ConfigError
+from coolmix.integrations.readers import CONSUMED_KEY, PASS_KEY, SOURCE_KEY, TOTAL_KEY, ItemReader
 from coolmix.state_reader import StateReader
 
 __all__ = [
     "CONSUMED_KEY",
-    "LAYOUT_KEY",
     "PASS_KEY",
     "REALISED_KEY",
     "SOURCE_KEY",
     "STATE_VERSION",
+    "STEP_KEY",
+    "STREAMS_KEY",
     "TOTAL_KEY",
-    "read_domain",
-    "read_examples_lane",
-    "read_lane",
-    "read_packed_lane",
+    "read_examples",
+    "read_packed",
+    "read_reader",
+    "read_stream",
 ]
 
-STATE_VERSION = 2
-"""Version of a lane's `state_dict`: 2 added the run it belongs to (total_steps, schedule, sizes,
-batch_size/rows, seed) and the checks of every field on load."""
+STATE_VERSION = 3
+"""Version of a stream's `state_dict`: 3 made it global (one composition for all lanes; no lane,
+no layout: it resumes under any ranks × workers); 2 named the run; 1 was the first lane format."""
 
-PASS_KEY, CONSUMED_KEY, SOURCE_KEY, TOTAL_KEY = "pass", "consumed", "source", "total"
-LAYOUT_KEY, REALISED_KEY = "layout", "realised"
+STEP_KEY, STREAMS_KEY, REALISED_KEY = "step", "streams", "realised"
 PREFIX = "stream_state"
 
 
-def read_domain(state: Any, name: str, kind: str) -> tuple[int, int, int, Any]:
-    """(pass, consumed, total, source state) of one domain's stream, each checked.
+def read_reader(state: Any, name: str, cls: type[ItemReader]) -> tuple[int, int, int, Any]:
+    """(pass, consumed, total, source state) of one domain's reader, each checked.
 
-    Every finished pass gave this lane at least one item, so total >= pass + consumed; only HF and
-    torchdata sources keep a state of their own (a mapping), the others are skipped forward.
+    Every finished pass gave at least one item, so total >= pass + consumed; the source state is
+    checked by the reader class (HF / torchdata: a mapping; shard dir: file and byte; else None).
     """
-    r = StateReader(state, f"{PREFIX}.streams.{name}")
+    r = StateReader(state, f"{PREFIX}.{STREAMS_KEY}.{name}")
+    r.only((PASS_KEY, CONSUMED_KEY, TOTAL_KEY, SOURCE_KEY))
     p, consumed, total = r.integer(PASS_KEY), r.integer(CONSUMED_KEY), r.integer(TOTAL_KEY)
     if p + consumed > total:
-        why = f"fewer than pass + consumed = {p + consumed} (every finished pass gave this lane an item)"
+        why = f"fewer than pass + consumed = {p + consumed} (every finished pass gave an item)"
         raise r.fail(TOTAL_KEY, total, why)
     src = r.get(SOURCE_KEY)
-    if src is not None and (kind not in ("hf", "node") or not isinstance(src, Mapping)):
-        why = f"a {kind} source keeps no state of its own (only HF and torchdata sources, as a mapping)"
-        raise r.fail(SOURCE_KEY, type(src).__name__, why)
+    cls.check_source_state(src, r.field(SOURCE_KEY))
     return p, consumed, total, src
 
 
-def read_lane(
-    state: Any, run: Mapping[str, Any], names: Sequence[str], kinds: Sequence[str]
-) -> tuple[StateReader, list[int], list[int]]:
-    """Check the fields every lane has; returns (reader, layout, items taken per domain).
+def read_stream(
+    state: Any,
+    run: Mapping[str, Any],
+    names: Sequence[str],
+    classes: Sequence[type[ItemReader]],
+    keys: Sequence[str],
+) -> tuple[StateReader, int, list[int]]:
+    """Check the fields every stream state has; returns (reader, step, items read per domain).
 
-    ``run`` is the mixer's identity (`_Lanes._run_fields`): each entry must equal the saved one.
+    ``run`` is the mixer's identity (`_Lanes._run_fields`): each entry must equal the saved one;
+    ``keys`` are the mixer's own extra fields (no others are allowed).
     """
     r = StateReader(state, PREFIX, "a stream's state_dict()")
     version = r.get("version")
+    if version in (1, 2):
+        why = (
+            f"a per-lane state of coolmix's earlier streams; version {STATE_VERSION} streams are global "
+            "(another stream, elastic across layouts): restart the data stream or resume with that coolmix"
+        )
+        raise r.fail("version", version, why)
     if version != STATE_VERSION or isinstance(version, bool):
         raise r.fail("version", version, f"expected {STATE_VERSION}")
+    r.only(("version", STEP_KEY, STREAMS_KEY, REALISED_KEY, *run, *keys))
     for key, mine in run.items():
         r.same(key, mine, "this stream (a deliberate change is a new stream)")
-    layout = r.get(LAYOUT_KEY)
-    if not isinstance(layout, list) or len(layout) != 2:
-        raise r.fail(LAYOUT_KEY, layout, "must be [world_size, workers]")
-    world = r.integer(LAYOUT_KEY, lo=1, value=layout[0], field=r.field(LAYOUT_KEY))
-    workers = r.integer(LAYOUT_KEY, lo=1, value=layout[1], field=r.field(LAYOUT_KEY))
-    r.integer("lane", hi=world * workers - 1)
-    streams = r.mapping("streams")
+    step = r.integer(STEP_KEY, hi=int(run["total_steps"]))
+    streams = r.mapping(STREAMS_KEY)
     if set(streams.state) != set(names):
         why = f"need one state per domain: {', '.join(names)}"
-        raise r.fail("streams", sorted(map(str, streams.state)), why)
-    totals = [read_domain(streams.state[n], n, k)[2] for n, k in zip(names, kinds, strict=True)]
-    return r, [world, workers], totals
+        raise r.fail(STREAMS_KEY, sorted(map(str, streams.state)), why)
+    totals = [read_reader(streams.state[n], n, c)[2] for n, c in zip(names, classes, strict=True)]
+    return r, step, totals
 
 
 def _realised(r: StateReader, names: Sequence[str]) -> tuple[list[int], list[int]]:
@@ -95,59 +104,41 @@ def _realised(r: StateReader, names: Sequence[str]) -> tuple[list[int], list[int
     docs, toks = [], []
     for n in names:
         entry = realised.mapping(n)
+        entry.only(("documents", "tokens"))
         docs.append(entry.integer("documents"))
         toks.append(entry.integer("tokens"))
     return docs, toks
 
 
-BASE_KEYS = ("version", "lane", LAYOUT_KEY, "streams")
-
-
-def read_examples_lane(
-    r: StateReader, names: Sequence[str], totals: list[int], local: int, total_steps: int
-) -> tuple[int, np.ndarray, list[int], list[int]]:
-    """`StreamMixture`'s fields: (batches, residuals, documents, tokens), checked against each other."""
-    r.only(
-        (
-            *BASE_KEYS,
-            "total_steps",
-            "schedule",
-            "sizes",
-            "batch_size",
-            "seed",
-            "batches",
-            "residuals",
-            REALISED_KEY,
-        )
-    )
-    k = len(names)
-    batches = r.integer("batches", hi=total_steps)
-    residuals = np.array(r.per_domain("residuals", names, r.real, lo=-k - 2.0, hi=k + 2.0))
-    if abs(float(residuals.sum())) > 1e-6 * (1 + local + k):
-        raise r.fail("residuals", dict(zip(names, residuals.tolist(), strict=True)), "must sum to 0")
+def read_examples(
+    r: StateReader, names: Sequence[str], totals: list[int], planned: np.ndarray
+) -> tuple[list[int], list[int]]:
+    """`StreamMixture`'s checks: items read per domain = the composition's cumulative counts at the
+    saved step (``planned``) = documents realised. Returns (documents, tokens)."""
+    want = dict(zip(names, planned.tolist(), strict=True))
+    if totals != planned.tolist():
+        why = f"items read per domain must be the composition's counts before this step, {want}"
+        raise r.fail(STREAMS_KEY, dict(zip(names, totals, strict=True)), why)
     docs, toks = _realised(r, names)
     if docs != totals:
-        took = dict(zip(names, totals, strict=True))
-        why = f"documents per domain must equal the items each stream took ({took})"
+        why = f"documents per domain must equal the items each stream read ({want})"
         raise r.fail(REALISED_KEY, dict(zip(names, docs, strict=True)), why)
-    if sum(docs) != batches * local:
-        why = f"{sum(docs)} documents in {batches} batches of {local} (per rank)"
-        raise r.fail("batches", batches, why)
-    return batches, residuals, docs, toks
+    return docs, toks
 
 
-def read_packed_lane(r: StateReader, packer: Any, names: Sequence[str], totals: list[int]) -> None:
-    """`PackedStreams`'s fields: the packer state (loaded into ``packer``, a fresh lane packer),
-    its documents = the items each stream took, and ``realised`` = the packer's own counts."""
-    r.only((*BASE_KEYS, "total_steps", "schedule", "sizes", "rows", "seq_len", "packer", REALISED_KEY))
+def read_packed(r: StateReader, step: int, packer: Any, names: Sequence[str], totals: list[int]) -> None:
+    """`PackedStreams`'s checks: the global packer state (loaded into ``packer``, a fresh one) at
+    ``step``, its documents = the items each stream read, ``realised`` = the packer's own counts."""
     try:
         packer.load_state_dict(r.get("packer"))
     except ConfigError as e:
         raise ConfigError(f"{PREFIX}.{e.field}", e.value, e.why) from None
+    if packer.step != step:
+        raise r.fail(STEP_KEY, step, f"the packer's state is at step {packer.step}")
     docs = [packer.realised()[n]["documents"] for n in names]
     if docs != totals:
-        why = f"the packer's documents {dict(zip(names, docs, strict=True))} ≠ the items each stream took"
-        raise r.fail("streams", dict(zip(names, totals, strict=True)), why)
+        why = f"the packer's documents {dict(zip(names, docs, strict=True))} ≠ the items each stream read"
+        raise r.fail(STREAMS_KEY, dict(zip(names, totals, strict=True)), why)
     if r.get(REALISED_KEY) != packer.realised():
         why = f"must be the packer's own counts {packer.realised()}"
         raise r.fail(REALISED_KEY, r.get(REALISED_KEY), why)

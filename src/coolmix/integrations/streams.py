@@ -2,88 +2,79 @@
 
 A *source* is one domain's items in order: a re-iterable (list, custom iterable), a zero-argument
 factory returning an iterator (a generator function), an HF ``datasets.IterableDataset``, a
-``torchdata.nodes`` node, or a directory of ``*.jsonl`` / ``*.txt`` shards (one item per line). When
-a source runs out, a new *pass* restarts it, calling ``set_epoch(pass)`` where it has one.
+``torchdata.nodes`` node, or a directory of ``*.jsonl`` / ``*.txt`` shards (one item per line).
+`coolmix.integrations.readers` reads each one in the domain's *global order* (pass after pass;
+a pass restarts the source, calling ``set_epoch(pass)`` where it has one).
 
-Lanes. Every (data-parallel rank, DataLoader worker) pair is one *lane*; lane ℓ = rank·W + worker
-of L = world_size·W lanes reads its own sub-stream of every domain, so no item is read by two
-lanes and, within a pass, each lane reads its sub-stream without gaps:
+One global stream, sliced into lanes. Every (data-parallel rank, DataLoader worker) pair is a
+*lane*. The stream is defined globally and does not depend on the layout:
 
-- HF ``IterableDataset``: ``datasets.distributed.split_dataset_by_node(ds, ℓ, L)`` (whole shards
-  when L divides ``num_shards``, else every L-th example);
-- a shard directory: whole files round-robin when L divides the file count, else every L-th line;
-- a source with its own ``shard(num_shards, index)`` (HF-style): that, with ``(L, ℓ)``;
-- anything else: every L-th item (round-robin by item index; the others are read and dropped).
+- `StreamMixture`: the counts of global step s come from one `coolmix.MixtureSampler` (exact:
+  largest remainder with carried residuals, `cumulative_counts`), so each domain's count is
+  within 1 of Σ B·p(s) whatever the number of lanes; the B rows are ordered by a keyed shuffle of
+  (seed, s); global row j takes the next item of its domain in that domain's global order.
+- `PackedStreams`: one `coolmix.packing.TokenPacker` packs the global (rows, seq_len) batch of
+  step s from the domains' global orders (its token deficit decides the domain).
 
-The data-parallel rank and size come from `coolmix.integrations.ranks`, as for the torch
-adapters: explicit ``rank``/``world_size``, a process ``group`` or a device ``mesh`` (its
-``mesh_dim``), else the default group, resolved when iteration starts. Tensor-parallel peers
-(same dp rank) read identical batches, and ``WORLD_SIZE`` > 1 with no group joined is a
-`ConfigError`, not a silent world of one.
+Rank r of R takes the contiguous rows [r·B/R, (r+1)·B/R) of each step (as `MixtureSampler.batch`
+does), and worker w of W makes that rank's batches of steps w, w + W, … (the order a DataLoader
+collects them in). So what all lanes yield together is the single-process stream, for any layout.
 
-Each lane runs the schedule on its own: `StreamMixture` gives each of its batches exact
-per-domain counts (largest remainder with carried residuals, `coolmix.sampler.exact_counts`);
-`PackedStreams` packs (rows/world_size, seq_len) batches with a `coolmix.packing.TokenPacker`.
-Worker w of a rank makes that rank's batches at steps w, w + W, … (the order a DataLoader
-collects them in), and the schedule is evaluated at that global step. Global counts are the sum
-of the lanes': within L items per domain (examples), within L·(one document per domain) (tokens).
+Cost (documented, not hidden): every lane reads every domain's stream and skips the items other
+lanes take, so reading is up to L = R·W times a single reader's. Skips are in contiguous runs (a
+rank's rows of a domain are consecutive in its order; other workers' steps are whole), and use
+the source's own skip where it has one (a shard directory skips lines unparsed; restore is a
+seek). ``transform`` runs only on the lane's own items in `StreamMixture` (on every item when
+``tokens`` is given, to count the global realised tokens); `PackedStreams` must tokenise every
+document in every lane, since the deficit rule needs every document's length: L× the packing
+work. Use more data-parallel ranks or fewer workers when tokenising dominates.
 
-State. Per lane and domain: pass number, items consumed in the pass, plus the source's own
-``state_dict()`` where it has one (HF, torchdata nodes), so restoring is a load. A source without
-state is *skipped forward*: re-iterated from the start of its pass and ``consumed·L`` items dropped
-(cost proportional to the items read in the current pass; a ``transform`` given here runs only on
-kept items, so prefer passing raw items and tokenising through ``transform``). The lane layout is
-part of the state: resume needs the same world size and worker count (lanes are independent, so
-this stream is not world-size-elastic like `MixtureSampler`); another layout is a `ConfigError`
-naming ``stream_state.layout`` with the saved and the current ``[world_size, workers]``. With
-DataLoader workers, use ``torchdata.stateful_dataloader.StatefulDataLoader(ds.as_torch(),
-batch_size=None, ...)``: it calls `state_dict` / `load_state_dict` inside each worker, which is
-the protocol implemented here. A lane state names its run (total_steps, schedule, sizes, batch
-size or rows, seed) and every field is checked on load (`coolmix.integrations.stream_state`).
-When a source raises, the error reaches the loop and the lane stops: every later ``next`` (and
-`state_dict`) is a ConfigError naming the source, never a silently shortened stream; resume from
-a state saved before the failure. Batches cross the worker boundary by value
-(`coolmix.integrations.transfer`).
+State. `state_dict` is global: the run (total_steps, schedule, sizes, batch size or rows, seed),
+the next global step, each domain's reader state at that step's position (its pass, position and
+the source's own state: HF and torchdata states, a shard directory's (file, byte)), the realised
+exposure, and the packer's state for `PackedStreams`. A lane's state after its batch of step s is
+the global state at s + 1, so under a ``StatefulDataLoader`` each worker's saved state restores it
+exactly (same layout), and `latest_state` of all lanes' states (the largest step: what the loader
+delivered) resumes under *any* other layout through ``load_state_dict`` before iterating: no item
+of any domain duplicated or skipped. Every field is checked by ``load_state_dict``
+(`coolmix.integrations.stream_state`), with one-line `ConfigError`s naming the field.
 
-Size: one home for the lane machinery both mixers share (sources and passes, sharding, the state
-format with its reader and writer, the torch view); split, the state format would be read in one
-module and written in another.
+The data-parallel coordinate comes from ``dp=`` (`coolmix.integrations.ranks`; ``rank`` /
+``world_size`` / ``group`` / ``mesh`` still work), resolved when iteration starts. When a source
+raises, the error reaches the loop and the lane stops: every later ``next`` (and `state_dict`) is
+a ConfigError naming the source; resume from a state saved before the failure. Batches cross the
+worker boundary by value (`coolmix.integrations.transfer`).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from coolmix.errors import ConfigError
-from coolmix.fileio import iter_lines, open_regular
+from coolmix.integrations import ranks
 from coolmix.integrations.ranks import DP_MESH_DIM, DataParallel, DataParallelView, data_parallel
+from coolmix.integrations.readers import ItemReader, ShardDirReader, reader_class, reader_for, shard_files
 from coolmix.integrations.stream_state import (
-    CONSUMED_KEY,
-    LAYOUT_KEY,
-    PASS_KEY,
     REALISED_KEY,
-    SOURCE_KEY,
     STATE_VERSION,
-    TOTAL_KEY,
-    read_domain,
-    read_examples_lane,
-    read_lane,
-    read_packed_lane,
+    STEP_KEY,
+    STREAMS_KEY,
+    read_examples,
+    read_packed,
+    read_reader,
+    read_stream,
 )
 from coolmix.integrations.transfer import ByValueBatch
 from coolmix.mixture import Mixture
 from coolmix.packing import LongDocs, TokenPacker, as_tokens, resolve_schedule
 from coolmix.permutation import derive_key, permute, splitmix64
-from coolmix.sampler import exact_counts
-from coolmix.schedules import Context, Schedule
+from coolmix.sampler import MixtureSampler
+from coolmix.schedules import Schedule
 from coolmix.validate import check_int
 
 __all__ = [
@@ -91,164 +82,41 @@ __all__ = [
     "DomainStream",
     "PackedStreams",
     "StreamMixture",
+    "latest_state",
     "realised_from_state",
 ]
 
-SHARD_SUFFIXES = (".jsonl", ".txt")
-
-
-# -- one domain's stream in one lane --------------------------------------------------------------
-
-
-def _kind(source: Any) -> str:
-    if isinstance(source, (str, os.PathLike)):
-        return "dir"
-    if type(source).__module__.startswith("datasets") and hasattr(source, "iter"):
-        return "hf"
-    if hasattr(source, "reset") and hasattr(source, "get_state"):
-        return "node"  # torchdata.nodes.BaseNode
-    if callable(source) and not hasattr(source, "__iter__"):
-        return "factory"
-    if isinstance(source, Iterable):
-        return "iterable"
-    raise ConfigError(
-        "sources", type(source).__name__, "must be an iterable, a factory, an HF/torchdata source or a dir"
-    )
-
 
 class DomainStream:
-    """One domain's items for one lane, in order; a new pass restarts the source; resumable.
+    """Items ``lane``, ``lane + lanes``, … of one domain's global order (a strided view of a reader).
 
-    ``state_dict()`` is ``{"pass", "consumed", "total", "source"}``: the pass number, items this
-    lane took in the pass and overall, and the source's own state (HF / torchdata) or None.
+    ``state_dict()`` is the reader's: ``{"pass", "consumed", "total", "source"}`` (its pass, items
+    read in the pass and overall, and the source's own state where it has one).
 
     >>> s = DomainStream(lambda: iter("abc"), "letters", lane=1, lanes=2)
     >>> [next(s) for _ in range(3)], s.state_dict()["pass"]
-    (['b', 'b', 'b'], 2)
+    (['b', 'a', 'c'], 1)
     """
 
     def __init__(self, source: Any, name: str, lane: int = 0, lanes: int = 1) -> None:
-        self.name, self.kind = name, _kind(source)
-        self.source, self.lane, self.lanes = source, lane, lanes
-        self._pass, self._consumed, self._total = 0, 0, 0
-        self._view: Any = None  # the lane's view of the source (HF split or the node itself)
-        self._it: Iterator[Any] | None = None
-        self._failed = False  # the source raised: a one-shot iterator cannot be reopened
-        if self.kind == "dir":
-            self._files = _shard_files(Path(source))
-
-    # state -----------------------------------------------------------------------------------
+        self.lanes = check_int("lanes", lanes, lo=1)
+        self.lane = check_int("lane", lane, lo=0, hi=self.lanes - 1)
+        self.reader = reader_for(source, name)
+        self.name, self.kind, self.source = name, self.reader.kind, source
 
     def state_dict(self) -> dict[str, Any]:
-        src = None
-        if self._it is not None and self.kind in ("hf", "node"):
-            src = self._view.state_dict()
-        return {PASS_KEY: self._pass, CONSUMED_KEY: self._consumed, TOTAL_KEY: self._total, SOURCE_KEY: src}
+        return self.reader.state_dict()
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self._pass, self._consumed, self._total, src = read_domain(state, self.name, self.kind)
-        self._it = self._open(src if self._consumed else None, skip=0 if src else self._consumed)
-
-    # iteration -------------------------------------------------------------------------------
+        read_reader(state, self.name, type(self.reader))
+        self.reader.load_state_dict(state)
 
     def __iter__(self) -> DomainStream:
         return self
 
     def __next__(self) -> Any:
-        """The next item. If the source raises, the error propagates and the next call reopens the
-        pass and skips the items already taken (as a resume does): the item that failed is read
-        again, nothing is skipped or repeated (a one-shot iterator cannot reopen: ConfigError)."""
-        if self._it is None:
-            self._it = self._open(None, self._consumed)
-        try:
-            item = next(self._it)
-        except StopIteration:
-            if self._consumed == 0:
-                raise self._empty() from None
-            self._pass, self._consumed = self._pass + 1, 0
-            self._it = self._open(None, 0)
-            try:
-                item = next(self._it)
-            except StopIteration:
-                raise self._empty() from None
-        except Exception:
-            self._it, self._failed = None, True  # a failed iterator is done: reopen at (pass, consumed)
-            raise
-        self._consumed += 1
-        self._total += 1
-        return item
-
-    def _empty(self) -> ConfigError:
-        return ConfigError(
-            f"sources.{self.name}", self.kind, f"no items for lane {self.lane} of {self.lanes}"
-        )
-
-    def _open(self, state: Any, skip: int) -> Iterator[Any]:
-        """An iterator over this lane's items of the current pass, resumed from ``state`` or ``skip``."""
-        src, lane, lanes, p = self.source, self.lane, self.lanes, self._pass
-        if self.kind == "hf":
-            from datasets.distributed import split_dataset_by_node
-
-            view = split_dataset_by_node(src, rank=lane, world_size=lanes) if lanes > 1 else src
-            view.set_epoch(p)
-            if state is not None:
-                view.load_state_dict(state)
-            self._view = view
-            # .iter() instead of iter(): HF would shard again by DataLoader worker inside a worker
-            return islice(_unbatch(view.iter(batch_size=1)), skip, None)
-        if self.kind == "node":
-            self._view = src
-            src.reset(state)
-            if state is not None:  # the saved state sits right after this lane's last item
-                return islice(src, lanes - 1, None, lanes)
-            return islice(src, lane + skip * lanes, None, lanes)
-        if hasattr(src, "set_epoch"):
-            src.set_epoch(p)
-        if lanes > 1 and self.kind in ("factory", "iterable") and hasattr(src, "shard"):
-            view = src.shard(num_shards=lanes, index=lane)  # the source's own sharding
-            return islice(
-                view() if callable(view) and not hasattr(view, "__iter__") else iter(view), skip, None
-            )
-        if self.kind == "dir":
-            files = self._files
-            if len(files) % lanes == 0:  # whole files per lane: nothing read twice
-                return islice(_read_lines(files[lane::lanes]), skip, None)
-            return islice(_read_lines(files), lane + skip * lanes, None, lanes)
-        it = src() if self.kind == "factory" else iter(src)
-        if it is src and (p > 0 or self._failed):
-            raise ConfigError(
-                f"sources.{self.name}", type(src).__name__, "a one-shot iterator cannot restart"
-            )
-        return islice(it, lane + skip * lanes, None, lanes)
-
-
-def _unbatch(batches: Iterable[Mapping[str, list[Any]]]) -> Iterator[dict[str, Any]]:
-    for b in batches:
-        yield {k: v[0] for k, v in b.items()}
-
-
-def _shard_files(root: Path) -> list[Path]:
-    if not root.is_dir():
-        raise ConfigError("sources", str(root), "a path source must be a directory of shards")
-    files = sorted(f for f in root.iterdir() if f.suffix in SHARD_SUFFIXES)
-    for f in files:  # a directory, FIFO or device named like a shard: one line now, not a hang later
-        os.close(open_regular(f, os.O_RDONLY, "sources", follow=True))
-    if not files:
-        raise ConfigError("sources", str(root), f"no {' / '.join(SHARD_SUFFIXES)} shards in this directory")
-    return files
-
-
-def _read_lines(files: list[Path]) -> Iterator[Any]:
-    """Items of shard files in order: a JSON value per ``.jsonl`` line, a string per ``.txt`` line."""
-    for f in files:
-        for n, line in iter_lines(f, "sources"):
-            if f.suffix != ".jsonl":
-                yield line.rstrip("\n")
-                continue
-            try:
-                yield json.loads(line)
-            except ValueError as e:
-                raise ConfigError("sources", f"{f}:{n}", f"line {n} is not JSON ({e})") from None
+        self.reader.skip((self.lane - self.reader.total) % self.lanes)
+        return next(self.reader)
 
 
 # -- lanes ----------------------------------------------------------------------------------------
@@ -264,10 +132,24 @@ def _worker() -> tuple[int, int]:
     return (0, 1) if info is None else (info.id, info.num_workers)
 
 
+def _as_dp(dp: Any, rank: Any, world_size: Any, group: Any, mesh: Any, mesh_dim: str) -> DataParallel:
+    """One `DataParallel` from ``dp=`` or the five separate arguments (not both)."""
+    if dp is None:
+        return data_parallel(rank, world_size, group=group, mesh=mesh, mesh_dim=mesh_dim)
+    if rank is not None or world_size is not None or group is not None or mesh is not None:
+        raise ConfigError("dp", dp, "give dp= or rank/world_size/group/mesh, not both")
+    convert = getattr(ranks, "as_data_parallel", None)
+    if convert is not None:
+        return convert(dp)
+    if not isinstance(dp, DataParallel):
+        raise ConfigError("dp", type(dp).__name__, "must be a DataParallel(rank, world_size, group, mesh)")
+    return dp
+
+
 class _LaneIterator:
     """A lane's batches. Once a source (or ``transform``) raised, every later `next` is a ConfigError
     naming it: the generator that raised is finished, and iterating it again would silently end the
-    stream; the lane's counters are mid-batch, so `state_dict` refuses too (resume from a state
+    stream; the lane's counters are mid-step, so `state_dict` refuses too (resume from a state
     saved before the failure, which is exact)."""
 
     def __init__(self, lane: dict[str, Any], batches: Iterator[Any]) -> None:
@@ -286,14 +168,14 @@ class _LaneIterator:
         except StopIteration:
             raise
         except Exception:
-            broken = [s.name for s in self.lane["streams"] if s._failed and s._it is None]
+            broken = [r.name for r in self.lane["readers"] if r._failed]
             self.lane["failed"] = broken[0] if broken else "transform"
             raise
 
 
 class _Lanes(DataParallelView):
-    """Shared machinery: argument checks, sources, the schedule, the data-parallel coordinate,
-    per-lane state, the torch / StatefulDataLoader protocol.
+    """Shared machinery: argument checks, readers, the schedule, the data-parallel coordinate, the
+    global state, the torch / StatefulDataLoader protocol.
 
     ``per_step`` is the subclass's global amount per step, ``(field, value, largest)``
     (``batch_size`` examples or ``rows``), split evenly over the data-parallel ranks.
@@ -315,9 +197,11 @@ class _Lanes(DataParallelView):
         if not isinstance(sources, Mapping) or set(sources) != set(self.names):
             got = sorted(sources) if isinstance(sources, Mapping) else sources
             raise ConfigError("sources", got, f"need exactly the domains {list(self.names)}")
-        for n in self.names:
-            _kind(sources[n])
         self.sources = {n: sources[n] for n in self.names}
+        self._classes = [reader_class(self.sources[n]) for n in self.names]
+        for n, cls in zip(self.names, self._classes, strict=True):
+            if cls is ShardDirReader:  # a bad directory is one line now, not at the first batch
+                shard_files(Path(self.sources[n]), n)
         field, value, largest = per_step
         self._per_step = (field, check_int(field, value, lo=1, hi=largest))
         self.dp = dp
@@ -334,17 +218,29 @@ class _Lanes(DataParallelView):
             raise ConfigError(field, value, f"not divisible by world_size={world_size}")
         return value // world_size
 
-    # lane construction -------------------------------------------------------------------------
+    # lanes -------------------------------------------------------------------------------------
 
     def lane(self, rank: int = 0, world_size: int = 1, worker: int = 0, workers: int = 1) -> Iterator[Any]:
-        """Batches of one lane, from its current state (in-process simulation of ranks and workers)."""
-        lane_id = rank * workers + worker
-        self._lane = self._new_lane(lane_id, world_size, workers)
-        self._lane[LAYOUT_KEY] = [world_size, workers]
+        """Batches of one lane, from the loaded state (or step 0): in-process simulation of a layout.
+
+        Each call starts a new lane from the last `load_state_dict` (so several lanes can be
+        simulated from one state); `state_dict` follows the latest lane.
+        """
+        world_size = check_int("world_size", world_size, lo=1)
+        rank = check_int("rank", rank, lo=0, hi=world_size - 1)
+        workers = check_int("workers", workers, lo=1)
+        worker = check_int("worker", worker, lo=0, hi=workers - 1)
+        lo = rank * self._per_rank(world_size)
+        rows = slice(lo, lo + self._per_rank(world_size))
+        lane: dict[str, Any] = {"readers": [reader_for(self.sources[n], n) for n in self.names]}
+        self._new_lane(lane)
         if self._loaded is not None:
-            self._restore(self._loaded, lane_id, [world_size, workers])
-            self._loaded = None
-        return _LaneIterator(self._lane, self._run(self._lane, worker, workers))
+            lane[STEP_KEY] = int(self._loaded[STEP_KEY])
+            for n, r in zip(self.names, lane["readers"], strict=True):
+                r.load_state_dict(self._loaded[STREAMS_KEY][n])
+            self._load_extra(lane, self._loaded)
+        self._lane = lane
+        return _LaneIterator(lane, self._run(lane, rows, worker, workers))
 
     def __iter__(self) -> Iterator[Any]:
         # resolved now, not at construction: a mixer may be built before init_process_group, and a
@@ -352,12 +248,9 @@ class _Lanes(DataParallelView):
         rank, world_size = self.dp.resolve()
         return self.lane(rank, world_size, *_worker())
 
-    def _streams(self, lane_id: int, lanes: int) -> list[DomainStream]:
-        return [DomainStream(self.sources[n], n, lane_id, lanes) for n in self.names]
-
-    def _puller(self, streams: list[DomainStream]) -> Callable[[int], Any]:
+    def _puller(self, readers: list[ItemReader]) -> Callable[[int], Any]:
         """d → the next (transformed) item of domain d; bound once per lane, as it runs per document."""
-        pull, transform = [s.__next__ for s in streams], self.transform
+        pull, transform = [r.__next__ for r in readers], self.transform
         if transform is None:
             return lambda d: pull[d]()
         return lambda d: transform(pull[d]())
@@ -365,56 +258,41 @@ class _Lanes(DataParallelView):
     # state -------------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """This lane's state (JSON-able); {} before iteration starts. Save one per (rank, worker).
-
-        It names the run (`_run_fields`); after a source raised mid-batch there is no batch
-        boundary to save, so it is a ConfigError (resume from a state saved before the failure).
-        """
+        """The global stream state after this lane's last batch (JSON-able); before iteration, the
+        loaded one ({} if none). It holds no rank or worker: it resumes under any layout."""
         if self._lane is None:
             return dict(self._loaded or {})
         lane = self._lane
         if lane.get("failed"):
-            why = "a source raised mid-batch; resume from a state saved before the failure"
+            why = "a source raised mid-step; resume from a state saved before the failure"
             raise ConfigError(f"sources.{lane['failed']}", "failed", why)
         return {
             "version": STATE_VERSION,
-            "lane": lane["id"],
-            LAYOUT_KEY: lane[LAYOUT_KEY],
-            "streams": {n: s.state_dict() for n, s in zip(self.names, lane["streams"], strict=True)},
+            STEP_KEY: lane[STEP_KEY],
             **self._run_fields(),
+            STREAMS_KEY: {n: r.state_dict() for n, r in zip(self.names, lane["readers"], strict=True)},
             **self._extra_state(lane),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Resume: the next iteration (or `lane` call) continues that lane exactly.
+        """Resume from a global state (`state_dict`, or `latest_state` of several lanes' states).
 
-        Every field is checked now (`coolmix.integrations.stream_state`), before anything changes:
-        a state of another run (total_steps, schedule, sizes, batch size, seed) is refused.
+        Every field is checked now, before anything changes: a state of another run (total_steps,
+        schedule, sizes, batch size, seed) or with inconsistent counters is one ConfigError.
+        The lanes iterated next (any layout) continue the global stream at its ``step``.
         """
         if not isinstance(state, Mapping):
             raise ConfigError("stream_state", state, "must be a mapping from state_dict()")
         if state:
-            kinds = [_kind(self.sources[n]) for n in self.names]
-            r, layout, totals = read_lane(state, self._run_fields(), self.names, kinds)
-            self._check_state(r, layout, totals)
+            run = self._run_fields()
+            r, step, totals = read_stream(state, run, self.names, self._classes, self._extra_keys())
+            self._check_state(r, step, totals)
         self._loaded = state or None
         self._lane = None
 
-    def _restore(self, state: Mapping[str, Any], lane_id: int, layout: list[int]) -> None:
-        saved = state.get(LAYOUT_KEY)
-        if not isinstance(saved, (list, tuple)) or list(saved) != layout:
-            why = f"saved under [world_size, workers] = {saved}, resumed under {layout} (must be equal)"
-            raise ConfigError(f"stream_state.{LAYOUT_KEY}", saved, why)
-        if state.get("lane") != lane_id:
-            why = f"saved by another lane; this is lane {lane_id} (rank·workers + worker) of {layout}"
-            raise ConfigError("stream_state.lane", state.get("lane"), why)
-        assert self._lane is not None
-        for n, s in zip(self.names, self._lane["streams"], strict=True):
-            s.load_state_dict(state["streams"][n])
-        self._load_extra(self._lane, state)
-
     def realised(self) -> dict[str, dict[str, int]]:
-        """This lane's realised documents (and tokens, where counted) per domain."""
+        """The run's realised documents (and tokens, where counted) per domain, as of this lane's
+        state (global: the same in every lane at the same step)."""
         return self._lane[REALISED_KEY]() if self._lane is not None else {}
 
     def as_torch(self) -> Any:
@@ -436,13 +314,16 @@ class _Lanes(DataParallelView):
             "sizes": dict(zip(self.names, self.sizes.tolist(), strict=True)),
         }
 
-    def _check_state(self, r: Any, layout: list[int], totals: list[int]) -> None:
+    def _extra_keys(self) -> tuple[str, ...]:
+        return ()
+
+    def _check_state(self, r: Any, step: int, totals: list[int]) -> None:
         raise NotImplementedError
 
-    def _new_lane(self, lane_id: int, world_size: int, workers: int) -> dict[str, Any]:
+    def _new_lane(self, lane: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def _run(self, lane: dict[str, Any], worker: int, workers: int) -> Iterator[Any]:
+    def _run(self, lane: dict[str, Any], rows: slice, worker: int, workers: int) -> Iterator[Any]:
         raise NotImplementedError
 
     def _extra_state(self, lane: dict[str, Any]) -> dict[str, Any]:
@@ -453,11 +334,11 @@ class _Lanes(DataParallelView):
 
 
 class StreamMixture(_Lanes):
-    """Example-level mixing of streams: each lane batch has exact per-domain counts from p(step).
+    """Example-level mixing of streams: each global batch has the sampler's exact per-domain counts.
 
-    ``batch_size`` is global; each rank's batches hold batch_size / world_size items, as a list of
-    ``{"domain": d, "domain_name": name, **item}`` (mapping items) or ``(item, d)`` pairs, in a
-    keyed-shuffled order. ``tokens(item)`` (optional) counts tokens for `realised`.
+    ``batch_size`` is global; each rank's batches hold its contiguous batch_size / world_size rows,
+    as a list of ``{"domain": d, "domain_name": name, **item}`` (mapping items) or ``(item, d)``
+    pairs, in a keyed-shuffled order. ``tokens(item)`` (optional) counts tokens for `realised`.
 
     >>> mix = StreamMixture({"a": lambda: iter(range(100)), "b": lambda: iter(range(100, 110))},
     ...                     {"a": 100, "b": 10}, 1.0, total_steps=4, batch_size=11)
@@ -474,6 +355,7 @@ class StreamMixture(_Lanes):
         batch_size: int,
         *,
         seed: int = 0,
+        dp: Any = None,
         rank: int | None = None,
         world_size: int | None = None,
         group: Any = None,
@@ -482,85 +364,101 @@ class StreamMixture(_Lanes):
         transform: Callable[[Any], Any] | None = None,
         tokens: Callable[[Any], int] | None = None,
     ) -> None:
-        dp = data_parallel(rank, world_size, group=group, mesh=mesh, mesh_dim=mesh_dim)
+        dpp = _as_dp(dp, rank, world_size, group, mesh, mesh_dim)
         super().__init__(
-            sources, sizes, schedule, total_steps, ("batch_size", batch_size, 2**26), dp, transform
+            sources, sizes, schedule, total_steps, ("batch_size", batch_size, 2**26), dpp, transform
         )
         self.batch_size = self._per_step[1]
         self.seed = check_int("seed", seed, lo=0)
         self.tokens = tokens
+        self._order_key = derive_key(self.seed, "stream-order", 0)
+        self._arange = np.arange(self.batch_size, dtype=np.uint64)
 
-    def _new_lane(self, lane_id: int, world_size: int, workers: int) -> dict[str, Any]:
-        local = self._per_rank(world_size)
+    def _sampler(self) -> MixtureSampler:
+        """The one composition: exact counts of the global batch at every step (item indices unused)."""
+        sizes = dict(zip(self.names, self.sizes.tolist(), strict=True))
+        return MixtureSampler(
+            sizes, self.schedule, self.total_steps, self.batch_size, self.seed, items=dict.fromkeys(sizes, 1)
+        )
+
+    def _domains(self, counts: np.ndarray, step: int) -> np.ndarray:
+        """The domain of each global row at ``step``: the counts' blocks, keyed-shuffled by (seed, step)."""
+        domains = np.repeat(np.arange(len(self.names)), counts)
+        key = self._order_key ^ int(splitmix64(np.array([step], dtype=np.uint64))[0])
+        return domains[permute(self._arange, self.batch_size, key).astype(np.int64)]
+
+    def _new_lane(self, lane: dict[str, Any]) -> None:
         k = len(self.names)
-        lane: dict[str, Any] = {
-            "id": lane_id,
-            "streams": self._streams(lane_id, world_size * workers),
-            "k": 0,  # batches this lane produced
-            "residuals": np.zeros(k),
-            "docs": np.zeros(k, dtype=np.int64),
-            "toks": np.zeros(k, dtype=np.int64),
-            "local": local,
-        }
+        lane.update({STEP_KEY: 0, "sampler": self._sampler(), "toks": np.zeros(k, dtype=np.int64)})
+        readers = lane["readers"]
         lane[REALISED_KEY] = lambda: {
-            n: {"documents": int(d), "tokens": int(t)}
-            for n, d, t in zip(self.names, lane["docs"], lane["toks"], strict=True)
+            n: {"documents": r.total, "tokens": int(t)}
+            for n, r, t in zip(self.names, readers, lane["toks"], strict=True)
         }
-        return lane
 
-    def _run(self, lane: dict[str, Any], worker: int, workers: int) -> Iterator[list[Any]]:
-        b = lane["local"]
-        order_key = derive_key(self.seed, "stream-order", lane["id"])
-        ctx = Context(self.names, self.sizes, self.total_steps, (), lane["docs"])
-        item = self._puller(lane["streams"])
-        while (step := lane["k"] * workers + worker) < self.total_steps:
-            counts, lane["residuals"] = exact_counts(self.schedule.probs(step, ctx), b, lane["residuals"])
-            domains = np.repeat(np.arange(len(self.names)), counts)
-            key = order_key ^ int(splitmix64(np.array([step], dtype=np.uint64))[0])
-            domains = domains[permute(np.arange(b, dtype=np.uint64), b, key).astype(np.int64)]
+    def _pass_over(self, lane: dict[str, Any], counts: np.ndarray) -> None:
+        """Advance each domain's reader past ``counts`` items other lanes take (counting their
+        tokens when ``tokens`` is given, so `realised` stays global)."""
+        for d, c in enumerate(counts.tolist()):
+            if not c:
+                continue
+            reader = lane["readers"][d]
+            if self.tokens is None:
+                reader.skip(c)
+                continue
+            tf = self.transform or (lambda x: x)
+            lane["toks"][d] += sum(int(self.tokens(tf(next(reader)))) for _ in range(c))
+
+    def _run(self, lane: dict[str, Any], rows: slice, worker: int, workers: int) -> Iterator[list[Any]]:
+        sampler, k, names = lane["sampler"], len(self.names), self.names
+        item = self._puller(lane["readers"])
+        while (s := lane[STEP_KEY] + (worker - lane[STEP_KEY]) % workers) < self.total_steps:
+            start = sampler.cumulative_counts_array(lane[STEP_KEY])
+            here = sampler.cumulative_counts_array(s)
+            self._pass_over(lane, here - start)  # other workers' whole steps
+            lane[STEP_KEY] = s
+            counts = sampler.cumulative_counts_array(s + 1) - here
+            domains = self._domains(counts, s)
+            mine = domains[rows]
+            before = np.bincount(domains[: rows.start], minlength=k)
+            self._pass_over(lane, before)  # lower ranks' rows of this step
             batch = []
-            for d in domains.tolist():
+            for d in mine.tolist():
                 x = item(d)
-                lane["docs"][d] += 1
                 if self.tokens is not None:
                     lane["toks"][d] += int(self.tokens(x))
                 if isinstance(x, Mapping):
                     if "domain" in x or "domain_name" in x:  # the item's own field would replace the tag
-                        clash = sorted(k for k in ("domain", "domain_name") if k in x)
+                        clash = sorted(key for key in ("domain", "domain_name") if key in x)
                         why = "items already have these keys (the stream tags each item); rename them"
-                        raise ConfigError(f"sources.{self.names[d]}", clash, why)
-                    batch.append({"domain": d, "domain_name": self.names[d], **x})
+                        raise ConfigError(f"sources.{names[d]}", clash, why)
+                    batch.append({"domain": d, "domain_name": names[d], **x})
                 else:
                     batch.append((x, d))
-            lane["k"] += 1
+            self._pass_over(lane, counts - before - np.bincount(mine, minlength=k))  # higher ranks'
+            lane[STEP_KEY] = s + 1
             yield batch
 
     def _run_fields(self) -> dict[str, Any]:
         return {**super()._run_fields(), "batch_size": self.batch_size, "seed": self.seed}
 
-    def _check_state(self, r: Any, layout: list[int], totals: list[int]) -> None:
-        read_examples_lane(r, self.names, totals, self._per_rank(layout[0]), self.total_steps)
+    def _check_state(self, r: Any, step: int, totals: list[int]) -> None:
+        read_examples(r, self.names, totals, self._sampler().cumulative_counts_array(step))
 
     def _extra_state(self, lane: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "batches": lane["k"],
-            "residuals": dict(zip(self.names, lane["residuals"].tolist(), strict=True)),
-            REALISED_KEY: lane[REALISED_KEY](),
-        }
+        return {REALISED_KEY: lane[REALISED_KEY]()}
 
     def _load_extra(self, lane: dict[str, Any], state: Mapping[str, Any]) -> None:
-        lane["k"] = int(state["batches"])
-        lane["residuals"] = np.array([float(state["residuals"][n]) for n in self.names])
-        lane["docs"][:] = [state[REALISED_KEY][n]["documents"] for n in self.names]
         lane["toks"][:] = [state[REALISED_KEY][n]["tokens"] for n in self.names]
 
 
 class PackedStreams(_Lanes):
-    """Token-level mixing of streams: each lane packs (rows / world_size, seq_len) batches by deficit.
+    """Token-level mixing of streams: one global packer fills (rows, seq_len) batches by deficit;
+    each rank yields its contiguous rows / world_size rows.
 
     Documents come from ``tokens(transform(item))`` (default: the item is token ids or a mapping
     with ``"input_ids"``); batches are `coolmix.packing.TokenPacker` dicts of (R, T) arrays. The
-    lane's packer state (with its partly placed document) is in `state_dict`.
+    global packer state (with its partly placed document) is in `state_dict`.
     """
 
     def __init__(
@@ -572,6 +470,7 @@ class PackedStreams(_Lanes):
         rows: int,
         seq_len: int,
         *,
+        dp: Any = None,
         rank: int | None = None,
         world_size: int | None = None,
         group: Any = None,
@@ -582,48 +481,55 @@ class PackedStreams(_Lanes):
         pad_id: int = 0,
         long_docs: LongDocs = "split",
     ) -> None:
-        dp = data_parallel(rank, world_size, group=group, mesh=mesh, mesh_dim=mesh_dim)
-        super().__init__(sources, sizes, schedule, total_steps, ("rows", rows, 2**20), dp, transform)
+        dpp = _as_dp(dp, rank, world_size, group, mesh, mesh_dim)
+        super().__init__(sources, sizes, schedule, total_steps, ("rows", rows, 2**20), dpp, transform)
         self.rows = self._per_step[1]
         self.seq_len = check_int("seq_len", seq_len, lo=1, hi=2**24)
         self.tokens, self.pad_id, self.long_docs = tokens, pad_id, long_docs
-        TokenPacker(sizes, self.schedule, total_steps, 1, self.seq_len, pad_id=pad_id, long_docs=long_docs)
+        self._mixture = sizes
+        self._packer()  # checks pad_id, long_docs and the sizes' unit now
 
-    def _new_lane(self, lane_id: int, world_size: int, workers: int) -> dict[str, Any]:
-        local = self._per_rank(world_size)
-        sizes = dict(zip(self.names, self.sizes.tolist(), strict=True))
-        packer = TokenPacker(
-            sizes,
+    def _packer(self) -> TokenPacker:
+        return TokenPacker(
+            self._mixture,
             self.schedule,
             self.total_steps,
-            local,
+            self.rows,
             self.seq_len,
             pad_id=self.pad_id,
             long_docs=self.long_docs,
         )
-        return {
-            "id": lane_id,
-            "streams": self._streams(lane_id, world_size * workers),
-            "packer": packer,
-            REALISED_KEY: packer.realised,
-        }
 
-    def _run(self, lane: dict[str, Any], worker: int, workers: int) -> Iterator[dict[str, np.ndarray]]:
-        packer, tokens, item = lane["packer"], self.tokens, self._puller(lane["streams"])
+    def _new_lane(self, lane: dict[str, Any]) -> None:
+        packer = self._packer()
+        lane.update({"packer": packer, REALISED_KEY: packer.realised})
+        lane[STEP_KEY] = 0
+
+    def _run(
+        self, lane: dict[str, Any], rows: slice, worker: int, workers: int
+    ) -> Iterator[dict[str, np.ndarray]]:
+        packer, tokens, item = lane["packer"], self.tokens, self._puller(lane["readers"])
 
         def next_doc(d: int) -> Any:
             return tokens(item(d))
 
         if tokens is as_tokens:  # the packer applies as_tokens itself: one call less per document
             next_doc = item
-        while (step := packer.step * workers + worker) < self.total_steps:
-            yield packer.pack(next_doc, step=step)
+        whole = rows.stop - rows.start == self.rows
+        while (s := packer.step) < self.total_steps:
+            batch = packer.pack(next_doc)  # every lane packs every global step: the deficits are global
+            lane[STEP_KEY] = packer.step
+            if s % workers == worker:
+                yield batch if whole else {key: v[rows].copy() for key, v in batch.items()}
 
     def _run_fields(self) -> dict[str, Any]:
         return {**super()._run_fields(), "rows": self.rows, "seq_len": self.seq_len}
 
-    def _check_state(self, r: Any, layout: list[int], totals: list[int]) -> None:
-        read_packed_lane(r, self._new_lane(0, layout[0], layout[1])["packer"], self.names, totals)
+    def _extra_keys(self) -> tuple[str, ...]:
+        return ("packer",)
+
+    def _check_state(self, r: Any, step: int, totals: list[int]) -> None:
+        read_packed(r, step, self._packer(), self.names, totals)
 
     def _extra_state(self, lane: dict[str, Any]) -> dict[str, Any]:
         return {"packer": lane["packer"].state_dict(), REALISED_KEY: lane["packer"].realised()}
@@ -669,13 +575,32 @@ def __getattr__(name: str) -> Any:  # PEP 562: lets pickle find the lazily defin
     raise AttributeError(name)
 
 
+def latest_state(states: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The global state to resume from, given lane states (every worker of every rank, or a subset).
+
+    A lane's state after its batch of step s is the global state at s + 1, and the loader delivers
+    steps in order, so the state with the largest ``step`` is the stream as delivered. Load it
+    into a mixer of any layout (`_Lanes.load_state_dict`). Empty states (workers that never
+    started) are ignored; no state at all is {} (start from step 0).
+    """
+    best: Mapping[str, Any] = {}
+    for i, st in enumerate(states):
+        if not isinstance(st, Mapping):
+            raise ConfigError(f"stream_states[{i}]", type(st).__name__, "must be a stream state_dict()")
+        if not st:
+            continue
+        step = st.get(STEP_KEY)
+        if st.get("version") != STATE_VERSION or isinstance(step, bool) or not isinstance(step, int):
+            why = f"not a version {STATE_VERSION} stream state (with an integer step)"
+            raise ConfigError(f"stream_states[{i}]", sorted(map(str, st))[:6], why)
+        if not best or step > best[STEP_KEY]:
+            best = st
+    return dict(best)
+
+
 def realised_from_state(states: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
-    """Sum per-lane realised documents and tokens (from each lane's `state_dict`) per domain."""
-    total: dict[str, dict[str, int]] = {}
-    for st in states:
-        lane = st[REALISED_KEY]
-        for n, c in lane.items():
-            acc = total.setdefault(n, {"documents": 0, "tokens": 0})
-            acc["documents"] += int(c["documents"])
-            acc["tokens"] += int(c["tokens"])
-    return total
+    """The run's realised documents and tokens per domain, from lane states: those of the latest
+    one (stream states are global, so lanes' counts are not summed)."""
+    st = latest_state(states)
+    realised = st.get(REALISED_KEY, {})
+    return {n: {"documents": int(c["documents"]), "tokens": int(c["tokens"])} for n, c in realised.items()}
