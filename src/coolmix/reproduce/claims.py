@@ -31,6 +31,7 @@ from coolmix.reproduce.compare import (
     metric_of,
     need,
 )
+from coolmix.reproduce.methods import in_groups
 from coolmix.reproduce.premise import (
     beats_best_static,
     mechanism_e5,
@@ -44,8 +45,6 @@ from coolmix.reproduce.stats import combine
 
 __all__ = ["CLAIMS", "REGISTRY", "Claim", "Verdict", "claim_ids",
     "claim_span", "evaluate_claims", "label", "mt_gate"]
-
-DIRECTION = ("late_upsample", "tau_warmup")
 
 
 Parts = tuple[list[Comparison], list[Comparison], list[str]]
@@ -286,7 +285,7 @@ def _e8(runs: Runs) -> Parts:
             "LRL mean test loss", got, "cooldown", "doremi", group_mean(g["LRL"]), "no_worse", "lm"
         )
     )
-    others = [m for m in ("unimax", "order_matters") if runs.get("lm", m)]
+    others = [m for m in in_groups("baseline") if m != "doremi" and runs.get("lm", m)]
     got.update({m: runs.get("lm", m) for m in others})
     for m in (*STATICS, *others):
         secondary += [
@@ -304,14 +303,15 @@ def _e8(runs: Runs) -> Parts:
 
 
 def _e9(runs: Runs) -> Parts:
-    got = need(runs, "lm", ["cooldown", *DIRECTION])
+    late = in_groups("beyond")
+    got = need(runs, "lm", ["cooldown", *late])
     g = groups(got["cooldown"][0])
     primary = [
         compare_methods("LRL mean test loss", got, "cooldown", m, group_mean(g["LRL"]), "better", "lm")
-        for m in DIRECTION
+        for m in late
     ]
     secondary = []
-    for m in DIRECTION:
+    for m in late:
         secondary.append(
             compare_methods(
                 "LRL mean dev loss", got, "cooldown", m, group_mean(g["LRL"], "dev"), "better", "lm"
@@ -334,11 +334,12 @@ def _e9(runs: Runs) -> Parts:
 @dataclass(frozen=True)
 class Claim:
     """One claim: its id, the paper's statement, the primary comparison's rule, the function that
-    judges it (runs, theory) → (primary, secondary, notes), and its kind: ``"claim"`` (the paper's),
-    ``"beyond"`` (ours) or ``"mechanism"`` (a paper claim where its premise holds).
+    judges it (runs, theory) → (primary, secondary, notes), its kind: ``"claim"`` (the paper's),
+    ``"beyond"`` (ours) or ``"mechanism"`` (a paper claim where its premise holds), and the report
+    section that also shows its paired table (``"direction"``; "" for none).
 
-    Adding a claim is one judging function and one entry here; the report reads ids, kinds and
-    statements from this registry.
+    Adding a claim is one judging function and one entry here; the report reads ids, kinds,
+    statements and sections from this registry.
     """
 
     id: str
@@ -346,6 +347,7 @@ class Claim:
     rule: str
     judge: Callable[[Runs, Mapping[str, Any]], Parts]
     kind: str = "claim"
+    section: str = ""
 
 
 REGISTRY: tuple[Claim, ...] = (
@@ -403,6 +405,7 @@ REGISTRY: tuple[Claim, ...] = (
         "LM test split: Cooldown better than late_upsample and better than tau_warmup on the LRL mean loss",
         lambda runs, theory: _e9(runs),
         kind="beyond",
+        section="direction",
     ),
     Claim(
         "E5m",

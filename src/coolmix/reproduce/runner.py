@@ -5,9 +5,12 @@ and leaves ``result.json`` (its final metrics record) when it finishes; a rerun 
 runs and resumes unfinished ones from their last checkpoint (``force=True`` retrains).
 Runs go to a pool of worker processes (one torch thread each: on 2 cores, two 1-thread runs
 beat one 2-thread run), at most as many at once as there are workers, a run that others wait on
-(DoReMi's chain) first; corpora and tokenizers are built once, before the pool starts.
-DoReMi is three runs: a proxy-sized τ=3.33 reference, a Group-DRO proxy of the same size, and
-the main run on the proxy's time-averaged weights (``doremi_weights`` in both records).
+first; corpora and tokenizers are built once, before the pool starts.
+A method's runs form a DAG declared in `methods.METHODS` (``needs``): `expand` adds every run a
+method needs (DoReMi's reference and proxy; UniMax-on-dev's cap grid at every seed), a run starts
+once its needs have finished, and its ``resolve`` fills in what it reads from them. A ``select``
+run trains nothing: it is the member of its needs with the best dev score, copied into its own
+folder with the choice under ``selected`` in its record (recomputed on every call).
 
 A cached run is trusted only when its ``result.json`` is a JSON object with a step and its
 ``metrics.jsonl`` ends in that record; anything else (truncated, ``null``, zeroed) is rebuilt by
@@ -32,7 +35,7 @@ from typing import Any
 
 from coolmix.errors import ConfigError
 from coolmix.fileio import make_dir, regular_or_missing, write_atomic_text
-from coolmix.reproduce.methods import high_resource, method_sections
+from coolmix.reproduce.methods import METHODS, Method, Setting, high_resource
 from coolmix.reproduce.specs import Experiment, Preset
 
 __all__ = ["RunSpec", "by_priority", "chain_depth", "expand", "run_preset"]
@@ -44,7 +47,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run of an experiment; ``needs`` names runs whose results shape its config."""
+    """One run of an experiment; ``needs`` names runs whose results shape its config, ``key`` its
+    `METHODS` entry (default: ``method``)."""
 
     experiment: str
     method: str
@@ -52,10 +56,16 @@ class RunSpec:
     config: Mapping[str, Any]
     role: str = "main"  # "main" | "proxy" (DoReMi's proxy)
     needs: tuple[str, ...] = ()
+    key: str = ""
 
     @property
     def id(self) -> str:
         return f"{self.experiment}/{self.method}{'-proxy' if self.role == 'proxy' else ''}/s{self.seed}"
+
+    @property
+    def entry(self) -> Method:
+        """Its `METHODS` entry."""
+        return METHODS[self.key or self.method]
 
 
 def _sizes(exp: Experiment) -> dict[str, int]:
@@ -70,40 +80,33 @@ def _sizes(exp: Experiment) -> dict[str, int]:
 
 
 def expand(exp: Experiment, sizes: Mapping[str, int]) -> list[RunSpec]:
-    """The runs of one experiment: one per (method, seed), DoReMi as three (see `_doremi`)."""
+    """The runs of one experiment: one per (method, seed), plus every run those need (each once,
+    needs before the runs that read them), from the `METHODS` DAG."""
     run = exp.base["run"]
     steps, batch = int(run["total_steps"]), int(run["batch_size"])
     high = high_resource(sizes)
-    specs: list[RunSpec] = []
+    specs: dict[str, RunSpec] = {}
+
+    def add(key: str, seed: int, path: tuple[str, ...] = ()) -> str:
+        if key not in METHODS:
+            raise ConfigError("method", key, f"unknown method of experiment '{exp.key}'")
+        if key in path:
+            raise ConfigError("method", key, f"needs itself: {' -> '.join((*path, key))}")
+        m = METHODS[key]
+        across = m.select is not None and m.select.across_seeds
+        at = exp.seeds_for(key) if across else (seed,)  # a selection across seeds needs every seed
+        needs = {d: tuple(add(d, s, (*path, key)) for s in at) for d in m.needs}
+        setting = Setting(sizes, steps, batch, high, exp.proxy(), needs)
+        config = _with(exp.base, seed, **m.sections(setting)) if m.kind == "train" else {}
+        flat = tuple(i for ids in needs.values() for i in ids)
+        spec = RunSpec(exp.key, m.run_name, seed, config, m.role, flat, key)
+        specs.setdefault(spec.id, spec)
+        return spec.id
+
     for method in exp.methods:
         for seed in exp.seeds_for(method):
-            if method == "doremi":
-                specs.extend(_doremi(exp, sizes, seed, high))
-                continue
-            sections = method_sections(method, sizes, steps, batch, high)
-            specs.append(RunSpec(exp.key, method, seed, _with(exp.base, seed, **sections)))
-    return specs
-
-
-def _doremi(exp: Experiment, sizes: Mapping[str, int], seed: int, high: tuple[str, ...]) -> list[RunSpec]:
-    """DoReMi's three runs: a proxy-sized reference at τ = 3.33, the Group-DRO proxy (same size,
-    uniform sampling so every domain is in every batch), and the main model on the proxy's
-    time-averaged weights. All three count as DoReMi's compute."""
-    run = exp.base["run"]
-    steps, batch = int(run["total_steps"]), int(run["batch_size"])
-    small = {"model": exp.proxy()}
-    ref_sections = method_sections("doremi_ref", sizes, steps, batch, high)
-    ref = RunSpec(exp.key, "doremi_ref", seed, _with(exp.base, seed, **ref_sections, **small))
-    proxy_cfg = _with(
-        exp.base,
-        seed,
-        balance={"sample": "inf"},
-        doremi={"reference": ref.id, "eta": 1.0, "smoothing": 1e-3},
-        **small,
-    )
-    proxy = RunSpec(exp.key, "doremi", seed, proxy_cfg, role="proxy", needs=(ref.id,))
-    main = RunSpec(exp.key, "doremi", seed, _with(exp.base, seed), needs=(proxy.id,))
-    return [ref, proxy, main]
+            add(method, seed)
+    return list(specs.values())
 
 
 def _with(base: Mapping[str, Any], seed: int, **sections: Any) -> dict[str, Any]:
@@ -126,6 +129,10 @@ class RunResult:
     record: dict[str, Any]
     seconds: float
     cached: bool
+
+    @property
+    def seed(self) -> int:
+        return self.spec.seed
 
 
 @dataclass
@@ -178,6 +185,11 @@ def run_preset(
             # reference and proxy) goes ahead of queued independent runs instead of behind them
             ready = [s for s in pending if all(n in results for n in s.needs)] if failed is None else []
             for spec in by_priority(ready, depth):
+                if spec.entry.kind == "select":  # no training: pick among the finished needs now
+                    pending.remove(spec)
+                    results[spec.id] = _select(out, spec, results)
+                    progress.done(results[spec.id])
+                    continue
                 if spec.id not in prepared:  # a ready run's config is final: resolve, hash, check it once
                     cfg_dict = _resolve(spec, results)
                     d = run_dir(out, spec, config_hash(TrainConfig.from_dict(cfg_dict)))
@@ -214,8 +226,9 @@ def run_preset(
                 except BaseException as e:
                     failed = failed or e
                     continue
-                if spec.method == "doremi" and spec.role == "main":
-                    record["doremi_weights"] = cfg_dict["balance"]["sample"]["weights"]
+                annotate = spec.entry.annotate
+                if annotate is not None:
+                    record.update(annotate(cfg_dict))
                 write_result(d, record)
                 results[spec.id] = RunResult(spec, d, record, float(record.get("time", 0.0)), False)
                 progress.done(results[spec.id])
@@ -317,16 +330,46 @@ def by_priority(ready: list[RunSpec], depth: Mapping[str, int]) -> list[RunSpec]
     return sorted(ready, key=lambda s: -depth.get(s.id, 0))
 
 
+def _done(spec: RunSpec, results: Mapping[str, RunResult]) -> dict[str, list[RunResult]]:
+    """The finished runs ``spec`` needs, by registry key (each list in seed order)."""
+    out: dict[str, list[RunResult]] = {}
+    for n in spec.needs:
+        r = results[n]
+        out.setdefault(r.spec.key or r.spec.method, []).append(r)
+    return {k: sorted(v, key=lambda r: r.seed) for k, v in out.items()}
+
+
 def _resolve(spec: RunSpec, results: Mapping[str, RunResult]) -> dict[str, Any]:
-    """Fill in what depends on earlier runs: DoReMi's reference checkpoint and learned weights."""
+    """Fill in what depends on earlier runs (the method's ``resolve``: DoReMi's reference
+    checkpoint and learned weights)."""
     cfg = json.loads(json.dumps(spec.config))
-    if spec.role == "proxy":
-        cfg["doremi"]["reference"] = str(results[spec.needs[0]].dir)
-    elif spec.method == "doremi":
-        rec = results[spec.needs[0]].record
-        weights = rec.get("doremi_weights") or rec["doremi"]["average"]
-        cfg["balance"] = {"sample": {"kind": "explicit", "weights": weights}}
+    resolve = spec.entry.resolve
+    if resolve is not None:
+        resolve(cfg, _done(spec, results))
     return cfg
+
+
+def _select(out: Path, spec: RunSpec, results: Mapping[str, RunResult]) -> RunResult:
+    """A ``select`` run: the chosen member's record and metrics, copied into the run's own folder
+    (named by a hash of the members' folders and the rule) with the choice under ``selected``."""
+    import hashlib
+
+    from coolmix.fileio import read_bytes, write_atomic
+
+    done = _done(spec, results)
+    rule = spec.entry.select
+    assert rule is not None
+    chosen, info = rule.choose(done, spec.seed)
+    src = next(r for r in done[chosen] if r.seed == spec.seed)
+    members = [r.dir.relative_to(out).as_posix() for rs in done.values() for r in rs]
+    blob = json.dumps({"select": members, "rule": repr(rule)}, sort_keys=True)
+    d = run_dir(out, spec, hashlib.sha256(blob.encode()).hexdigest())
+    make_dir(d, "out", root=out)
+    metrics = read_bytes(src.dir / "metrics.jsonl", "metrics.jsonl")
+    write_atomic(d / "metrics.jsonl", metrics, "metrics.jsonl")
+    record = {**src.record, "selected": {**info, "run": src.dir.relative_to(out).as_posix()}}
+    write_result(d, record)
+    return RunResult(spec, d, record, 0.0, True)
 
 
 def _warm_caches(specs: list[RunSpec], progress: Progress) -> None:
@@ -337,7 +380,9 @@ def _warm_caches(specs: list[RunSpec], progress: Progress) -> None:
 
     seen = set()
     for spec in specs:
-        cfg = TrainConfig.from_dict(_placeholder(spec))
+        if spec.entry.kind != "train":
+            continue
+        cfg = TrainConfig.from_dict(spec.config)
         key = json.dumps(
             [cfg.data, cfg.tokenizer.vocab_size, cfg.tokenizer.tau, cfg.tokenizer.seed], sort_keys=True
         )
@@ -354,13 +399,6 @@ def _warm_caches(specs: list[RunSpec], progress: Progress) -> None:
             seed=cfg.tokenizer.seed,
             cache_dir=cache,
         )
-
-
-def _placeholder(spec: RunSpec) -> dict[str, Any]:
-    cfg = json.loads(json.dumps(spec.config))
-    if spec.role == "proxy":
-        cfg["doremi"]["reference"] = "-"
-    return cfg
 
 
 def _mp_context():
