@@ -38,24 +38,25 @@ from typing import Any
 
 import numpy as np
 
-from coolmix.counts import SMALL_K, exact_counts, exact_counts_small
+from coolmix.compositions import Composition, composition_class, counter_key
+from coolmix.counts import exact_counts
 from coolmix.errors import ConfigError
 from coolmix.items import PassItems
 from coolmix.mixture import Mixture, check_items, check_sizes, to_mapping
-from coolmix.permutation import derive_key, permute, splitmix64
+from coolmix.permutation import derive_key, permute
 from coolmix.schedules import Context, Event, Schedule, as_schedule, cuts
-from coolmix.seekable import Target, batch_cursors, build_target, cursors_at, piecewise_target
-from coolmix.types import UNITS, Composition, Sizes
-from coolmix.validate import MAX_INT, canonical_json, check_float, check_int
+from coolmix.seekable import Target, build_target, piecewise_target
+from coolmix.state_format import DomainChange, domain_change, envelope, open_state
+from coolmix.state_reader import StateReader
+from coolmix.types import UNITS, Sizes
+from coolmix.types import Composition as CompositionName
+from coolmix.validate import MAX_INT, canonical_json, check_int
 
 __all__ = ["MAX_BATCH", "STATE_VERSION", "MixtureSampler", "exact_counts"]
 
 STATE_VERSION = 1
-"""Version of `MixtureSampler.state_dict`; bumped whenever the stream for a given state changes."""
-
-STATE_FORMAT = 2
-"""Layout of the state (``"format"``): 2 added ``total_steps``, ``batch_size`` and ``schedule`` (the
-run the state belongs to, checked on load); a state without ``"format"`` is format 1 (not checked)."""
+"""Version of the stream for a given state (the golden streams pin it); bumped whenever it changes.
+The state's layout is `coolmix.state_format` (format 3; formats 2 and 1 are migrated on load)."""
 
 MAX_BATCH = 2**26
 """Largest global batch (the one limit of the package): batches are materialised as arrays."""
@@ -74,8 +75,12 @@ _MIXTURE_KEY, _SEED_KEY, _COMPOSITION_KEY, _VERSION_KEY, _UNIT_KEY = (
     "version",
     "unit",
 )
-_FORMAT_KEY, _TOTAL_KEY, _BATCH_KEY, _SCHEDULE_KEY = "format", "total_steps", "batch_size", "schedule"
-_INV_2_64 = 1.0 / 18446744073709551616.0
+_TOTAL_KEY, _BATCH_KEY, _SCHEDULE_KEY, _REBASED_KEY = "total_steps", "batch_size", "schedule", "rebased"
+STATE_FIELDS = (
+    *(STEP_KEY, CURSORS_KEY, RESIDUALS_KEY, EVENTS_KEY, _MIXTURE_KEY, _SEED_KEY, _COMPOSITION_KEY),
+    *(_UNIT_KEY, _TOTAL_KEY, _BATCH_KEY, _SCHEDULE_KEY, _REBASED_KEY),
+)
+"""The fields of a sampler state beside the `coolmix.state_format` envelope."""
 
 
 class _Walker:
@@ -123,7 +128,7 @@ class MixtureSampler:
         total_steps: int = 1,
         batch_size: int = 1,
         seed: int = 0,
-        composition: Composition = "exact",
+        composition: CompositionName | type[Composition] = "exact",
         *,
         unit: str | None = None,
         items: Mapping[str, int] | None = None,
@@ -142,49 +147,61 @@ class MixtureSampler:
         self.total_steps = check_int("total_steps", total_steps, lo=1)
         self.batch_size = check_int("batch_size", batch_size, lo=1, hi=MAX_BATCH)
         self.seed = check_int("seed", seed, lo=0)
-        if composition not in ("exact", "iid", "seekable"):
-            raise ConfigError("composition", composition, "must be 'exact', 'iid' or 'seekable'")
-        self.composition = composition
+        rule = composition_class(composition)
+        self.composition: str = rule.name
+        self._comp = rule(names, self.batch_size, self.seed)
+        self._comp.build = self._build_target
+        self._floor = 0  # the first step this sampler serves (> 0 after a domain change: see load)
         first = self._checked(schedule)
         self._schedules: list[tuple[int, Schedule]] = [(0, first)]
         self._passes = PassItems(names, counts, self.seed)
         self._order_key = derive_key(self.seed, "order")
-        self._iid_key = derive_key(self.seed, "iid")
         self._arange_b = np.arange(self.batch_size, dtype=np.uint64)
         self._events: list[Event] = []
         k = len(names)
         self._every = CHECKPOINT_EVERY
         self._max_checkpoints = max(64, MAX_CHECKPOINT_BYTES // (24 * k + 200))
         self._reset(0, np.zeros(k, dtype=np.int64), np.zeros(k), np.zeros(k))
-        # seekable: epochs (start step, cursors there, target X); a new one at each change of p
-        self._epochs: list[tuple[int, np.ndarray, Target | None]] = [(0, np.zeros(k, dtype=np.int64), None)]
         self._seek_next: tuple[int, np.ndarray] | None = None
 
     def _checked(self, schedule: Schedule | float | Mapping[str, Any]) -> Schedule:
         sched = as_schedule(schedule)
         sched.validate(self.names)
         sched.check(self.total_steps)
-        if self.composition == "seekable" and sched.needs_counts:
-            why = f"schedule {sched.kind!r} needs exposure (realised counts), so it cannot seek; use 'exact'"
-            raise ConfigError("composition", "seekable", why)
+        self._comp.check(sched)
         return sched
+
+    def _build_target(self) -> Target:
+        """X(t) of the schedules and events in force now (what a closed-form composition reads)."""
+        ctx = Context(self.names, self.sizes, self.total_steps, tuple(self._events))
+        return build_target(self._schedules, ctx, self.batch_size)
 
     # -- state ---------------------------------------------------------------------------------
 
     def _reset(
-        self, step: int, cursors: np.ndarray, residuals: np.ndarray, target: np.ndarray | None
+        self,
+        step: int,
+        cursors: np.ndarray,
+        residuals: np.ndarray,
+        target: np.ndarray | None,
+        base: tuple[int, np.ndarray] | None = None,
     ) -> None:
-        """Produced state at ``step``; checkpoints: step 0 and this one."""
+        """Produced state at ``step``; checkpoints: the first step served (0, or a domain change's
+        ``base`` = (t0, C(t0)), residuals 0 there) and this one."""
         k = len(self.names)
+        self._floor = 0 if base is None else base[0]
         self._step = step
         self._cursors = cursors.copy()
         self._residuals = residuals.copy()
         self._cached: tuple[int, np.ndarray, np.ndarray] | None = None
         self._ctx = Context(self.names, self.sizes, self.total_steps, self._events, self._cursors)
-        if step == 0:  # X(0) = 0 whatever the state says
-            target = np.zeros(k)
+        first = (np.zeros(k, dtype=np.int64), np.zeros(k), np.zeros(k))
+        if base is not None:  # X(t0) from the schedule (a domain change refuses exposure-driven ones)
+            first = (base[1].copy(), np.zeros(k), self._build_target().window(base[0], base[0])[0][0])
+        if step == self._floor:  # X(0) = 0 (X(t0) as computed) whatever the state says
+            target = first[2]
         self._checkpoints: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {
-            0: (np.zeros(k, dtype=np.int64), np.zeros(k), np.zeros(k)),
+            self._floor: first,
             step: (cursors.copy(), residuals.copy(), None if target is None else target.copy()),
         }
         self._keys = sorted(self._checkpoints)
@@ -218,72 +235,88 @@ class MixtureSampler:
         return tuple(self._events)
 
     def state_dict(self) -> dict[str, Any]:
-        """A small JSON-able state: counters, residuals, events, and what they are valid for."""
-        return {
-            _VERSION_KEY: STATE_VERSION,
-            STEP_KEY: self._step,
-            CURSORS_KEY: self.cursors,
-            RESIDUALS_KEY: to_mapping(self.names, self._residuals),
-            EVENTS_KEY: [e.to_dict() for e in self._events],
-            _MIXTURE_KEY: self._mixture(),
-            _SEED_KEY: self.seed,
-            _COMPOSITION_KEY: self.composition,
-            _UNIT_KEY: self.unit,
-            _FORMAT_KEY: STATE_FORMAT,
-            _TOTAL_KEY: self.total_steps,
-            _BATCH_KEY: self.batch_size,
-            _SCHEDULE_KEY: self._schedule_at(self._step).to_dict(),
-        }
+        """A small JSON-able state (`coolmix.state_format`, kind "sampler"): counters, residuals,
+        events, and the run they are valid for."""
+        rebased = None
+        if self._floor:
+            base = self._checkpoints[self._floor][0]
+            at = {n: int(c) for n, c in zip(self.names, base, strict=True)}
+            rebased = {STEP_KEY: self._floor, CURSORS_KEY: at}
+        return envelope(
+            "sampler",
+            self.names,
+            {
+                STEP_KEY: self._step,
+                CURSORS_KEY: self.cursors,
+                RESIDUALS_KEY: to_mapping(self.names, self._residuals),
+                EVENTS_KEY: [e.to_dict() for e in self._events],
+                _MIXTURE_KEY: self._mixture(),
+                _SEED_KEY: self.seed,
+                _COMPOSITION_KEY: self.composition,
+                _UNIT_KEY: self.unit,
+                _TOTAL_KEY: self.total_steps,
+                _BATCH_KEY: self.batch_size,
+                _SCHEDULE_KEY: self._schedule_at(self._step).to_dict(),
+                _REBASED_KEY: rebased,
+            },
+        )
 
     def _mixture(self) -> dict[str, int]:
         return {n: int(s) for n, s in zip(self.names, self._n, strict=True)}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a state saved by `state_dict` (possibly under another world size).
+    def load_state_dict(self, state: Mapping[str, Any], *, allow_domain_change: bool = False) -> None:
+        """Restore a state saved by `state_dict` (possibly under another world size; formats 2 and 1
+        are migrated, `coolmix.state_format`).
 
         Every counter is checked before anything changes (one-line `ConfigError`, the sampler
         untouched): step and cursors are integers in [0, 2**62] with Σ cursors = step·B;
         residuals are finite, |r_i| <= K + 2 and Σ r ≈ 0 (what the recursion keeps).
-        """
-        if not isinstance(state, Mapping):
-            raise ConfigError("state_dict", state, "must be a mapping from MixtureSampler.state_dict()")
-        if state.get(_VERSION_KEY) != STATE_VERSION:
-            raise ConfigError("state_dict.version", state.get(_VERSION_KEY), f"expected {STATE_VERSION}")
-        mixture = state.get(_MIXTURE_KEY)
-        if not isinstance(mixture, Mapping) or dict(mixture) != self._mixture():
-            raise ConfigError(
-                "state_dict.mixture", mixture, f"from a different mixture; this one is {self._mixture()}"
-            )
-        for key, mine in ((_SEED_KEY, self.seed), (_COMPOSITION_KEY, self.composition)):
-            if state.get(key) != mine:
-                raise ConfigError(f"state_dict.{key}", state.get(key), f"this sampler has {mine!r}")
-        if state.get(_UNIT_KEY, self.unit) != self.unit:
-            raise ConfigError("state_dict.unit", state.get(_UNIT_KEY), f"this sampler has {self.unit!r}")
-        self._check_run(state)
-        step, cursors, residuals, events = self._parse_state(state)
-        self._events[:] = events
-        self._reset(step, cursors, residuals, None)
-        if self.composition == "seekable":  # re-anchoring at the stream's own cursors is the identity
-            self._epochs = [(0, np.zeros(len(self.names), dtype=np.int64), None)]
-            self._seek_anchor(step, cursors)
 
-    def _check_run(self, state: Mapping[str, Any]) -> None:
-        """A format-2 state belongs to one run: same total_steps, batch_size and schedule in force
-        at its step (a deliberate change: `set_schedule` before loading, or after it)."""
-        fmt = state.get(_FORMAT_KEY, 1)
-        if fmt == 1 and not isinstance(fmt, bool):
-            return  # saved before the run's shape was part of the state: nothing to compare
-        if fmt != STATE_FORMAT or isinstance(fmt, bool):
-            why = f"expected {STATE_FORMAT} (or none: format 1)"
-            raise ConfigError(f"state_dict.{_FORMAT_KEY}", fmt, why)
+        **Domains added or removed by name** (``allow_domain_change=True``; refused otherwise, naming
+        them): the common domains keep their cursors, so each continues its own item order exactly
+        where it stopped (the order is keyed by the domain's name); an added domain starts at cursor
+        0; a removed one is dropped. From the resume step t0 on, the counts follow the new mixture as
+        if the run started at t0: with "exact", C_i(t) − C_i(t0) stays within 1 of X_i(t) − X_i(t0)
+        (residuals restart at 0); with "seekable", arrivals restart at X(t0) (the same bound, from
+        t0). The realised share over the whole run is not that of either mixture, steps before t0
+        are no longer served, and exposure-driven schedules are refused (their p read the old
+        domains' counts). A state saved afterwards records t0 (``rebased``) and resumes exactly.
+        """
+        r, saved = open_state(state, "sampler", "state_dict", STATE_FIELDS)
+        change = domain_change(saved, self.names, allow_domain_change, "state_dict.domains")
+        mine = self._mixture()
+        mixture = r.get(_MIXTURE_KEY)
+        if (
+            not isinstance(mixture, Mapping)
+            or set(mixture) != set(saved)
+            or any(mixture[n] != mine[n] for n in saved if n in mine)
+        ):
+            raise ConfigError("state_dict.mixture", mixture, f"from a different mixture; this one is {mine}")
+        own = ((_SEED_KEY, self.seed), (_COMPOSITION_KEY, self.composition), (_UNIT_KEY, self.unit))
+        for key, want in own:
+            if r.get(key) != want:
+                raise ConfigError(f"state_dict.{key}", r.get(key), f"this sampler has {want!r}")
+        self._check_run(r)
+        step, cursors, residuals, events, base = self._parse_state(r, saved, change)
+        self._events[:] = events
+        self._reset(step, cursors, residuals, None, base)
+        if self._comp.seekable:  # re-anchoring at the stream's own cursors is the identity
+            self._comp.restart(step, cursors, base)
+
+    def _check_run(self, r: StateReader) -> None:
+        """A state belongs to one run: same total_steps, batch_size and schedule in force at its
+        step (a deliberate change: `set_schedule` before loading, or after it). None: a format-1
+        state, which did not record them (nothing to compare)."""
         for key, mine in ((_TOTAL_KEY, self.total_steps), (_BATCH_KEY, self.batch_size)):
-            got = state.get(key)
-            if got != mine or isinstance(got, bool) or not isinstance(got, int):
+            got = r.get(key)
+            if got is not None and (got != mine or isinstance(got, bool) or not isinstance(got, int)):
                 why = f"saved by a run with another {key}; this sampler has {mine}"
                 raise ConfigError(f"state_dict.{key}", got, why)
-        step = check_int(f"state_dict.{STEP_KEY}", state.get(STEP_KEY), lo=0, hi=self.total_steps)
+        got_s = r.get(_SCHEDULE_KEY)
+        if got_s is None:
+            return
+        step = r.integer(STEP_KEY, hi=self.total_steps)
         mine_s = self._schedule_at(step).to_dict()
-        got_s = state.get(_SCHEDULE_KEY)
         if canonical_json(got_s) != canonical_json(mine_s):
             why = (
                 f"saved under another schedule; this sampler has {mine_s} at step {step} (build it with "
@@ -291,35 +324,48 @@ class MixtureSampler:
             )
             raise ConfigError(f"state_dict.{_SCHEDULE_KEY}", got_s, why)
 
-    def _parse_state(self, state: Mapping[str, Any]) -> tuple[int, np.ndarray, np.ndarray, list[Event]]:
-        step = check_int(f"state_dict.{STEP_KEY}", state.get(STEP_KEY), lo=0, hi=MAX_INT)
-        raw_c, raw_r, raw_e = state.get(CURSORS_KEY), state.get(RESIDUALS_KEY), state.get(EVENTS_KEY)
-        for key, raw in ((CURSORS_KEY, raw_c), (RESIDUALS_KEY, raw_r)):
-            if not isinstance(raw, Mapping) or set(raw) != set(self.names):
-                raise ConfigError(
-                    f"state_dict.{key}", raw, f"need one value per domain: {', '.join(self.names)}"
-                )
-        assert isinstance(raw_c, Mapping) and isinstance(raw_r, Mapping)
-        c = [check_int(f"state_dict.cursors.{n}", raw_c[n], lo=0, hi=MAX_INT) for n in self.names]
-        if sum(c) != step * self.batch_size:
-            raise ConfigError(
-                f"state_dict.{CURSORS_KEY}",
-                dict(raw_c),
-                f"must sum to step × batch_size = {step * self.batch_size}",
-            )
-        k = len(self.names)
-        r = [check_float(f"state_dict.residuals.{n}", raw_r[n], lo=-k - 2.0, hi=k + 2.0) for n in self.names]
-        if abs(sum(r)) > 1e-6 * (1 + self.batch_size + k):
-            raise ConfigError(f"state_dict.{RESIDUALS_KEY}", dict(raw_r), "residuals must sum to 0")
-        if not isinstance(raw_e, list):
-            raise ConfigError(f"state_dict.{EVENTS_KEY}", raw_e, "must be a list of events")
+    def _parse_state(
+        self, r: StateReader, saved: tuple[str, ...], change: DomainChange
+    ) -> tuple[int, np.ndarray, np.ndarray, list[Event], tuple[int, np.ndarray] | None]:
+        """(step, cursors, residuals, events, base) in this sampler's domain order; base = (t0, C(t0))
+        of the last domain change (this one's, if the domains changed now), or None."""
+        step = r.integer(STEP_KEY)
+        c = r.per_domain(CURSORS_KEY, saved, r.integer)
+        k = len(saved)
+        res = r.per_domain(RESIDUALS_KEY, saved, r.real, lo=-k - 2.0, hi=k + 2.0)
+        if abs(sum(res)) > 1e-6 * (1 + self.batch_size + k):
+            raise r.fail(RESIDUALS_KEY, r.get(RESIDUALS_KEY), "residuals must sum to 0")
+        t0, c0 = 0, [0] * k
+        if r.get(_REBASED_KEY) is not None:
+            rb = r.mapping(_REBASED_KEY)
+            t0 = rb.integer(STEP_KEY, hi=step)
+            c0 = rb.per_domain(CURSORS_KEY, saved, rb.integer)
+        drawn = sum(c0) + (step - t0) * self.batch_size
+        if sum(c) != drawn:
+            why = f"must sum to step × batch_size = {drawn}"
+            if t0:
+                why = f"must sum to {drawn} (the cursors at {t0}, then step × batch_size more)"
+            raise r.fail(CURSORS_KEY, r.get(CURSORS_KEY), why)
         events = []
-        for i, e in enumerate(raw_e):
+        for i, e in enumerate(r.sequence(EVENTS_KEY)):
             if not isinstance(e, Mapping):
-                raise ConfigError(f"state_dict.events[{i}]", e, "must be an event mapping")
-            check_int(f"state_dict.events[{i}].step", e.get("step"), lo=0, hi=MAX_INT)
+                raise r.fail(f"{EVENTS_KEY}[{i}]", e, "must be an event mapping")
+            key = f"{EVENTS_KEY}[{i}].step"
+            r.integer(key, value=e.get("step"), field=r.field(key))
             events.append(Event.from_dict(e))
-        return step, np.array(c, dtype=np.int64), np.array(r, dtype=np.float64), events
+        cursors = dict(zip(saved, c, strict=True))
+        if change.changed:
+            needy = [x.kind for _, x in self._schedules if x.needs_counts]
+            if needy:
+                why = f"schedule {needy[0]!r} reads the realised counts of the saved domains"
+                raise ConfigError("allow_domain_change", True, why)
+            now = np.array(change.pick(cursors, 0), dtype=np.int64)
+            return step, now, np.zeros(len(self.names)), events, (step, now)
+        base = None
+        if t0:
+            base = (t0, np.array(change.pick(dict(zip(saved, c0, strict=True)), 0), dtype=np.int64))
+        now = np.array(change.pick(cursors, 0), dtype=np.int64)
+        return step, now, np.array(change.pick(dict(zip(saved, res, strict=True)), 0.0)), events, base
 
     def record_event(self, name: str, step: int | None = None, **info: Any) -> Event:
         """Record an event (e.g. ``"cooldown"``) taking effect at ``step`` (default: the next step).
@@ -330,13 +376,13 @@ class MixtureSampler:
         if step < self._step:
             raise ConfigError("event.step", step, f"batches up to {self._step - 1} were already produced")
         event = Event(step, name, info)
-        anchor = self._seek_cursors(self._step) if self.composition == "seekable" else None
+        anchor = self._comp.cursors(self._step) if self._comp.seekable else None
         self._events.append(event)
         self._ctx = Context(self.names, self.sizes, self.total_steps, self._events, self._cursors)
         self._wctx = Context(self.names, self.sizes, self.total_steps, self._events, self._walker.cursors)
         self._forget_after(step)
         if anchor is not None:
-            self._seek_anchor(self._step, anchor)
+            self._anchor(self._step, anchor)
         return event
 
     def set_schedule(self, schedule: Schedule | float | Mapping[str, Any]) -> None:
@@ -347,11 +393,11 @@ class MixtureSampler:
         resumed sampler is built with it (or calls `set_schedule` with it before loading).
         """
         sched = self._checked(schedule)
-        anchor = self._seek_cursors(self._step) if self.composition == "seekable" else None
+        anchor = self._comp.cursors(self._step) if self._comp.seekable else None
         self._schedules = [(s, x) for s, x in self._schedules if s < self._step] + [(self._step, sched)]
         self._forget_after(self._step)
         if anchor is not None:
-            self._seek_anchor(self._step, anchor)
+            self._anchor(self._step, anchor)
 
     def _forget_after(self, step: int) -> None:
         """Drop checkpoints (and the walker, cached batch) that depend on p(t) for t >= ``step``."""
@@ -363,27 +409,9 @@ class MixtureSampler:
         if self._cached is not None and self._cached[0] >= step:
             self._cached = None
 
-    # -- seekable composition: pure functions of the step (coolmix.seekable) ---------------------
-
-    def _epoch(self, step: int) -> tuple[int, np.ndarray, Target]:
-        """The epoch in force at ``step``; only the last one may still need its target built."""
-        i = max(j for j, e in enumerate(self._epochs) if e[0] <= step)
-        start, anchor, target = self._epochs[i]
-        if target is None:
-            ctx = Context(self.names, self.sizes, self.total_steps, tuple(self._events))
-            target = build_target(self._schedules, ctx, self.batch_size)
-            self._epochs[i] = (start, anchor, target)
-        return start, anchor, target
-
-    def _seek_cursors(self, step: int) -> np.ndarray:
-        start, anchor, target = self._epoch(step)
-        return cursors_at(target, step, start, anchor)
-
-    def _seek_anchor(self, step: int, cursors: np.ndarray) -> None:
-        """A new epoch from ``step`` at ``cursors`` (its target built lazily from the current
-        schedules and events); earlier epochs keep the targets their batches were made with."""
-        self._epoch(step)
-        self._epochs = [e for e in self._epochs if e[0] < step] + [(step, cursors.copy(), None)]
+    def _anchor(self, step: int, cursors: np.ndarray) -> None:
+        """A closed-form composition's new epoch from ``step`` (after a change of p); drops the cache."""
+        self._comp.anchor(step, cursors)
         if self._cached is not None and self._cached[0] >= step:
             self._cached = None
 
@@ -414,19 +442,17 @@ class MixtureSampler:
         return w
 
     def _plain_python_walk(self) -> bool:
-        """Whether `_walk_small` applies: exact composition, K < 8, no exposure-driven schedule."""
-        return (
-            self.composition == "exact"
-            and len(self.names) < SMALL_K
-            and not any(s.needs_counts for _, s in self._schedules)
-        )
+        """Whether `_walk_small` applies: a composition that walks on lists (exact, K < 8), no
+        exposure-driven schedule."""
+        return self._comp.walks_lists and not any(s.needs_counts for _, s in self._schedules)
 
     def _walk_small(self, step: int, rows: list[list[int]] | None = None) -> None:
         """`_advance` up to ``step`` on plain Python lists (the cold part of a seek, about twice
         as fast): the same float operations in the same order, so the same bits as `_advance`.
         ``rows`` (if given) receives the cursors after each step."""
         w = self._walker
-        B, Bf = self.batch_size, float(self.batch_size)
+        Bf = float(self.batch_size)
+        step_lists = self._comp.step_lists
         cursors, residuals = w.cursors.tolist(), w.residuals.tolist()
         target = None if w.target is None else w.target.tolist()
         cuts = self._cuts()
@@ -437,12 +463,7 @@ class MixtureSampler:
                 p = self._schedule_at(t).probs(t, self._wctx)
                 pl = p.tolist()
                 until = -1 if cuts is None else cuts[bisect.bisect_right(cuts, t)]
-            fast = exact_counts_small(pl, B, residuals)
-            if fast is None:  # clipped or pathological targets: the numpy reference
-                c, r = exact_counts(p, B, np.array(residuals))
-                counts, residuals = c.tolist(), r.tolist()
-            else:
-                counts, residuals = fast
+            counts, residuals = step_lists(pl, p, residuals)
             cursors = [a + b for a, b in zip(cursors, counts, strict=True)]
             if rows is not None:
                 rows.append(cursors)
@@ -460,24 +481,7 @@ class MixtureSampler:
         w = self._walker
         t = w.step
         p = self._schedule_at(t).probs(t, self._wctx)
-        if self.composition == "exact":
-            fast = (
-                exact_counts_small(p.tolist(), self.batch_size, w.residuals.tolist())
-                if len(p) < SMALL_K
-                else None
-            )
-            if fast is None:
-                counts, w.residuals = exact_counts(p, self.batch_size, w.residuals)
-            else:
-                counts, w.residuals = np.array(fast[0], dtype=np.int64), np.array(fast[1])
-            slot_domains = None
-        else:
-            u = splitmix64(self._arange_b ^ np.uint64(self._iid_key ^ _mix(t))) * _INV_2_64
-            slot_domains = np.minimum(np.searchsorted(np.cumsum(p), u, side="right"), len(p) - 1)
-            # never land on a zero-probability domain through float round-off
-            while (p[slot_domains] == 0).any():
-                slot_domains = np.where(p[slot_domains] == 0, int(np.argmax(p)), slot_domains)
-            counts = np.bincount(slot_domains, minlength=len(p)).astype(np.int64)
+        counts, w.residuals, slot_domains = self._comp.step(t, p, w.residuals)
         w.cursors += counts
         if w.target is not None:
             w.target += self.batch_size * p
@@ -501,9 +505,9 @@ class MixtureSampler:
 
     def _thin(self) -> None:
         """Double the checkpoint spacing, dropping the regular checkpoints in between (step 0
-        and states that were loaded stay)."""
+        (or a domain change's first step) and states that were loaded stay)."""
         old, self._every = self._every, self._every * 2
-        for s in [s for s in self._keys if s and s % old == 0 and s % self._every]:
+        for s in [s for s in self._keys if s > self._floor and s % old == 0 and s % self._every]:
             del self._checkpoints[s]
         self._keys = sorted(self._checkpoints)
 
@@ -520,24 +524,25 @@ class MixtureSampler:
 
     def _check_step(self, step: Any, end: bool = False) -> int:
         """``step`` as an int in [0, total_steps) (``end``: [0, total_steps]); a step past the run
-        would make a seek walk (or search) forever, so it is a ConfigError naming ``step``."""
-        return check_int("step", step, lo=0, hi=self.total_steps - (0 if end else 1))
+        would make a seek walk (or search) forever, so it is a ConfigError naming ``step``. After a
+        domain change the first step served is the resume step."""
+        return check_int("step", step, lo=self._floor, hi=self.total_steps - (0 if end else 1))
 
     def cumulative_counts_array(self, step: int) -> np.ndarray:
         """C(step): items drawn per domain before ``step`` (aligned with ``names``, int64)."""
         step = self._check_step(step, end=True)
-        if self.composition == "seekable":
-            return self._seek_cursors(step)
+        if self._comp.seekable:
+            return self._comp.cursors(step)
         return self._walk_to(step).cursors.copy()
 
     def cumulative_counts_rows(self, lo: int, hi: int) -> np.ndarray:
         """C(lo), C(lo + 1), ..., C(hi) as a (hi − lo + 1, K) int64 array, so row differences are the
         per-batch counts (for bulk index builds): one walk for "exact"/"iid", a seek per step for
         "seekable". Does not move `step`."""
-        lo = check_int("lo", lo, lo=0, hi=MAX_INT)
+        lo = check_int("lo", lo, lo=self._floor, hi=MAX_INT)
         hi = check_int("hi", hi, lo=lo, hi=MAX_INT)
-        if self.composition == "seekable":
-            return np.stack([self._seek_cursors(t) for t in range(lo, hi + 1)])
+        if self._comp.seekable:
+            return np.stack([self._comp.cursors(t) for t in range(lo, hi + 1)])
         w = self._walk_to(lo)
         if self._plain_python_walk():
             rows = [w.cursors.tolist()]
@@ -562,8 +567,8 @@ class MixtureSampler:
         closed = self._closed_target(step)
         if closed is not None:
             return closed
-        if self.composition == "seekable":
-            return self._epoch(step)[2].window(step, step)[0][0]
+        if self._comp.seekable:
+            return self._comp.target(step)
         x = self._walk_to(step, need_target=True).target
         assert x is not None
         return x.copy()
@@ -616,7 +621,7 @@ class MixtureSampler:
         """
         step = self._check_step(step)
         domains, indices = self._batch_at(step)
-        if self.composition == "seekable":
+        if self._comp.seekable:
             assert self._seek_next is not None and self._seek_next[0] == step
             self._step, self._cursors[:] = step + 1, self._seek_next[1]
             return domains, indices
@@ -626,10 +631,9 @@ class MixtureSampler:
 
     def _batch_at(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """The batch at ``step`` without touching the produced state (leaves the walker at step + 1)."""
-        if self.composition == "seekable":
+        if self._comp.seekable:
             if self._cached is None or self._cached[0] != step:
-                start, anchor, target = self._epoch(step)
-                c0, c1 = batch_cursors(target, step, start, anchor)
+                c0, c1 = self._comp.batch_cursors(step)
                 self._cached = (step, *self._materialise(step, c0, c1 - c0, None))
                 self._seek_next = (step, c1)
             return self._cached[1], self._cached[2]
@@ -656,9 +660,9 @@ class MixtureSampler:
         if isinstance(index, (bool, np.bool_)):
             raise ConfigError("index", index, "must be integers >= 0 (step · batch_size + slot)")
         g = np.asarray(index)
-        end = self.total_steps * self.batch_size
-        if g.dtype.kind not in "iu" or (g < 0).any() or (g >= end).any():
-            why = f"must be integers in [0, total_steps · batch_size = {end}) (step · batch_size + slot)"
+        end, first = self.total_steps * self.batch_size, self._floor * self.batch_size
+        if g.dtype.kind not in "iu" or (g < first).any() or (g >= end).any():
+            why = f"must be integers in [{first}, total_steps · batch_size = {end}) (step · B + slot)"
             raise ConfigError("index", index if g.size < 8 else f"array of shape {g.shape}", why)
         flat = g.astype(np.int64).ravel()
         steps, slots = np.divmod(flat, self.batch_size)
@@ -684,7 +688,8 @@ class MixtureSampler:
             # exact: domains in blocks, draw numbers consecutive per domain, then one batch shuffle
             domains = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
             indices = self._items(domains, start, counts)
-            order = permute(self._arange_b, self.batch_size, self._order_key ^ _mix(step)).astype(np.int64)
+            key = self._order_key ^ counter_key(step)
+            order = permute(self._arange_b, self.batch_size, key).astype(np.int64)
             return domains[order], indices[order]
         # iid: slots keep their drawn order; each domain's draws fill its slots in cursor order
         domains = slot_domains.astype(np.int64)
@@ -717,9 +722,4 @@ def _unit(sizes: Sizes | Mixture, unit: str | None) -> str:
     if own is not None and unit is not None and unit != own:
         raise ConfigError("unit", unit, f"the Mixture's sizes are in {own}")
     return own or unit or "examples"
-
-
-def _mix(counter: int) -> int:
-    """A 64-bit key offset for a counter (step or pass number)."""
-    return int(splitmix64(np.array([counter], dtype=np.uint64))[0])
 

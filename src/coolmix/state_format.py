@@ -45,7 +45,8 @@ FORMAT = 3
 FORMAT_KEY, KIND_KEY, DOMAINS_KEY = "format", "kind", "domains"
 KINDS = ("sampler", "packer", "stream")
 
-Migration = Callable[[Mapping[str, Any]], dict[str, Any]]
+Migration = Callable[[Mapping[str, Any], str], dict[str, Any]]
+"""(old state, field prefix for errors) → format-3 state."""
 
 
 def envelope(kind: str, domains: Sequence[str], fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -68,16 +69,15 @@ def _domains_of(state: Mapping[str, Any], key: str, prefix: str) -> list[str]:
     return [str(n) for n in raw]
 
 
-def _sampler_old(state: Mapping[str, Any]) -> dict[str, Any]:
+def _sampler_old(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     """Sampler format 2 / format 1 (``"version": 1``) → format 3 (the fields keep their names)."""
-    prefix = "sampler_state"
+    fmt = state.get(FORMAT_KEY, 1)
+    if type(fmt) is not int or fmt not in (1, 2):
+        raise ConfigError(f"{prefix}.{FORMAT_KEY}", fmt, f"expected {FORMAT} (or 2, or none: format 1)")
     version = state.get("version")
     if version != 1 or isinstance(version, bool):
         why = f"not a MixtureSampler state (format {FORMAT}, or version 1)"
         raise ConfigError(f"{prefix}.version", version, why)
-    fmt = state.get(FORMAT_KEY, 1)
-    if fmt not in (1, 2) or isinstance(fmt, bool):
-        raise ConfigError(f"{prefix}.{FORMAT_KEY}", fmt, f"expected {FORMAT} (or 2, or none: format 1)")
     body = {k: v for k, v in state.items() if k not in ("version", FORMAT_KEY)}
     if fmt == 1:  # format 1 did not record the run: nothing to compare on load
         for key in ("total_steps", "batch_size", "schedule"):
@@ -87,9 +87,10 @@ def _sampler_old(state: Mapping[str, Any]) -> dict[str, Any]:
     return envelope("sampler", _domains_of(state, "cursors", prefix), body)
 
 
-def _packer_old(state: Mapping[str, Any]) -> dict[str, Any]:
+def _packer_old(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     """Packer version 2 / 1 → format 3 (version 1 did not record the run: not checked on load)."""
-    prefix = "packer_state"
+    if FORMAT_KEY in state:
+        raise ConfigError(f"{prefix}.{FORMAT_KEY}", state[FORMAT_KEY], f"expected {FORMAT}")
     version = state.get("version")
     if version not in (1, 2) or isinstance(version, bool):
         why = f"expected a TokenPacker state (format {FORMAT}, or version 2 or 1)"
@@ -110,15 +111,15 @@ def migrate(state: Any, kind: str, prefix: str, migrate: Migration | None = None
     if not isinstance(state, Mapping):
         raise ConfigError(prefix, type(state).__name__, f"must be a mapping from a {kind} state_dict()")
     fmt = state.get(FORMAT_KEY)
-    if fmt == FORMAT and not isinstance(fmt, bool):
+    if type(fmt) is int and fmt == FORMAT:
         return state
-    if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > FORMAT:
+    if type(fmt) is int and fmt > FORMAT:
         why = f"written by a newer coolmix (this one reads <= {FORMAT})"
         raise ConfigError(f"{prefix}.{FORMAT_KEY}", fmt, why)
     fn = migrate or MIGRATIONS.get(kind)
     if fn is None:
         raise ConfigError(f"{prefix}.{FORMAT_KEY}", fmt, f"expected {FORMAT}; no migration for {kind} states")
-    return fn(state)
+    return fn(state, prefix)
 
 
 def open_state(

@@ -121,7 +121,7 @@ def test_state_is_small_and_independent_of_sizes():
     for s in (small, huge):
         for t in range(10):
             s.batch(t)
-    assert len(json.dumps(huge.state_dict())) < 400
+    assert len(json.dumps(huge.state_dict())) < 450  # format 3's envelope (kind, domains) is ~60 of it
     assert set(small.state_dict()) == set(huge.state_dict())
 
 

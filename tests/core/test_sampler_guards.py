@@ -82,15 +82,16 @@ def test_a_deliberate_schedule_change_goes_through_set_schedule():
 
 
 def test_a_format_1_state_still_loads():
-    state = _saved()
-    for key in ("format", "total_steps", "batch_size", "schedule"):
+    state = _saved()  # format 3, written back in format 1's layout (tests/core/fixtures has real ones)
+    for key in ("format", "kind", "domains", "rebased", "total_steps", "batch_size", "schedule"):
         del state[key]
+    state["version"] = 1
     s = cm.MixtureSampler(SIZES, cm.Cooldown(at=0.5), total_steps=40, batch_size=8, seed=3)
     s.load_state_dict(state)
     assert s.step == 5
 
 
-@pytest.mark.parametrize("fmt", [3, "2", True, None])
+@pytest.mark.parametrize("fmt", [4, "3", True, None, 3.0, 0])
 def test_an_unknown_format_is_refused(fmt):
     state = _saved()
     state["format"] = fmt

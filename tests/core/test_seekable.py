@@ -125,7 +125,7 @@ def test_sample_at_is_the_global_batch_at_step_and_slot(reference):
 
 def test_slot_domains_in_arrival_order_have_the_batch_counts():
     s = make(SCHEDULES["stages"], batch=3)
-    target = s._epoch(0)[2]
+    target = s._comp._epoch(0)[2]
     zero = np.zeros(4, dtype=np.int64)
     for t in range(0, STEPS, 7):
         dom = seekable.slot_domains(target, t, 0, zero)
