@@ -107,3 +107,20 @@ def test_chrf_rows_are_resampled_as_corpus_chrf():
     a = Run("mt", "cooldown", "main", 0, Path("a"), final, ())
     delta, se = paired_bootstrap(a, a, ["es"], "chrf")
     assert delta == 0.0 and se == 0.0
+
+
+def test_claims_score_every_test_item_only_when_every_run_of_the_experiment_has_them():
+    rng = np.random.default_rng(4)
+    a, b = _run("tau1", 0, _losses(rng, 40, noise=1.0)), _run("cooldown", 0, _losses(rng, 40, noise=1.0))
+    for r in (a, b):  # the headline slice's number differs from the whole test set's
+        r.final["test"]["loss"].update({k: 9.0 for k in SIZES})
+    whole = Runs([a, b])
+    for r in whole.runs:  # every item (token-weighted), not the headline number stored in "test"
+        items = r.final["test_items"]
+        expect = float(np.average(items["loss"]["sw"], weights=items["tokens"]["sw"]))
+        assert r.test("sw") == pytest.approx(expect) and whole.whole_test("lm")
+    headline = {**b.final, "test": {"loss": {k: 9.0 for k in SIZES}}}
+    del headline["test_items"]
+    mixed = Runs([a, Run("lm", "cooldown", "main", 0, b.dir, headline, ())])
+    assert not mixed.whole_test("lm")  # one run without items: nobody uses them
+    assert [r.test("sw") for r in mixed.runs] == [9.0, 9.0]

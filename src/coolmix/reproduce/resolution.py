@@ -15,11 +15,14 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from coolmix.reproduce.compare import MARGINS, groups, label, metric_of
 from coolmix.reproduce.results import Run, Runs
+from coolmix.train.item_scores import ITEMS_KEY as ITEMS
+from coolmix.train.item_scores import items_metric
 
 __all__ = ["DRAWS", "PAIRS", "Resolution", "item_metric", "paired_bootstrap", "resolution_lines", "resolve"]
 
@@ -29,30 +32,15 @@ DRAWS = 1000
 PAIRS = (("cooldown", "tau1"), ("cooldown", "tau5"), ("tau5", "tau1"))
 """The comparisons the Cooldown claims (E5, E6, E8) are made of."""
 
-ITEMS = "test_items"
-
 
 def _has_items(run: Run, metric: str) -> bool:
     items = run.final.get(ITEMS)
     return isinstance(items, dict) and isinstance(items.get("chrf" if metric == "chrf" else "loss"), dict)
 
 
-def item_metric(run: Run, lang: str, metric: str, idx: np.ndarray | None = None) -> np.ndarray | float:
-    """The run's test ``metric`` for ``lang`` on items ``idx`` (rows: one value per resample;
-    None: all items, one float)."""
-    items = run.final[ITEMS]
-    if metric == "chrf":
-        from coolmix.train.item_scores import chrf_from_stats
-
-        stats = np.asarray(items["chrf"][lang], dtype=np.int64)
-        if idx is None:
-            return chrf_from_stats(stats)
-        return np.array([chrf_from_stats(stats[row]) for row in idx])
-    loss = np.asarray(items["loss"][lang], dtype=np.float64)
-    tok = np.asarray(items["tokens"][lang], dtype=np.float64)
-    if idx is None:
-        return float((loss * tok).sum() / tok.sum())
-    return (loss[idx] * tok[idx]).sum(axis=1) / tok[idx].sum(axis=1)
+def item_metric(run: Run, lang: str, metric: str, idx: np.ndarray | None = None) -> Any:
+    """The run's test ``metric`` for ``lang`` on items ``idx`` (`items_metric`)."""
+    return items_metric(run.final[ITEMS], lang, metric, idx)
 
 
 def _n_items(run: Run, lang: str, metric: str) -> int:
@@ -174,7 +162,12 @@ def resolution_lines(runs: Runs) -> list[str]:
             f"Δ on every test item ({unit}, mean over seeds), its test-set 95% half-width from a paired "
             "bootstrap over test items inside each seed, the seed SD, and the claims' margin "
             f"({MARGINS[metric].percent:g}% of B) in {unit}. {below} of {len(rows)} margins are below "
-            "the resolution: a claim judged against such a margin cannot be decided by this test set.",
+            "the resolution: a claim judged against such a margin cannot be decided by this test set. "
+            + (
+                f"Every run of {exp} has per-item scores, so its tables and claims use every test item."
+                if runs.whole_test(exp)
+                else f"Some runs of {exp} lack per-item scores: its tables and claims use the headline slice."
+            ),
             "",
             "| A − B | languages | Δ | test-set ± | seed SD | margin | reading |",
             "|---|---|---|---|---|---|---|",

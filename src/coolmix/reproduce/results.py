@@ -60,6 +60,10 @@ record). The trainer's per-step lists ``grad_norm``/``clipped`` are summarised p
 ``grad_norm`` = mean ‖g‖ before clipping, ``clipped`` = clipped steps, ``n_steps`` = steps."""
 
 
+WHOLE_TEST_METRICS = ("loss", "chrf")
+"""The metrics per-item test scores hold (chrF++ and BLEU stay on the headline slice)."""
+
+
 class MissingSplit(KeyError):
     """A run has no scores for the split a table or claim needs (e.g. no test split)."""
 
@@ -78,9 +82,16 @@ class Run:
     dir: Path
     final: Mapping[str, Any]
     curve: tuple[Mapping[str, Any], ...]
+    whole_test: bool = False
+    """Test loss and chrF come from every test item (``test_items``), not the headline slice: set by
+    `Runs` when every run of the experiment has per-item scores, so no comparison mixes the two."""
 
     def score(self, lang: str, split: str = "test", metric: str = "loss") -> float:
         """Final ``metric`` of ``lang`` on ``split``; `MissingSplit` if the run has none."""
+        if self.whole_test and split == "test" and metric in WHOLE_TEST_METRICS:
+            from coolmix.train.item_scores import ITEMS_KEY, items_metric
+
+            return float(items_metric(self.final[ITEMS_KEY], lang, metric))
         try:
             return float(self.final[split][metric][lang])
         except (KeyError, TypeError) as e:
@@ -121,10 +132,28 @@ class Run:
 
 
 class Runs:
-    """All finished runs of an output folder, indexed by (experiment, method)."""
+    """All finished runs of an output folder, indexed by (experiment, method).
+
+    An experiment whose every run with a test split also has per-item test scores is scored on
+    every test item (`Run.whole_test`); one run without them keeps the whole experiment on the
+    headline slice.
+    """
 
     def __init__(self, runs: Sequence[Run]) -> None:
-        self.runs = list(runs)
+        from dataclasses import replace
+
+        from coolmix.train.item_scores import ITEMS_KEY
+
+        runs = list(runs)
+        tested = [r for r in runs if "test" in r.final]
+        partial = {r.experiment for r in tested if not isinstance(r.final.get(ITEMS_KEY), Mapping)}
+        whole = {r.experiment for r in tested} - partial
+        has_test = {id(r) for r in tested}
+        self.runs = [replace(r, whole_test=r.experiment in whole and id(r) in has_test) for r in runs]
+
+    def whole_test(self, experiment: str) -> bool:
+        """Whether ``experiment``'s test scores come from every test item."""
+        return any(r.whole_test for r in self.runs if r.experiment == experiment)
 
     def get(self, experiment: str, method: str, role: str = "main") -> list[Run]:
         return sorted(

@@ -13,27 +13,25 @@ record under ``test_items``:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from coolmix.errors import ConfigError
 
-__all__ = ["ITEMS_KEY", "chrf_from_stats", "chrf_stats", "item_losses", "test_items"]
+__all__ = ["ITEMS_KEY", "chrf_from_stats", "chrf_stats", "item_losses", "items_metric", "test_items"]
 
 ITEMS_KEY = "test_items"
 LOSS_DIGITS = 5
 """Per-item losses are stored rounded to 1e-5 nats: far below any gap a report reads."""
 
 
-@torch.no_grad()
 def item_losses(
-    model: torch.nn.Module,
+    model: Any,
     task: Any,
     data: Any,
-    loss_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+    loss_fn: Callable[..., tuple[Any, Any]],
     batch_size: int,
     device: Any,
     autocast: Any,
@@ -42,6 +40,8 @@ def item_losses(
 
     Every rank scores the whole split (it is small: a test set), so no collective is needed.
     """
+    import torch
+
     was_training = model.training
     model.eval()
     losses: dict[str, list[float]] = {}
@@ -54,7 +54,7 @@ def item_losses(
             for i in range(0, len(items), batch_size):
                 chunk = items[i : i + batch_size]
                 b = task.batch(data, np.full(len(chunk), k, dtype=np.int64), chunk, device)
-                with autocast:
+                with autocast, torch.no_grad():
                     loss, n_tok = loss_fn(model(*b.inputs), b.targets)
                 lo += [round(float(x), LOSS_DIGITS) for x in loss.double().tolist()]
                 tok += [int(x) for x in n_tok.tolist()]
@@ -87,10 +87,28 @@ def chrf_from_stats(rows: np.ndarray) -> float:
     return float(CHRF()._compute_score_from_stats([int(v) for v in total]).score)
 
 
+def items_metric(items: Mapping[str, Any], lang: str, metric: str, idx: np.ndarray | None = None) -> Any:
+    """``metric`` of ``lang`` from a ``test_items`` record, on items ``idx`` (a 2-D array: one value
+    per row, a resample; None: every item, one float): Σ l·t / Σ t for ``loss``, corpus chrF of the
+    summed statistics for ``chrf``."""
+    if metric == "chrf":
+        stats = np.asarray(items["chrf"][lang], dtype=np.int64)
+        if idx is None:
+            return chrf_from_stats(stats)
+        return np.array([chrf_from_stats(stats[row]) for row in idx])
+    if metric != "loss":
+        raise ConfigError("metric", metric, "per-item scores hold loss and chrf only")
+    loss = np.asarray(items["loss"][lang], dtype=np.float64)
+    tok = np.asarray(items["tokens"][lang], dtype=np.float64)
+    if idx is None:
+        return float((loss * tok).sum() / tok.sum())
+    return (loss[idx] * tok[idx]).sum(axis=1) / tok[idx].sum(axis=1)
+
+
 def test_items(
-    model: torch.nn.Module,
+    model: Any,
     data: Any,
-    loss_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+    loss_fn: Callable[..., tuple[Any, Any]],
     batch_size: int,
     device: Any,
     autocast: Callable[[], Any],
