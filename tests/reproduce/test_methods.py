@@ -37,7 +37,8 @@ class Done:
 def test_every_method_builds_a_schedule(method, tmp_path):
     # every trained method's config (its dependencies' results filled in) drives the real sampler
     m = METHODS[method]
-    setting = Setting(SIZES, 100, 10, high_resource(SIZES), {"d_model": 8}, {d: (f"lm/{d}/s0",) for d in m.needs})
+    needs = {d: (f"lm/{d}/s0",) for d in m.needs}
+    setting = Setting(SIZES, 100, 10, high_resource(SIZES), {"d_model": 8}, needs)
     cfg = m.sections(setting)
     fake = {"doremi_weights": {"en": 0.2, "it": 0.3, "sw": 0.5}, "doremi": {}}
     if m.resolve is not None:
@@ -118,7 +119,8 @@ def test_convergence_base_turns_clipping_off_and_every_run_anneals():
     for p in PRESETS.values():
         for e in p.experiments:
             # cosine to 5% of the peak, or (mt-overfit) the paper's MT inverse-sqrt decay
-            assert e.base["optim"]["schedule"] in ("cosine", "inverse_sqrt") and e.base["optim"]["final_lr"] == 0.05
+            assert e.base["optim"]["schedule"] in ("cosine", "inverse_sqrt")
+            assert e.base["optim"]["final_lr"] == 0.05
             if e.key == "convergence":
                 assert e.base["optim"]["clip"] == 0.0
 

@@ -59,6 +59,7 @@ __all__ = [
     "Setting",
     "balance_for",
     "color",
+    "compute_parts",
     "high_resource",
     "in_groups",
     "method_sections",
@@ -162,7 +163,8 @@ class Method:
     whole); ``needs`` names registry entries it depends on (at its own seed, or at every seed of
     a ``select`` run with ``Selection.across_seeds``); ``resolve`` fills in its config from those
     finished runs; ``annotate`` adds fields to its finished run's record. ``run``/``role`` name
-    its run folders (``<run>[-proxy]-s<seed>-<hash>``); ``curve`` draws it in the LM dev-curve figure.
+    its run folders (``<run>[-proxy]-s<seed>-<hash>``); ``curve`` draws it in the LM dev-curve figure;
+    ``cost`` says what its compute includes (its needs' runs, `compute_parts`) in the cost table.
     """
 
     key: str
@@ -177,6 +179,7 @@ class Method:
     run: str = ""
     role: Literal["main", "proxy"] = "main"
     curve: bool = False
+    cost: str = ""
 
     @property
     def kind(self) -> Literal["train", "select"]:
@@ -309,6 +312,7 @@ METHODS: dict[str, Method] = {
             "#dbdb8d",
             needs=(*(f"unimax_n{n}" for n in UNIMAX_CAPS), "unimax"),
             select=UNIMAX_DEV,
+            cost="every grid run",
         ),
         Method("unimax_static", "UniMax (static)", "variant", None, _unimax(static=True)),
         Method("order_matters", "Order Matters", "baseline", "#17becf", _order_matters),
@@ -324,6 +328,7 @@ METHODS: dict[str, Method] = {
             resolve=_main_reads_weights,
             annotate=lambda cfg: {"doremi_weights": cfg["balance"]["sample"]["weights"]},
             curve=True,
+            cost="main + reference + proxy",
         ),
         Method(
             "adaptive",
@@ -381,6 +386,22 @@ def tabulated() -> tuple[str, ...]:
     """Every method a results table shows: the Table 3/4 rows, the ablations, then the schedules
     beyond the paper (exposure and cost tables)."""
     return (*in_groups(*TABLE), *in_groups("ablation"), *in_groups("beyond"))
+
+
+def compute_parts(method: str) -> tuple[tuple[str, str], ...]:
+    """(run name, role) of every run a method's compute includes besides its own: its needs,
+    transitively, depth first (DoReMi: its proxy, then its reference)."""
+    out: list[tuple[str, str]] = []
+
+    def walk(key: str) -> None:
+        for d in METHODS[key].needs:
+            m = METHODS[d]
+            if (m.run_name, m.role) not in out:
+                out.append((m.run_name, m.role))
+                walk(d)
+
+    walk(method)
+    return tuple(out)
 
 
 def color(method: str) -> str | None:

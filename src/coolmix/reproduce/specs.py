@@ -352,6 +352,15 @@ PRESETS: dict[str, Preset] = {
         lr=6e-4,
         note="≈85M parameters; run on a GPU (`--set run.device=cuda`)",
     ),
+    # UniMax's cap chosen on dev (issue 19): `unimax_dev` needs the cap grid N = 1…5 plus full-lm's
+    # budget-derived N (the `unimax` runs), each × 3 seeds; with full-lm's data, steps and the
+    # statics and Cooldown it is compared with (the same configs: run it into full-lm's folder and
+    # only the 15 new grid runs train, ≈ 2 min each here)
+    "unimax-grid": _part(
+        "unimax-grid",
+        (_lm_experiment(LM4_FULL, 800, ("tau1", "tau5", "tau100", "cooldown", "unimax_dev"), (0, 1, 2)),),
+        "UniMax with N chosen on dev from N = 1…5 and the budget-derived N; E8 needs DoReMi (not run)",
+    ),
     "full-mt": _part("full-mt", _FULL_MT),
     # MT with the premise (issue 19): τ=1, τ=5 and Cooldown × 3 seeds under the paper's MT schedule
     # (inverse-sqrt after warm-up), dev every 400 steps for the overfitting detector; ≈ 30 min a run

@@ -171,20 +171,24 @@ def doremi_table(runs: Runs, experiment: str) -> str:
 
 
 def cost_table(runs: Runs, experiment: str, methods: Sequence[str]) -> str:
-    """Training compute per method: optimizer steps and tokens, DoReMi's reference and proxy included."""
+    """Training compute per method: optimizer steps and tokens, the runs it needs included
+    (`methods.compute_parts`: DoReMi's reference and proxy; a selection's whole grid, not its copy)."""
+    from coolmix.reproduce.methods import METHODS, compute_parts
+
     rows = []
     for m in methods:
         rs = runs.get(experiment, m)
         if not rs:
             continue
-        steps = [r.final["step"] for r in rs]
-        tokens = [sum(r.final["tokens"].values()) for r in rs]
-        secs = [r.final["time"] for r in rs]
+        own = m not in METHODS or METHODS[m].kind == "train"
+        steps = [r.final["step"] if own else 0 for r in rs]
+        tokens = [sum(r.final["tokens"].values()) if own else 0 for r in rs]
+        secs = [r.final["time"] if own else 0.0 for r in rs]
         extra = ""
-        if m == "doremi":
-            proxies = {r.seed: r for r in runs.get(experiment, "doremi", role="proxy")}
-            refs = {r.seed: r for r in runs.get(experiment, "doremi_ref")}
-            for group in (proxies, refs):
+        parts = compute_parts(m) if m in METHODS else ()
+        if parts:
+            for name, role in parts:
+                group = {r.seed: r for r in runs.get(experiment, name, role=role)}
                 extra_runs = [group.get(r.seed) for r in rs]
                 steps = [s + (g.final["step"] if g else 0) for s, g in zip(steps, extra_runs, strict=True)]
                 tokens = [
@@ -192,7 +196,7 @@ def cost_table(runs: Runs, experiment: str, methods: Sequence[str]) -> str:
                     for t, g in zip(tokens, extra_runs, strict=True)
                 ]
                 secs = [s + (g.final["time"] if g else 0) for s, g in zip(secs, extra_runs, strict=True)]
-            extra = " (main + reference + proxy)"
+            extra = f" ({METHODS[m].cost})" if METHODS[m].cost else ""
         rows.append(
             [
                 label(m) + extra,
