@@ -44,7 +44,7 @@ from coolmix.reproduce.results import MissingSplit, Runs
 from coolmix.reproduce.stats import combine
 
 __all__ = ["CLAIMS", "REGISTRY", "Claim", "Verdict", "claim_ids",
-    "claim_span", "evaluate_claims", "label", "mt_gate"]
+    "claim_span", "claims_in", "evaluate_claims", "label", "mt_gate"]
 
 
 Parts = tuple[list[Comparison], list[Comparison], list[str]]
@@ -84,6 +84,11 @@ def evaluate_claims(runs: Runs, theory: Mapping[str, Any]) -> list[Verdict]:
 def claim_ids(kind: str) -> list[str]:
     """The ids of the registered claims of one kind, in report order."""
     return [c.id for c in REGISTRY if c.kind == kind]
+
+
+def claims_in(section: str, sep: str = "/") -> str:
+    """The ids of the claims a report section's results decide, as its heading names them ("E1/E2/E4")."""
+    return sep.join(c.id for c in REGISTRY if section in c.sections)
 
 
 def claim_span(kind: str) -> str:
@@ -335,8 +340,9 @@ def _e9(runs: Runs) -> Parts:
 class Claim:
     """One claim: its id, the paper's statement, the primary comparison's rule, the function that
     judges it (runs, theory) → (primary, secondary, notes), its kind: ``"claim"`` (the paper's),
-    ``"beyond"`` (ours) or ``"mechanism"`` (a paper claim where its premise holds), and the report
-    section that also shows its paired table (``"direction"``; "" for none).
+    ``"beyond"`` (ours) or ``"mechanism"`` (a paper claim, ``of``, where its premise holds), and the
+    report sections whose results it judges (their headings name it; ``"direction"`` also prints its
+    paired table).
 
     Adding a claim is one judging function and one entry here; the report reads ids, kinds,
     statements and sections from this registry.
@@ -347,7 +353,8 @@ class Claim:
     rule: str
     judge: Callable[[Runs, Mapping[str, Any]], Parts]
     kind: str = "claim"
-    section: str = ""
+    sections: tuple[str, ...] = ()
+    of: str = ""
 
 
 REGISTRY: tuple[Claim, ...] = (
@@ -356,48 +363,56 @@ REGISTRY: tuple[Claim, ...] = (
         "Sampling reaches a given dev loss in fewer steps than equal-weight scalarization; the gap grows with τ",
         "for each τ ∈ {2, 3, 5} run (quick: 2, 5): steps until the LRL's dev loss first reaches a loss every run of the pair reaches, sampling − scalarization < 0",
         lambda runs, theory: conv.e1(runs),
+        sections=("convergence",),
     ),
     Claim(
         "E2",
         "With enough steps, sampling and scalarization reach about the same loss",
         "for each τ ∈ {2, 3, 5} pair run: the LRL's final test loss, sampling vs scalarization, within ± the loss margin; decided only when every run's LRL dev loss plateaued (fell by ≤ 0.1 × the margin over its last quarter), else NOT REACHED with the steps the pair would need",
         lambda runs, theory: conv.e2(runs),
+        sections=("convergence",),
     ),
     Claim(
         "E3",
         "Mini-batch gradient norms vary more under scalarization than under sampling (paper: 2.25 vs 0.62)",
         "at every measured checkpoint (τ=1 and τ=5 runs) and τ: log(Var‖g‖ scalarization / Var‖g‖ sampling) > 0, 95% bootstrap interval resampling the measured examples (not over seeds)",
         lambda runs, theory: conv.e3(theory),
+        sections=("theory",),
     ),
     Claim(
         "E4",
         "High static τ overfits the LRL (dev loss turns up) while the HRL still improves; τ=1 underfits it",
         "for each LRL: (a) its dev-loss rise after its minimum (final − min) is larger at τ=5 than at τ=1; (b) at τ=5 the HRL mean dev loss still falls after that minimum; (c) τ=5's best dev loss < τ=1's",
         lambda runs, theory: conv.e4(runs),
+        sections=("convergence",),
     ),
     Claim(
         "E5",
         "Cooldown keeps HRLs near τ=1 and LRLs near the best static τ, matching or beating it overall",
         "test split, LM (and MT if it passes its chrF gate): Cooldown no worse than τ=1 on the HRL mean, and no worse than the best static τ (chosen on dev) on the LRL mean and on the all-language mean",
         lambda runs, theory: _e5(runs),
+        sections=("lm", "mt"),
     ),
     Claim(
         "E6",
         "A decreasing schedule (5→1) beats an increasing one (1→5) on LRLs with similar HRLs",
         "LM test split: 5→1 better than 1→5 on the LRL mean loss, and no worse on the HRL mean loss",
         lambda runs, theory: _e6(runs),
+        sections=("ablation",),
     ),
     Claim(
         "E7",
         "A single switch beats dense, gradually decreasing schedules",
         "LM test split: Cooldown better than Dense 1 and better than Dense 2 on the all-language mean loss",
         lambda runs, theory: _e7(runs),
+        sections=("ablation",),
     ),
     Claim(
         "E8",
         "LM: Cooldown beats τ=1/5/100, UniMax and Order Matters on the LRLs and is on par with DoReMi",
         "LM test split: on each LRL, Cooldown better than the best static τ on that LRL (chosen on dev); and no worse than DoReMi on the LRL mean",
         lambda runs, theory: _e8(runs),
+        sections=("lm",),
     ),
     Claim(
         "E9",
@@ -405,7 +420,7 @@ REGISTRY: tuple[Claim, ...] = (
         "LM test split: Cooldown better than late_upsample and better than tau_warmup on the LRL mean loss",
         lambda runs, theory: _e9(runs),
         kind="beyond",
-        section="direction",
+        sections=("direction",),
     ),
     Claim(
         "E5m",
@@ -413,6 +428,7 @@ REGISTRY: tuple[Claim, ...] = (
         "E5's LRL comparison restricted to the LRLs whose τ=5 dev loss the overfitting detector flags in every seed (the premise; dev only): Cooldown no worse than the best static τ (chosen on their dev mean)",
         lambda runs, theory: _e5m(runs),
         kind="mechanism",
+        of="E5",
     ),
     Claim(
         "E8m",
@@ -420,6 +436,7 @@ REGISTRY: tuple[Claim, ...] = (
         "E8's per-LRL comparison restricted to the LRLs whose τ=5 dev loss the overfitting detector flags in every seed: Cooldown better than the best static τ on each (chosen on dev)",
         lambda runs, theory: _e8m(runs),
         kind="mechanism",
+        of="E8",
     ),
 )
 """Every empirical claim, in report order: the paper's E1–E8, ours (E9), and E5/E8 where

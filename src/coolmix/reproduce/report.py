@@ -21,14 +21,15 @@ import numpy as np
 
 from coolmix.fileio import make_dir, regular_or_missing, write_atomic_text
 from coolmix.reproduce import plots
-from coolmix.reproduce.claims import CLAIMS, claim_ids, claim_span, evaluate_claims, label, mt_gate
+from coolmix.reproduce.adaptive_report import adaptive_section
+from coolmix.reproduce.claims import CLAIMS, claim_ids, claim_span, claims_in, evaluate_claims, label, mt_gate
 from coolmix.reproduce.compare import MARGINS, Verdict
 from coolmix.reproduce.methods import METHODS, TABLE, in_groups, tabulated
 from coolmix.reproduce.provenance import provenance_section
+from coolmix.reproduce.resolution import resolution_section
 from coolmix.reproduce.results import (
     Runs,
     encode_json,
-    hrl_lrl,
     load_runs,
     mean_std,
     normalise,
@@ -58,7 +59,6 @@ __all__ = ["GENERATED", "load_inputs", "write_report"]
 
 GENERATED = "- generated: "
 """Prefix of the one header line that differs when a report is rebuilt."""
-
 
 
 def load_inputs(out: Path) -> tuple[Runs, dict[str, Any], dict[str, Any]]:
@@ -112,8 +112,9 @@ def write_report(out: Path) -> Path:
         _direction_section(runs, verdicts),
         selection_section(runs),
         _mt_section(runs, figs),
-        _adaptive_section(runs),
+        adaptive_section(runs),
         _cost_section(runs),
+        resolution_section(runs),
         provenance_section(meta, runs),
         _notes(meta),
     ]
@@ -184,13 +185,15 @@ def _rule_section() -> str:
 
 def _claims_section(verdicts: list[Verdict]) -> str:
     claims = [v for v in verdicts if v.kind in ("claim", "beyond", "mechanism")]
+    mech = claim_ids("mechanism")
+    of = " and ".join(CLAIMS[i].of for i in mech)
     parts = [
         f"## Claims ({claim_span('claim')}, {claim_span('beyond')} beyond the paper, and "
-        f"{'/'.join(claim_ids('mechanism'))}: E5/E8 where Cooldown's premise holds)",
-        "E5 and E8 are verdicts on the claims as the paper states them, over every low-resource language. "
-        "Cooldown exists to stop an LRL from overfitting at a high static τ, so E5m and E8m repeat the same "
-        "comparisons on the LRLs where that premise holds: the overfitting detector (adaptive Cooldown's "
-        "settings) flags τ=5's **dev** loss in every seed. The premise line of each LRL is under E5 and E8.",
+        f"{'/'.join(mech)}: {of.replace(' and ', '/')} where Cooldown's premise holds)",
+        f"{of} are verdicts on the claims as the paper states them, over every low-resource language. "
+        f"Cooldown exists to stop an LRL from overfitting at a high static τ, so {' and '.join(mech)} repeat "
+        "the same comparisons on the LRLs where that premise holds: the overfitting detector (adaptive Cooldown's "
+        f"settings) flags τ=5's **dev** loss in every seed. The premise line of each LRL is under {of}.",
         claims_table(claims),
     ]
     for v in claims:
@@ -208,7 +211,7 @@ def _theory_section(theory: Mapping[str, Any], figs: Path) -> str:
         return "## Theory\n\n_not run_"
     from coolmix.reproduce.checks import variance_entries
 
-    parts = ["## Theory measurements (T1–T6, E3)"]
+    parts = [f"## Theory measurements (T1–T6, {claims_in('theory')})"]
     t1 = theory.get("theorem1")
     if t1:
         parts.append(
@@ -310,7 +313,7 @@ def _convergence_section(runs: Runs, figs: Path) -> str:
     for lang in sizes:
         header += [f"{lang} best dev", f"{lang} best at step", f"{lang} final test"]
     return (
-        "## Sampling vs scalarization (Fig. 4 analogue, E1/E2/E4)\n\n"
+        f"## Sampling vs scalarization (Fig. 4 analogue, {claims_in('convergence')})\n\n"
         f"Bible LM, {' vs '.join(f'{k} ({v:,.0f} verses)' for k, v in sizes.items())}. Dashed: temperature "
         "sampling; solid: scalarization with Theorem 1's weights under proportional sampling.\n\n"
         + markdown(header, rows)
@@ -332,7 +335,7 @@ def _lm_section(runs: Runs, figs: Path) -> str:
     )
     dr = doremi_table(runs, "lm")
     return (
-        "## Multilingual LM (Table 4 analogue, E5/E8)\n\nFinal **test** loss (nats/token, lower is better; "
+        f"## Multilingual LM (Table 4 analogue, {claims_in('lm')})\n\nFinal **test** loss (nats/token, lower is better; "
         "best mean per column in bold; seeds in brackets). HRL/LRL: ≥ 90% / < 40% of the largest training "
         "set.\n\n"
         + table
@@ -349,7 +352,7 @@ def _ablation_section(runs: Runs, figs: Path) -> str:
     table = method_table(runs, "lm", methods, lambda r, x: r.test(x), higher_is_better=False)
     p = plots.fig_ablation(runs, methods, figs / "fig5_7_ablation.png")
     return (
-        "## Schedule ablations (Figs. 5–7 analogue, E6/E7)\n\nDirection (5→1 vs 1→5, switch at 50%) and "
+        f"## Schedule ablations (Figs. 5–7 analogue, {claims_in('ablation')})\n\nDirection (5→1 vs 1→5, switch at 50%) and "
         "granularity (one switch vs 5 or 10 geometric steps from τ=5 to τ=1); final test loss.\n\n"
         + table
         + _img(p, figs, "ablation")
@@ -362,10 +365,12 @@ def _direction_section(runs: Runs, verdicts: list[Verdict]) -> str:
     if len(present) < 2 or not any(runs.get("lm", m) for m in late):
         return ""
     table = method_table(runs, "lm", present, lambda r, x: r.test(x), higher_is_better=False)
-    shown = [v for v in verdicts if v.claim in CLAIMS and CLAIMS[v.claim].section == "direction"]
-    body = "\n\n".join(direction_table(v) if v.primary else f"_{v.claim} {v.verdict}: {v.evidence}_" for v in shown)
+    shown = [v for v in verdicts if v.claim in CLAIMS and "direction" in CLAIMS[v.claim].sections]
+    body = "\n\n".join(
+        direction_table(v) if v.primary else f"_{v.claim} {v.verdict}: {v.evidence}_" for v in shown
+    )
     return (
-        f"## Which direction wins? ({', '.join(v.claim for v in shown)}, beyond the paper)\n\nCooldown upsamples the scarce languages early "
+        f"## Which direction wins? ({claims_in('direction')}, beyond the paper)\n\nCooldown upsamples the scarce languages early "
         "(τ=5, then τ=1 from 50%); late upsampling (τ=1, then τ=5 for the last 20%; Blakeney et al. 2024) "
         "and a linear τ warm-up 1→5 (Wang et al. 2020) do it late. Final test loss:\n\n"
         + table
@@ -384,7 +389,9 @@ def _mt_section(runs: Runs, figs: Path) -> str:
 
     p = plots.fig_mt(runs, in_groups(*TABLE), figs / "mt_chrf.png")
     sig = runs.get("mt", runs.methods("mt")[0])[0].final.get("test", {}).get("signature", "")
-    title = "Multilingual MT (Table 3 analogue, E5)" + ("" if ok else ": pipeline check, not evidence")
+    title = f"Multilingual MT (Table 3 analogue, {claims_in('mt')})" + (
+        "" if ok else ": pipeline check, not evidence"
+    )
     return (
         f"## {title}\n\n**{gate or 'MT gate: no τ=1 MT run'}.**\n\nDebian gettext, English→xx, natural sizes; "
         "greedy decoding of the first test sentences per language. chrF (main metric across scripts):\n\n"
@@ -399,55 +406,10 @@ def _mt_section(runs: Runs, figs: Path) -> str:
     )
 
 
-def _adaptive_section(runs: Runs) -> str:
-    rows = []
-    for exp in ("lm", "mt"):
-        metric = "chrf" if exp == "mt" else "loss"
-        cd = runs.get(exp, "cooldown")
-        for r in runs.get(exp, "adaptive"):
-            switch = next((e for e in r.final.get("events", []) if e.get("name") == "cooldown"), None)
-            high, low = hrl_lrl(r.sizes())
-
-            def val(run: Any, langs: list[str], metric: str = metric) -> str:
-                return f"{run.mean_score(langs, 'test', metric):.3f}" if langs else "–"
-
-            fixed = next((f"{val(c, low)} / {val(c, high)}" for c in cd if c.seed == r.seed), "–")
-            rows.append(
-                [
-                    exp,
-                    r.seed,
-                    f"{switch['step']} ({switch['step'] / r.final['step']:.0%})"
-                    if switch
-                    else "never (stayed hot)",
-                    (switch or {}).get("info", {}).get("domain", "–"),
-                    f"{val(r, low)} / {val(r, high)}",
-                    fixed,
-                    f"test {metric} ({'↑' if exp == 'mt' else '↓'})",
-                ]
-            )
-    if not rows:
-        return ""
-    return (
-        "## Adaptive Cooldown (beyond the paper)\n\nStarts at τ=5 and switches to τ=1 when the overfitting "
-        "detector flags a low-resource language on its watch split; the fixed Cooldown switches at 50%. "
-        "Same-seed comparison on the test split:\n\n"
-        + markdown(
-            [
-                "table",
-                "seed",
-                "switch step",
-                "trigger",
-                "adaptive LRL / HRL",
-                "fixed 50% LRL / HRL",
-                "metric",
-            ],
-            rows,
-        )
-    )
-
-
 def _cost_section(runs: Runs) -> str:
-    parts = [f"**{e.upper()}**\n\n" + cost_table(runs, e, tabulated()) for e in ("lm", "mt") if runs.methods(e)]
+    parts = [
+        f"**{e.upper()}**\n\n" + cost_table(runs, e, tabulated()) for e in ("lm", "mt") if runs.methods(e)
+    ]
     if not parts:
         return ""
     return (

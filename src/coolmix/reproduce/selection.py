@@ -12,7 +12,7 @@ __all__ = ["selection_section"]
 
 
 def selection_section(runs: Runs) -> str:
-    """ "## Chosen on dev" with one table per (experiment, select method) that ran ("" if none)."""
+    """The "## Chosen on dev" section: one table per (experiment, select method) that ran ("" if none)."""
     parts = []
     for exp in runs.experiments():
         for key, m in METHODS.items():
