@@ -25,7 +25,7 @@ registry-wide tests (tests/core/test_compositions.py) cover it. A class can also
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -266,8 +266,8 @@ class TokenDeficit:
         return int(np.argmax(np.where(off, -np.inf, deficit)))
 
     @staticmethod
-    def choose_lists(target: list[float], realised: list[float]) -> int:
-        """`choose` for all-on p on Python floats (the packer's fast path): first maximum of Z − Y."""
+    def choose_lists(target: Any, realised: Any) -> int:
+        """`choose` for all-on p on lists of Python floats (the packer's fast path): first max of Z − Y."""
         best, bd = 0, target[0] - realised[0]
         for i in range(1, len(target)):
             if target[i] - realised[i] > bd:
@@ -279,7 +279,7 @@ class TokenDeficit:
         self.target += p * n
 
     @staticmethod
-    def place_lists(target: list[float], p: list[float], n: int) -> None:
+    def place_lists(target: Any, p: list[float], n: int) -> None:
         """`place` on Python floats (the same IEEE operations in the same order)."""
         for i in range(len(p)):
             target[i] += p[i] * n

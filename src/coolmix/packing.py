@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from coolmix.compositions import TokenDeficit
 from coolmix.errors import ConfigError
 from coolmix.items import PassItems
 from coolmix.mixture import Mixture, check_sizes, to_mapping
@@ -39,22 +40,20 @@ from coolmix.packing_state import (
     SCHEDULE_KEY,
     SHAPE_KEY,
     SIZES_KEY,
-    STATE_VERSION,
     STEP_KEY,
     TARGET_KEY,
     TOTAL_KEY,
     TRUNCATED_KEY,
-    VERSION_KEY,
     PackerState,
 )
 from coolmix.schedules import Context, Event, Schedule, schedule_from_dict
+from coolmix.state_format import envelope
 from coolmix.validate import MAX_INT, check_int
 from coolmix.weighting import weights_array
 
 __all__ = [
     "IGNORE_INDEX",
     "PAD_DOMAIN",
-    "STATE_VERSION",
     "LongDocs",
     "MapDocuments",
     "TokenPacker",
@@ -166,7 +165,7 @@ class TokenPacker:
     def _reset(self) -> None:
         k = len(self.names)
         self._step = 0
-        self._target = np.zeros(k)
+        self._deficit = TokenDeficit(k)  # which domain: Z and the deficit rule (coolmix.compositions)
         self._realised = np.zeros(k)  # float array so UniMax-dynamic can read it as ctx.seen
         self._docs = np.zeros(k, dtype=np.int64)
         self._truncated = np.zeros(k, dtype=np.int64)
@@ -189,7 +188,7 @@ class TokenPacker:
 
     def target(self) -> dict[str, float]:
         """Z_i: the cumulative target tokens per domain that the deficit rule tracks."""
-        return to_mapping(self.names, self._target)
+        return to_mapping(self.names, self._deficit.target)
 
     @property
     def truncated(self) -> dict[str, int]:
@@ -212,16 +211,16 @@ class TokenPacker:
         return event
 
     def state_dict(self) -> dict[str, Any]:
-        """JSON-able: counters per domain, the targets, the events and the partly placed document."""
+        """JSON-able (`coolmix.state_format`, kind "packer"): counters per domain, the targets, the
+        events and the partly placed document."""
         pending = None
         if self._pending is not None:
             d, toks, off, doc_id = self._pending
             pending = {"domain": self.names[d], "tokens": toks[off:].tolist(), "doc_id": doc_id}
-        return {
-            VERSION_KEY: STATE_VERSION,
+        return envelope("packer", self.names, {
             SHAPE_KEY: [self.rows, self.seq_len, self.long_docs],
             STEP_KEY: self._step,
-            TARGET_KEY: to_mapping(self.names, self._target),
+            TARGET_KEY: to_mapping(self.names, self._deficit.target),
             REALISED_KEY: {n: int(y) for n, y in zip(self.names, self._realised, strict=True)},
             DOCS_KEY: {n: int(c) for n, c in zip(self.names, self._docs, strict=True)},
             TRUNCATED_KEY: self.truncated,
@@ -232,7 +231,7 @@ class TokenPacker:
             TOTAL_KEY: self.total_steps,
             SCHEDULE_KEY: self.schedule.to_dict(),
             SIZES_KEY: to_mapping(self.names, self.sizes),
-        }
+        })
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore `state_dict` output; the next `pack` continues exactly where that packer stopped.
@@ -247,7 +246,7 @@ class TokenPacker:
         self._events[:] = parsed.events
         self._reset()
         self._step, self._next_doc_id, self._pending = parsed.step, parsed.next_doc, parsed.pending
-        self._target[:], self._realised[:] = parsed.target, parsed.realised
+        self._deficit.target[:], self._realised[:] = parsed.target, parsed.realised
         self._docs[:], self._truncated[:], self._longest[:] = parsed.docs, parsed.truncated, parsed.longest
 
     # -- packing -------------------------------------------------------------------------------
@@ -256,29 +255,12 @@ class TokenPacker:
         """p(step) aligned with ``names`` (exposure-driven schedules read the realised tokens)."""
         return self.schedule.probs(int(step), self._ctx)
 
-    def _choose(self, p: np.ndarray, all_on: bool) -> int:
-        """The active domain with the largest deficit Z − Y; inactive domains forfeit theirs.
-
-        A switched-off domain (p_i = 0) gets no document and its deficit (either sign) is spread
-        over the active domains by p, so Σ (Z − Y) stays 0 and no old debt is paid later.
-        ``all_on`` is ``p.min() > 0``, computed once per batch.
-        """
-        if all_on:
-            return int((self._target - self._realised).argmax())
-        deficit = self._target - self._realised
-        off = p <= 0
-        if off.any():
-            spill = deficit[off].sum()
-            self._target[off] = self._realised[off]
-            self._target += p * spill
-            deficit = self._target - self._realised
-        return int(np.argmax(np.where(off, -np.inf, deficit)))
-
     def _next(self, p: np.ndarray, next_doc: Callable[[int], Any], all_on: bool, first: int = -1) -> tuple:
-        """The next non-empty document, from the domain `_choose` picks (``first``: already chosen)."""
+        """The next non-empty document, from the domain the deficit rule picks (``first``: already chosen)."""
         empty = 0
         while True:
-            d = first if first >= 0 else self._choose(p, all_on)  # an empty document changes no deficit
+            # an empty document changes no deficit
+            d = first if first >= 0 else self._deficit.choose(p, self._realised, all_on)
             toks = as_tokens(next_doc(d))
             self._docs[d] += 1
             if toks.size:
@@ -309,7 +291,7 @@ class TokenPacker:
         p = self.probs_array(sched_step)
         R, T = self.rows, self.seq_len
         size, truncate, all_on = R * T, self.long_docs == "truncate", bool(p.min() > 0)
-        target, realised = self._target, self._realised
+        target, realised = self._deficit.target, self._realised
         # One segment per placement (or per padded row end): token views, domain, document id,
         # length and start offset, turned into the (R, T) arrays by a few numpy calls at the end.
         # Z is still updated per placement, in the same float order, so the deficits (and with
@@ -317,7 +299,7 @@ class TokenPacker:
         fast = all_on and len(p) <= FAST_DOMAINS
         if fast:  # Python floats: the same IEEE operations in the same order, without numpy's per-call cost
             target, realised, p_list = target.tolist(), realised.tolist(), p.tolist()
-            k_range = range(1, len(p_list))
+            choose, place = TokenDeficit.choose_lists, TokenDeficit.place_lists
         parts: list[np.ndarray] = []
         seg_dom: list[int] = []
         seg_doc: list[int] = []
@@ -329,12 +311,8 @@ class TokenPacker:
         try:
             while c < size:
                 if pending is None:
-                    if fast:  # argmax of Z − Y (first maximum, as numpy's), then Z and Y go back for _next
-                        best, bd = 0, target[0] - realised[0]
-                        for i in k_range:
-                            if target[i] - realised[i] > bd:
-                                best, bd = i, target[i] - realised[i]
-                        pending = self._next(p, next_doc, all_on, best)
+                    if fast:  # argmax of Z − Y (first maximum, as numpy's) on the lists
+                        pending = self._next(p, next_doc, all_on, choose(target, realised))
                     else:
                         pending = self._next(p, next_doc, all_on)
                 d, toks, off, doc_id = pending
@@ -358,16 +336,15 @@ class TokenPacker:
                 seg_start.append(c)
                 realised[d] += n
                 if fast:
-                    for i in range(len(p_list)):
-                        target[i] += p_list[i] * n
+                    place(target, p_list, n)
                 else:
-                    target += p * n
+                    self._deficit.place(p, n)
                 c += n
                 pending = None if n == left else (d, toks, off + n, doc_id)
                 self._pending = pending
         finally:
             if fast:  # also if a source fails mid-batch, as the array path would have them
-                self._target[:], self._realised[:] = target, realised
+                self._deficit.target[:], self._realised[:] = target, realised
         self._step += 1
         lens = np.array(seg_len, dtype=np.int64)
         ids = np.concatenate(parts)

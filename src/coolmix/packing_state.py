@@ -3,7 +3,9 @@
 `coolmix.packing.TokenPacker.load_state_dict` restores through `PackerState`: every field is
 checked against the packer before anything changes, so a corrupt, hand-edited or foreign state
 is one `ConfigError` naming ``packer_state.<field>``, never a KeyError, a NaN target that
-starves a domain, or a resume into another run.
+starves a domain, or a resume into another run. The layout is `coolmix.state_format` (format 3,
+kind "packer"); versions 2 and 1 are migrated (version 1 did not record the run, so it is not
+compared). The packer's domains cannot change on resume (its targets Z are one budget).
 """
 
 from __future__ import annotations
@@ -16,22 +18,18 @@ import numpy as np
 from coolmix.errors import ConfigError
 from coolmix.mixture import to_mapping
 from coolmix.schedules import Event
-from coolmix.state_reader import StateReader
+from coolmix.state_format import domain_change, open_state
 from coolmix.validate import MAX_INT
 
-__all__ = ["STATE_KEYS", "STATE_VERSION", "PackerState"]
-
-STATE_VERSION = 2
-"""Version of `TokenPacker.state_dict`: 2 added the run it belongs to (``total_steps``, ``schedule``,
-``sizes``), checked on load with every other field."""
+__all__ = ["STATE_KEYS", "PackerState"]
 
 STEP_KEY, TARGET_KEY, REALISED_KEY, DOCS_KEY = "step", "target_tokens", "realised_tokens", "documents"
 PENDING_KEY, NEXT_DOC_KEY, TRUNCATED_KEY, EVENTS_KEY = "pending", "next_doc_id", "truncated_tokens", "events"
-VERSION_KEY, SHAPE_KEY, LONGEST_KEY = "version", "shape", "longest"
+SHAPE_KEY, LONGEST_KEY = "shape", "longest"
 TOTAL_KEY, SCHEDULE_KEY, SIZES_KEY = "total_steps", "schedule", "sizes"
 STATE_KEYS = (
     *(STEP_KEY, TARGET_KEY, REALISED_KEY, DOCS_KEY, PENDING_KEY, NEXT_DOC_KEY, TRUNCATED_KEY, EVENTS_KEY),
-    *(VERSION_KEY, SHAPE_KEY, LONGEST_KEY, TOTAL_KEY, SCHEDULE_KEY, SIZES_KEY),
+    *(SHAPE_KEY, LONGEST_KEY, TOTAL_KEY, SCHEDULE_KEY, SIZES_KEY),
 )
 MAX_TOKEN_ID = 2**63 - 1
 
@@ -40,19 +38,22 @@ class PackerState:
     """A `TokenPacker.state_dict` read and checked against ``packer`` (see its `load_state_dict`)."""
 
     def __init__(self, packer: Any, state: Mapping[str, Any]) -> None:
-        self.pk, self.r = packer, StateReader(state, "packer_state", "TokenPacker.state_dict()")
+        self.pk, self.state = packer, state
 
     def parse(self) -> PackerState:
-        pk, r, names = self.pk, self.r, self.pk.names
-        version = r.get(VERSION_KEY)
-        if version != STATE_VERSION or isinstance(version, bool):
-            raise r.fail(VERSION_KEY, version, f"expected a TokenPacker state, version {STATE_VERSION}")
-        r.only(STATE_KEYS)
+        pk, names = self.pk, self.pk.names
+        self.r, saved = open_state(self.state, "packer", "packer_state", STATE_KEYS)
+        r = self.r
+        domain_change(saved, names, False, r.field("domains"))
         shape = [pk.rows, pk.seq_len, pk.long_docs]
         r.same(SHAPE_KEY, shape, "this packer ([rows, seq_len, long_docs])")
-        r.same(TOTAL_KEY, pk.total_steps, "this packer")
-        r.same(SCHEDULE_KEY, pk.schedule.to_dict(), "this packer (a deliberate change is a new packer)")
-        r.same(SIZES_KEY, to_mapping(names, pk.sizes), "this packer")
+        for key, mine, what in (
+            (TOTAL_KEY, pk.total_steps, "this packer"),
+            (SCHEDULE_KEY, pk.schedule.to_dict(), "this packer (a deliberate change is a new packer)"),
+            (SIZES_KEY, to_mapping(names, pk.sizes), "this packer"),
+        ):
+            if r.get(key) is not None:  # None: a version-1 state, which did not record the run
+                r.same(key, mine, what)
         self.step = r.integer(STEP_KEY, hi=pk.total_steps)
         self.realised = np.array(r.per_domain(REALISED_KEY, names, r.integer), dtype=np.float64)
         self.docs = np.array(r.per_domain(DOCS_KEY, names, r.integer), dtype=np.int64)

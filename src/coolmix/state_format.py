@@ -95,6 +95,9 @@ def _packer_old(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     if version not in (1, 2) or isinstance(version, bool):
         why = f"expected a TokenPacker state (format {FORMAT}, or version 2 or 1)"
         raise ConfigError(f"{prefix}.version", version, why)
+    for key in ("shape", "step"):  # the old layout's leading fields, checked in the order it read them
+        if key not in state:
+            raise ConfigError(f"{prefix}.{key}", None, "missing from the state")
     body = {k: v for k, v in state.items() if k != "version"}
     if version == 1:
         for key in ("total_steps", "schedule", "sizes"):
@@ -113,6 +116,8 @@ def migrate(state: Any, kind: str, prefix: str, migrate: Migration | None = None
     fmt = state.get(FORMAT_KEY)
     if type(fmt) is int and fmt == FORMAT:
         return state
+    if FORMAT_KEY not in state and KIND_KEY in state:  # format 3's envelope without its number
+        raise ConfigError(f"{prefix}.{FORMAT_KEY}", None, "missing from the state")
     if type(fmt) is int and fmt > FORMAT:
         why = f"written by a newer coolmix (this one reads <= {FORMAT})"
         raise ConfigError(f"{prefix}.{FORMAT_KEY}", fmt, why)

@@ -44,7 +44,7 @@ def test_a_saved_state_resumes_exactly():
 
 
 FIELDS = [
-    "version", "shape", "step", "target_tokens", "realised_tokens", "documents", "truncated_tokens",
+    "format", "kind", "domains", "shape", "step", "target_tokens", "realised_tokens", "documents", "truncated_tokens",
     "longest", "next_doc_id", "pending", "events", "total_steps", "schedule", "sizes",
 ]  # fmt: skip
 
@@ -90,7 +90,7 @@ def test_a_hostile_field_is_refused_and_the_packer_untouched(key, value, field):
     with pytest.raises(cm.ConfigError) as e:
         pk.load_state_dict(state)
     assert e.value.field == field
-    assert pk.step == 0 and np.isfinite(pk._target).all()
+    assert pk.step == 0 and np.isfinite(pk._deficit.target).all()
 
 
 def test_a_nan_target_would_starve_a_domain():
