@@ -22,7 +22,15 @@ import numpy as np
 from coolmix.fileio import make_dir, regular_or_missing, write_atomic_text
 from coolmix.reproduce import plots
 from coolmix.reproduce.adaptive_report import adaptive_section
-from coolmix.reproduce.claims import CLAIMS, claim_ids, claim_span, claims_in, evaluate_claims, label, mt_gate
+from coolmix.reproduce.claims import (
+    REGISTRY,
+    claim_ids,
+    claim_span,
+    claims_in,
+    evaluate_claims,
+    label,
+    mt_gate,
+)
 from coolmix.reproduce.compare import MARGINS, Verdict
 from coolmix.reproduce.methods import METHODS, TABLE, in_groups, tabulated
 from coolmix.reproduce.provenance import provenance_section
@@ -186,7 +194,7 @@ def _rule_section() -> str:
 def _claims_section(verdicts: list[Verdict]) -> str:
     claims = [v for v in verdicts if v.kind in ("claim", "beyond", "mechanism")]
     mech = claim_ids("mechanism")
-    of = " and ".join(CLAIMS[i].of for i in mech)
+    of = " and ".join(c.of for c in REGISTRY if c.kind == "mechanism")
     parts = [
         f"## Claims ({claim_span('claim')}, {claim_span('beyond')} beyond the paper, and "
         f"{'/'.join(mech)}: {of.replace(' and ', '/')} where Cooldown's premise holds)",
@@ -365,7 +373,7 @@ def _direction_section(runs: Runs, verdicts: list[Verdict]) -> str:
     if len(present) < 2 or not any(runs.get("lm", m) for m in late):
         return ""
     table = method_table(runs, "lm", present, lambda r, x: r.test(x), higher_is_better=False)
-    shown = [v for v in verdicts if v.claim in CLAIMS and "direction" in CLAIMS[v.claim].sections]
+    shown = [v for v in verdicts if v.claim in claims_in("direction").split("/")]
     body = "\n\n".join(
         direction_table(v) if v.primary else f"_{v.claim} {v.verdict}: {v.evidence}_" for v in shown
     )

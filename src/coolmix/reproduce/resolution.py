@@ -24,7 +24,16 @@ from coolmix.reproduce.results import Run, Runs
 from coolmix.train.item_scores import ITEMS_KEY as ITEMS
 from coolmix.train.item_scores import items_metric
 
-__all__ = ["DRAWS", "PAIRS", "Resolution", "item_metric", "paired_bootstrap", "resolution_lines", "resolve"]
+__all__ = [
+    "DRAWS",
+    "PAIRS",
+    "Resolution",
+    "item_metric",
+    "paired_bootstrap",
+    "resolution_lines",
+    "resolution_section",
+    "resolve",
+]
 
 DRAWS = 1000
 """Bootstrap resamples per (pair, language group, seed): the SE's own error is ≈ 1/√(2·DRAWS) ≈ 2%."""
@@ -175,3 +184,9 @@ def resolution_lines(runs: Runs) -> list[str]:
             "",
         ]
     return lines
+
+
+def resolution_section(runs: Runs) -> str:
+    """``## Test-set resolution`` with one table per experiment ("" when no run has per-item scores)."""
+    lines = resolution_lines(runs)
+    return "\n".join(["## Test-set resolution", "", *lines]).rstrip() if lines else ""

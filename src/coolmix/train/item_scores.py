@@ -110,24 +110,20 @@ def test_items(
     data: Any,
     loss_fn: Callable[..., tuple[Any, Any]],
     batch_size: int,
-    device: Any,
+    env: Any,
     autocast: Callable[[], Any],
-    translate: Callable[[int], tuple[list[str], list[str]]] | None = None,
+    decode: bool = False,
 ) -> dict[str, Any]:
-    """The ``test_items`` record of a trained model on its whole test split (see the module doc).
+    """The ``test_items`` record of a trained model on its whole test split (see the module doc);
+    ``decode`` (MT) translates every test sentence for its chrF statistics."""
+    from coolmix.train import tasks
 
-    ``translate(k)`` (MT) returns (hypotheses, references) for every test sentence of domain k.
-    """
     arrays = data.splits["test"]
-    losses, tokens = item_losses(model, data.task, arrays, loss_fn, batch_size, device, autocast())
-    out: dict[str, Any] = {
-        "n": {lang: len(v) for lang, v in losses.items()},
-        "loss": losses,
-        "tokens": tokens,
-    }
-    if translate is not None:
+    losses, tokens = item_losses(model, data.task, arrays, loss_fn, batch_size, env.device, autocast())
+    out: dict[str, Any] = {"n": {k: len(v) for k, v in losses.items()}, "loss": losses, "tokens": tokens}
+    if decode:
         out["chrf"] = {}
         for k, lang in enumerate(arrays.names):
-            hyps, refs = translate(k)
+            hyps, refs = tasks.translate(model, data.task, arrays, k, 0, batch_size, env, autocast())
             out["chrf"][lang] = chrf_stats(hyps, refs) if refs else []
     return out

@@ -467,25 +467,12 @@ def _evaluate(ctx: _Run, step: int, last: bool) -> dict[str, Any]:
             table.update(_mt_scores(model, data.task, arrays, cfg, env, ctx.amp))
         record[split] = table
     if last and cfg.run.test:  # every test item, for the reports' bootstrap over the test set
-        record[ITEMS_KEY] = _test_items(ctx, loss_fn)
+        mt = isinstance(data.task, tasks.MTTask) and cfg.run.max_decode > 0
+        record[ITEMS_KEY] = test_items(model, data, loss_fn, cfg.run.batch_size, env, ctx.amp, mt)
     if last:
         record["final"] = True
         record["provenance"] = provenance(torch.get_num_threads())
     return jsonable(record)
-
-
-def _test_items(ctx: _Run, loss_fn: Any) -> dict[str, Any]:
-    """`coolmix.train.item_scores.test_items` of the trained model (MT: every test sentence decoded)."""
-    cfg, data, env = ctx.cfg, ctx.data, ctx.env
-    arrays = data.splits["test"]
-    translate = None
-    if isinstance(data.task, tasks.MTTask) and cfg.run.max_decode > 0:
-        task, bs = data.task, cfg.run.batch_size
-
-        def translate(k: int) -> tuple[list[str], list[str]]:
-            return tasks.translate(ctx.model, task, arrays, k, 0, bs, env, ctx.amp())
-
-    return test_items(ctx.model, data, loss_fn, cfg.run.batch_size, env.device, ctx.amp, translate)
 
 
 def _mt_scores(

@@ -53,23 +53,9 @@ def rescore_run(run_dir: Path, cache: Any = None) -> dict[str, Any]:
         model = build_model(data.task.kind, cfg.model, preflight.check_vocab(cfg, data.tok))
         model.load_state_dict(state["model"])
         pad = data.tok.pad_id
-        arrays = data.splits["test"]
-        translate = None
-        if isinstance(data.task, tasks.MTTask) and cfg.run.max_decode > 0:
-            bs = cfg.run.batch_size
-
-            def translate(k: int) -> tuple[list[str], list[str]]:
-                return tasks.translate(model, data.task, arrays, k, 0, bs, env, amp())
-
-        return test_items(
-            model,
-            data,
-            lambda lg, t: per_example_loss(lg, t, pad_id=pad),
-            cfg.run.batch_size,
-            env.device,
-            amp,
-            translate,
-        )
+        mt = isinstance(data.task, tasks.MTTask) and cfg.run.max_decode > 0
+        loss_fn = lambda lg, t: per_example_loss(lg, t, pad_id=pad)  # noqa: E731
+        return test_items(model, data, loss_fn, cfg.run.batch_size, env, amp, mt)
     finally:
         torch.set_num_threads(threads)
         distributed.teardown(env)
