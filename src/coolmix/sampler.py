@@ -277,10 +277,11 @@ class MixtureSampler:
         where it stopped (the order is keyed by the domain's name); an added domain starts at cursor
         0; a removed one is dropped. From the resume step t0 on, the counts follow the new mixture as
         if the run started at t0: with "exact", C_i(t) − C_i(t0) stays within 1 of X_i(t) − X_i(t0)
-        (residuals restart at 0); with "seekable", arrivals restart at X(t0) (the same bound, from
-        t0). The realised share over the whole run is not that of either mixture, steps before t0
-        are no longer served, and exposure-driven schedules are refused (their p read the old
-        domains' counts). A state saved afterwards records t0 (``rebased``) and resumes exactly.
+        (residuals restart at 0); with "seekable", arrivals restart at X(t0), so it stays within
+        1/2 + the seekable bound (`coolmix.seekable`) of it. The realised share over the whole run
+        is not that of either mixture, steps before t0 are no longer served, and exposure-driven
+        schedules are refused (their p read the old domains' counts). A state saved afterwards
+        records t0 (``rebased``) and resumes exactly.
         """
         r, saved = open_state(state, "sampler", "state_dict", STATE_FIELDS)
         change = domain_change(saved, self.names, allow_domain_change, "state_dict.domains")
