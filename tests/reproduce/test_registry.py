@@ -303,3 +303,41 @@ def test_unimax_grid_preset_shares_full_lm_runs():
 
 if __name__ == "__main__":  # regenerate the pin (only when a run's config is meant to change)
     HASHES.write_text(json.dumps(current_hashes(), indent=0, sort_keys=True) + "\n")
+
+
+def test_a_new_claim_is_one_judge_and_one_entry(fake, tmp_path, monkeypatch):
+    # the whole change: a judge function and one `Claim` entry (here appended by monkeypatch); the
+    # verdict list, the header's count, the claims table and the direction section's heading follow
+    from coolmix.reproduce import claims
+    from coolmix.reproduce.compare import compare_methods, group_mean, need
+
+    def judge(runs, theory):
+        got = need(runs, "lm", ["toy", "tau1"])
+        return (
+            [compare_methods("sw test loss", got, "toy", "tau1", group_mean(["sw"]), "better", "lm")],
+            [],
+            [],
+        )
+
+    fake.setitem(
+        METHODS, "toy", Method("toy", "Toy", "beyond", "#123456", lambda s: {"balance": {"sample": 2.0}})
+    )
+    toy = claims.Claim(
+        "E10", "Toy beats τ=1 on sw", "sw test loss: toy better than τ=1", judge, "beyond", ("direction",)
+    )
+    monkeypatch.setattr(claims, "REGISTRY", (*claims.REGISTRY, toy))
+
+    def train(cfg, out_dir):  # toy's sw test loss is 0.2–0.22 below τ=1's in every seed
+        rec = fake_train(cfg, out_dir)
+        if cfg["balance"]["sample"] == 2.0:
+            rec["test"]["loss"]["sw"] -= 0.2 + 0.01 * cfg["run"]["seed"]
+        return rec
+
+    fake.setattr(runner, "_train_one", train)
+    run(lm(("tau1", "toy"), seeds=(0, 1, 2)), tmp_path)
+    text = write_report(tmp_path).read_text()
+    assert "beyond the paper (E9, E10): E9 NOT RUN, E10 PASS;" in text  # both of "ours", by id
+    assert "| E10 | Toy beats τ=1 on sw |" in text and "### E10: PASS" in text
+    e10 = next(v for v in claims.evaluate_claims(load_runs(tmp_path), {}) if v.claim == "E10")
+    assert e10.kind == "beyond" and [c.seeds for c in e10.primary] == [(0, 1, 2)]
+    assert claims.claims_in("direction") == "E9/E10"

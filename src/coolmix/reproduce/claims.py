@@ -1,6 +1,6 @@
 """Verdicts for the paper's empirical claims (paper.md §7) and the theory checks.
 
-Each empirical claim has one primary comparison, defined in `CLAIMS` (often a conjunction of
+Each empirical claim has one primary comparison, defined in `REGISTRY` (often a conjunction of
 a few paired comparisons, each of which must pass) and judged by the one rule in
 `stats.decide` against the margins in `compare.MARGINS`; secondary comparisons are shown but do
 not vote. Tables and verdicts use the test split; dev is used only to select (e.g. "the best
@@ -43,8 +43,8 @@ from coolmix.reproduce.premise import (
 from coolmix.reproduce.results import MissingSplit, Runs
 from coolmix.reproduce.stats import combine
 
-__all__ = ["CLAIMS", "REGISTRY", "Claim", "Verdict", "claim_ids",
-    "claim_span", "claims_in", "evaluate_claims", "label", "mt_gate"]
+__all__ = ["REGISTRY", "Claim", "Verdict", "claim_ids",
+    "claim_span", "claims_in", "evaluate_claims", "label", "mechanism_of", "mt_gate"]
 
 
 Parts = tuple[list[Comparison], list[Comparison], list[str]]
@@ -86,9 +86,14 @@ def claim_ids(kind: str) -> list[str]:
     return [c.id for c in REGISTRY if c.kind == kind]
 
 
-def claims_in(section: str, sep: str = "/") -> str:
+def mechanism_of() -> list[str]:
+    """The paper's claims that the ``"mechanism"`` claims restrict to the premise LRLs, in order."""
+    return [c.of for c in REGISTRY if c.kind == "mechanism"]
+
+
+def claims_in(section: str) -> str:
     """The ids of the claims a report section's results decide, as its heading names them ("E1/E2/E4")."""
-    return sep.join(c.id for c in REGISTRY if section in c.sections)
+    return "/".join(c.id for c in REGISTRY if section in c.sections)
 
 
 def claim_span(kind: str) -> str:
@@ -441,6 +446,3 @@ REGISTRY: tuple[Claim, ...] = (
 )
 """Every empirical claim, in report order: the paper's E1–E8, ours (E9), and E5/E8 where
 Cooldown's premise holds (E5m, E8m; `premise.py`)."""
-
-CLAIMS: dict[str, Claim] = {c.id: c for c in REGISTRY}
-"""Claim id → `Claim`."""

@@ -23,12 +23,12 @@ from coolmix.fileio import make_dir, regular_or_missing, write_atomic_text
 from coolmix.reproduce import plots
 from coolmix.reproduce.adaptive_report import adaptive_section
 from coolmix.reproduce.claims import (
-    REGISTRY,
     claim_ids,
     claim_span,
     claims_in,
     evaluate_claims,
     label,
+    mechanism_of,
     mt_gate,
 )
 from coolmix.reproduce.compare import MARGINS, Verdict
@@ -194,7 +194,7 @@ def _rule_section() -> str:
 def _claims_section(verdicts: list[Verdict]) -> str:
     claims = [v for v in verdicts if v.kind in ("claim", "beyond", "mechanism")]
     mech = claim_ids("mechanism")
-    of = " and ".join(c.of for c in REGISTRY if c.kind == "mechanism")
+    of = " and ".join(mechanism_of())
     parts = [
         f"## Claims ({claim_span('claim')}, {claim_span('beyond')} beyond the paper, and "
         f"{'/'.join(mech)}: {of.replace(' and ', '/')} where Cooldown's premise holds)",
