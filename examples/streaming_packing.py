@@ -3,9 +3,10 @@
 Two "languages" stream documents from generators (stand-ins for HF IterableDatasets or shard
 directories); the schedule decides which domain's document fills each row next, by token deficit.
 Every batch carries per-token domain ids (-1 at padding), so per-token loss weights are one call.
-The state (per-domain counts plus the packer's half-placed document) resumes the stream exactly,
-in process and through a 2-worker ``StatefulDataLoader`` (the second half: the RNG order on resume,
-per-step loss weights w(t) and the realised tokens per domain read from the loader's state).
+The state (per-domain positions plus the packer's half-placed document) is global: it resumes the
+stream exactly, in process, through a 2-worker ``StatefulDataLoader`` (the second half: the RNG
+order on resume, per-step loss weights w(t) and the realised tokens per domain read from the
+loader's state), and under another layout (the 2 workers' state resumed by one process).
 """
 
 import json
@@ -15,8 +16,8 @@ import torch
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 import coolmix as cm
-from coolmix.integrations.loader import realised_exposure
-from coolmix.integrations.streams import PackedStreams
+from coolmix.integrations.loader import realised_exposure, stream_states
+from coolmix.integrations.streams import PackedStreams, latest_state
 
 
 def docs(n: int, seed: int):
@@ -37,7 +38,7 @@ make = lambda: PackedStreams(  # noqa: E731
 )
 
 stream = make()
-it = stream.lane()  # one process, one worker; DataLoader workers and ranks each get their own lane
+it = stream.lane()  # one process, one worker; DataLoader workers and ranks each get their rows of it
 batches = [next(it) for _ in range(20)]
 state = json.loads(json.dumps(stream.state_dict()))  # small and JSON-able
 rest = [next(it) for _ in range(20)]
@@ -91,7 +92,7 @@ torch.manual_seed(0)
 loader = StatefulDataLoader(make().as_torch(), batch_size=None, num_workers=2)
 done = train(loader, steps=25)
 ckpt = {"data": loader.state_dict(), "rng": torch.get_rng_state()}
-exposure = realised_exposure(ckpt["data"])  # summed over the workers' lanes, as of step 25
+exposure = realised_exposure(ckpt["data"])  # the run's, as of step 25 (states are global)
 print("realised tokens after 25 steps:", {d: c["tokens"] for d, c in exposure.items()})
 
 resumed = StatefulDataLoader(make().as_torch(), batch_size=None, num_workers=2)
@@ -100,3 +101,10 @@ it = iter(resumed)  # 1. the iterator first: iter() draws the workers' seed from
 torch.set_rng_state(ckpt["rng"])  # 2. then torch's RNG, so that draw does not shift dropout
 assert done + train(it, start=25) == whole, "loader resume must be exact"
 print("StatefulDataLoader (2 workers) resumed at step 25: losses, batches and dropout draws identical")
+
+# -- elastic: the 2 workers' state resumed by one process (any ranks × workers layout works) ---------
+single = make()
+single.load_state_dict(latest_state(stream_states(ckpt["data"])))  # the latest lane state: step 25
+sums = [int(b["input_ids"].sum()) for b in single.lane()]
+assert sums == [s for _, s, _ in whole[25:]], "a resume under another layout must be exact"
+print("the 2-worker state resumed in 1 process at step 25: the same 15 batches")

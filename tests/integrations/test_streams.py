@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from coolmix import ConfigError, Cooldown
+from coolmix.integrations import streams
 from coolmix.integrations.streams import (
     DomainStream,
     PackedStreams,
@@ -203,21 +204,34 @@ def packed(sources, **kw):
 
 
 @pytest.mark.parametrize("kind", ["factory", "hf-steps", "dir"])
-def test_packed_streams_resume_exactly_mid_document(kind, tmp_path):
+def test_packed_streams_resume_exactly_mid_document(kind, tmp_path, monkeypatch):
+    """Lane (rank 1 of 2, worker 0 of 2) stops after 5 batches (steps 0, 2, …, 8), mid-document.
+
+    Restored inside a DataLoader worker (StatefulDataLoader's own snapshot), it continues with its
+    steps 10, 12, …; loaded in the main process (a fresh loader), its workers restart at step 9.
+    """
     sources = make_sources(kind, tmp_path)
-    whole = list(packed(sources).lane(1, 2, 0, 2))
+    whole = list(packed(sources))
     ps = packed(sources)
     it = ps.lane(1, 2, 0, 2)
     for _ in range(5):
         next(it)
     state = json.loads(json.dumps(ps.state_dict()))
-    again = packed(sources)
-    again.load_state_dict(state)
+    assert (state["step"], state["origin"]) == (9, 0)
+    with monkeypatch.context() as m:  # as a DataLoader worker restoring its snapshot
+        m.setattr(streams, "_worker_info", lambda: object())
+        again = packed(sources)
+        again.load_state_dict(state)
     rest = list(again.lane(1, 2, 0, 2))
-    assert len(rest) == len(whole) - 5
-    for want, got in zip(whole[5:], rest, strict=True):
-        for key in want:
-            np.testing.assert_array_equal(want[key], got[key])
+    assert len(rest) == 10
+    for step, got in zip(range(10, 30, 2), rest, strict=True):
+        for key in got:
+            np.testing.assert_array_equal(whole[step][key][2:], got[key])
+    fresh = packed(sources)
+    fresh.load_state_dict(state)  # main process: worker 0 now makes steps 9, 11, …
+    for step, got in zip(range(9, 30, 2), fresh.lane(1, 2, 0, 2), strict=True):
+        for key in got:
+            np.testing.assert_array_equal(whole[step][key][2:], got[key])
 
 
 def test_packed_lane_shapes_and_realised_counts():

@@ -23,6 +23,7 @@ from coolmix.state_reader import StateReader
 
 __all__ = [
     "CONSUMED_KEY",
+    "ORIGIN_KEY",
     "PASS_KEY",
     "REALISED_KEY",
     "SOURCE_KEY",
@@ -40,7 +41,7 @@ STATE_VERSION = 3
 """Version of a stream's `state_dict`: 3 made it global (one composition for all lanes; no lane,
 no layout: it resumes under any ranks × workers); 2 named the run; 1 was the first lane format."""
 
-STEP_KEY, STREAMS_KEY, REALISED_KEY = "step", "streams", "realised"
+STEP_KEY, STREAMS_KEY, REALISED_KEY, ORIGIN_KEY = "step", "streams", "realised", "origin"
 PREFIX = "stream_state"
 
 
@@ -83,10 +84,11 @@ def read_stream(
         raise r.fail("version", version, why)
     if version != STATE_VERSION or isinstance(version, bool):
         raise r.fail("version", version, f"expected {STATE_VERSION}")
-    r.only(("version", STEP_KEY, STREAMS_KEY, REALISED_KEY, *run, *keys))
+    r.only(("version", STEP_KEY, ORIGIN_KEY, STREAMS_KEY, REALISED_KEY, *run, *keys))
     for key, mine in run.items():
         r.same(key, mine, "this stream (a deliberate change is a new stream)")
     step = r.integer(STEP_KEY, hi=int(run["total_steps"]))
+    r.integer(ORIGIN_KEY, hi=step)  # where the saving lane's iteration started (its workers' steps)
     streams = r.mapping(STREAMS_KEY)
     if set(streams.state) != set(names):
         why = f"need one state per domain: {', '.join(names)}"

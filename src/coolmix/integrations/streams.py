@@ -60,6 +60,7 @@ from coolmix.integrations import ranks
 from coolmix.integrations.ranks import DP_MESH_DIM, DataParallel, DataParallelView, data_parallel
 from coolmix.integrations.readers import ItemReader, ShardDirReader, reader_class, reader_for, shard_files
 from coolmix.integrations.stream_state import (
+    ORIGIN_KEY,
     REALISED_KEY,
     STATE_VERSION,
     STEP_KEY,
@@ -122,13 +123,18 @@ class DomainStream:
 # -- lanes ----------------------------------------------------------------------------------------
 
 
-def _worker() -> tuple[int, int]:
-    """(worker id, workers) of the DataLoader worker running this, else (0, 1) (torch stays lazy)."""
+def _worker_info() -> Any:
+    """torch's DataLoader worker info in a worker process, else None (torch stays lazy)."""
     if "torch" not in sys.modules:
-        return 0, 1
+        return None
     from torch.utils.data import get_worker_info
 
-    info = get_worker_info()
+    return get_worker_info()
+
+
+def _worker() -> tuple[int, int]:
+    """(worker id, workers) of the DataLoader worker running this, else (0, 1)."""
+    info = _worker_info()
     return (0, 1) if info is None else (info.id, info.num_workers)
 
 
@@ -210,6 +216,7 @@ class _Lanes(DataParallelView):
         self.transform = transform
         self._lane: dict[str, Any] | None = None
         self._loaded: Mapping[str, Any] | None = None
+        self._anchor = True
 
     def _per_rank(self, world_size: int) -> int:
         """This rank's share of the per-step amount; it must divide evenly."""
@@ -234,8 +241,10 @@ class _Lanes(DataParallelView):
         rows = slice(lo, lo + self._per_rank(world_size))
         lane: dict[str, Any] = {"readers": [reader_for(self.sources[n], n) for n in self.names]}
         self._new_lane(lane)
+        lane[ORIGIN_KEY] = 0
         if self._loaded is not None:
             lane[STEP_KEY] = int(self._loaded[STEP_KEY])
+            lane[ORIGIN_KEY] = lane[STEP_KEY] if self._anchor else int(self._loaded[ORIGIN_KEY])
             for n, r in zip(self.names, lane["readers"], strict=True):
                 r.load_state_dict(self._loaded[STREAMS_KEY][n])
             self._load_extra(lane, self._loaded)
@@ -269,6 +278,7 @@ class _Lanes(DataParallelView):
         return {
             "version": STATE_VERSION,
             STEP_KEY: lane[STEP_KEY],
+            ORIGIN_KEY: lane[ORIGIN_KEY],
             **self._run_fields(),
             STREAMS_KEY: {n: r.state_dict() for n, r in zip(self.names, lane["readers"], strict=True)},
             **self._extra_state(lane),
@@ -288,6 +298,10 @@ class _Lanes(DataParallelView):
             r, step, totals = read_stream(state, run, self.names, self._classes, self._extra_keys())
             self._check_state(r, step, totals)
         self._loaded = state or None
+        # Worker w of W makes the steps origin + w, origin + w + W, …: a fresh loader's order. A
+        # worker restoring its own snapshot (StatefulDataLoader) keeps its origin; a state loaded
+        # here, in the main process, starts a fresh iteration at its step.
+        self._anchor = _worker_info() is None
         self._lane = None
 
     def realised(self) -> dict[str, dict[str, int]]:
@@ -412,7 +426,9 @@ class StreamMixture(_Lanes):
     def _run(self, lane: dict[str, Any], rows: slice, worker: int, workers: int) -> Iterator[list[Any]]:
         sampler, k, names = lane["sampler"], len(self.names), self.names
         item = self._puller(lane["readers"])
-        while (s := lane[STEP_KEY] + (worker - lane[STEP_KEY]) % workers) < self.total_steps:
+        while (
+            s := lane[STEP_KEY] + (worker - lane[STEP_KEY] + lane[ORIGIN_KEY]) % workers
+        ) < self.total_steps:
             start = sampler.cumulative_counts_array(lane[STEP_KEY])
             here = sampler.cumulative_counts_array(s)
             self._pass_over(lane, here - start)  # other workers' whole steps
@@ -519,7 +535,7 @@ class PackedStreams(_Lanes):
         while (s := packer.step) < self.total_steps:
             batch = packer.pack(next_doc)  # every lane packs every global step: the deficits are global
             lane[STEP_KEY] = packer.step
-            if s % workers == worker:
+            if (s - lane[ORIGIN_KEY]) % workers == worker:
                 yield batch if whole else {key: v[rows].copy() for key, v in batch.items()}
 
     def _run_fields(self) -> dict[str, Any]:
@@ -595,7 +611,7 @@ def latest_state(states: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             raise ConfigError(f"stream_states[{i}]", sorted(map(str, st))[:6], why)
         if not best or step > best[STEP_KEY]:
             best = st
-    return dict(best)
+    return {**best, ORIGIN_KEY: best[STEP_KEY]} if best else {}
 
 
 def realised_from_state(states: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
