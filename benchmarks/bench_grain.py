@@ -10,7 +10,7 @@ best round of each reported (ns per call, calls/s, and the ratio to Grain's own 
   order; one vectorised block of whole batches is built at a time, its cost included);
 - **coolmix built** — the same after ``build()`` (the whole index as arrays; with ``cache_dir`` a
   restart memory-maps them), random g (e.g. after ``.shuffle``);
-- **coolmix rank** — one data-parallel rank's slice (``shard(1, 4)``), sequential, fresh (its
+- **coolmix rank** — one data-parallel rank's slice (``shard(DataParallel(1, 4))``), sequential, fresh (its
   blocks' builds included, like **coolmix seq**);
 - **coolmix rank of built** — the same rank's view of the built map (every rank maps one cached
   index; its blocks come from the arrays);
@@ -37,6 +37,7 @@ import numpy as np
 
 import coolmix as cm
 from coolmix.integrations.grain import selection_map
+from coolmix.integrations.ranks import DataParallel
 
 MC4 = {"en": 2733, "it": 162, "zh": 39, "sw": 1}
 
@@ -80,8 +81,8 @@ def run(k: int, calls: int, rounds: int) -> list[tuple[str, float]]:
         # fresh maps (built before the timer starts), so every block's vectorised build is timed
         "coolmix seq (blocks)": lambda: _scalar(selection_map(sampler), seq),
         "coolmix built, random g": lambda: _scalar(built, rand),
-        "coolmix rank 1/4, seq (blocks)": lambda: _scalar(selection_map(sampler, rank=1, world_size=4), q),
-        "coolmix rank 1/4 of the built map, seq": lambda: _scalar(built.shard(1, 4), q),
+        "coolmix rank 1/4, seq (blocks)": lambda: _scalar(selection_map(sampler, dp=DataParallel(1, 4)), q),
+        "coolmix rank 1/4 of the built map, seq": lambda: _scalar(built.shard(DataParallel(1, 4)), q),
         "coolmix lookup (batched)": lambda: _bulk(built, bulk),
     }
     best = {name: float("inf") for name in cases}

@@ -11,6 +11,7 @@ import numpy as np
 
 import coolmix as cm
 from coolmix.integrations.grain import mix, selection_map
+from coolmix.integrations.ranks import DataParallel
 
 sizes = {"en": 200_000, "it": 12_000, "zh": 3_000, "yo": 4}  # documents per language
 docs = {n: grain.MapDataset.range(k).map(lambda i, n=n: {"lang": n, "doc": i}) for n, k in sizes.items()}
@@ -20,7 +21,7 @@ sampler = cm.MixtureSampler(sizes, cm.Cooldown(hot=5, cold=1, at=0.5), total_ste
 
 def rank_pipeline(rank):
     """Rank ``rank``'s loader: its slice of every global batch, batched to batch / world rows."""
-    return mix(docs, sampler, rank=rank, world_size=world).to_iter_dataset().batch(batch // world)
+    return mix(docs, sampler, dp=DataParallel(rank, world)).to_iter_dataset().batch(batch // world)
 
 
 def main():

@@ -24,6 +24,7 @@ grain = pytest.importorskip("grain", reason="grain not installed (pip install 'c
 import coolmix as cm  # noqa: E402
 from coolmix import ConfigError  # noqa: E402
 from coolmix.integrations import grain as cg  # noqa: E402
+from coolmix.integrations.ranks import DataParallel  # noqa: E402
 
 SIZES = {"en": 900, "it": 80, "zh": 19, "sw": 1}
 B = 16
@@ -111,7 +112,7 @@ def test_grain_dataloader_with_a_worker_process_resumes():
     s = _sampler(steps=12)
     items = s.items
     parents = {n: [(d, x) for x in range(items[n])] for d, n in enumerate(s.names)}
-    ds = cg.mix(parents, s, rank=1, world_size=2)
+    ds = cg.mix(parents, s, dp=DataParallel(1, 2))
     one = grain.sharding.ShardOptions(shard_index=0, shard_count=1)  # the rank view is the shard
     sampler = grain.samplers.IndexSampler(len(ds), one, shuffle=False, num_epochs=1, seed=0)
     loader = grain.DataLoader(data_source=ds, sampler=sampler, worker_count=1)
@@ -136,15 +137,15 @@ def test_pickle_carries_the_config_not_the_arrays(tmp_path):
     g = np.arange(0, 5000 * B, 37)
     assert np.array_equal(np.stack(back.lookup(g)), np.stack(m.lookup(g)))
     assert back[123] == m[123]
-    r = pickle.loads(pickle.dumps(m.shard(1, 4)))
-    assert (r.rank, r.world_size, r[5]) == (1, 4, m.shard(1, 4)[5])
+    r = pickle.loads(pickle.dumps(m.shard(DataParallel(1, 4))))
+    assert (r.rank, r.world_size, r[5]) == (1, 4, m.shard(DataParallel(1, 4))[5])
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 4])
 def test_rank_slices_partition_the_global_stream(world_size):
     s = _sampler(steps=10)
     per = B // world_size
-    ours = [_pairs(cg.mix(_tagged(s), s, rank=r, world_size=world_size).to_iter_dataset().batch(per))
+    ours = [_pairs(cg.mix(_tagged(s), s, dp=DataParallel(r, world_size)).to_iter_dataset().batch(per))
             for r in range(world_size)]
     native = cg.mix(_tagged(s), s)  # Grain's own strided slicing of the full map
     strided = [_pairs(native[r::world_size].to_iter_dataset().batch(per)) for r in range(world_size)]
@@ -163,7 +164,7 @@ def test_resume_under_another_world_size():
     k = 4  # global steps consumed under W = 2
     states = []
     for r in range(2):
-        it = iter(cg.mix(_tagged(s), s, rank=r, world_size=2).to_iter_dataset().batch(B // 2))
+        it = iter(cg.mix(_tagged(s), s, dp=DataParallel(r, 2)).to_iter_dataset().batch(B // 2))
         for _ in range(k):
             next(it)
         states.append(it.get_state())
@@ -172,7 +173,7 @@ def test_resume_under_another_world_size():
     assert new == {"next_index": k * B // 4}
     parts = []
     for r in range(4):
-        it = iter(cg.mix(_tagged(s), s, rank=r, world_size=4).to_iter_dataset().batch(B // 4))
+        it = iter(cg.mix(_tagged(s), s, dp=DataParallel(r, 4)).to_iter_dataset().batch(B // 4))
         it.set_state(new)
         parts.append(_pairs([next(it)]))
     assert np.array_equal(np.concatenate(parts), _expected(s, k * B, (k + 1) * B))
@@ -223,7 +224,7 @@ def test_scalar_and_batched_paths_agree_on_random_access():
     g = np.random.default_rng(0).integers(0, len(m), 500)
     scalar = np.array([m[int(x)] for x in g])
     assert np.array_equal(scalar, np.stack(m.lookup(g), axis=1))
-    r = m.shard(2, 4)
+    r = m.shard(DataParallel(2, 4))
     i = np.arange(0, len(r), 97)
     assert np.array_equal(np.array([r[int(x)] for x in i]), np.stack(r.lookup(i), axis=1))
 
@@ -239,7 +240,7 @@ def test_rank_entry_is_the_global_sample(b, w, i):
     s = cm.MixtureSampler({"a": 7, "b": 3, "c": 1}, 2.0, total_steps=200, batch_size=b, seed=5)
     full = cg.selection_map(s)
     for r in range(w):
-        view = full.shard(r, w)
+        view = full.shard(DataParallel(r, w))
         j = i % len(view)
         step, k = divmod(j, b // w)
         assert view[j] == s.sample_at(step * b + r * (b // w) + k)
@@ -254,11 +255,11 @@ def test_bad_input_is_one_config_error():
     with pytest.raises(ConfigError, match="sampler"):
         cg.mix({}, "not a sampler")
     with pytest.raises(ConfigError, match="world_size"):
-        cg.selection_map(s, rank=0, world_size=3)
+        cg.selection_map(s, dp=DataParallel(0, 3))
     with pytest.raises(ConfigError, match="rank"):
-        cg.selection_map(s, rank=4, world_size=4)
+        cg.selection_map(s, dp=DataParallel(4, 4))
     with pytest.raises(ConfigError, match="index"):
-        cg.selection_map(s, rank=1, world_size=2)[10**6]
+        cg.selection_map(s, dp=DataParallel(1, 2))[10**6]
     with pytest.raises(ConfigError, match="index"):
         cg.selection_map(s)[-1]
 

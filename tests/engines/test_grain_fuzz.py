@@ -15,6 +15,7 @@ from fuzz_strategies import edge_ints, junk
 
 import coolmix as cm
 from coolmix.integrations.grain import SelectionMap, rescale_state
+from coolmix.integrations.ranks import DataParallel
 
 B, STEPS = 8, 5
 FULL = SelectionMap(cm.MixtureSampler({"en": 50, "it": 7, "sw": 1}, 3.0, total_steps=STEPS, batch_size=B))
@@ -29,8 +30,10 @@ def _int(x: object) -> bool:
 def _shard(case):
     rank, world, i = case
     ok = _int(rank) and _int(world) and 1 <= world <= B and B % world == 0 and 0 <= rank < world
+    if rank is None and world is None:  # DataParallel(): the default group, here one process
+        ok, rank, world = True, 0, 1
     view = run_api(
-        "grain.shard", FULL.shard, rank, world,
+        "grain.shard", lambda r, w: FULL.shard(DataParallel(r, w)), rank, world,
         check=lambda v: None if ok else f"rank={rank!r}, world_size={world!r} accepted",
     )
     if view is None:

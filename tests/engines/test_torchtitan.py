@@ -28,6 +28,7 @@ from torchtitan.components.loss import BaseLoss, CrossEntropyLoss
 import coolmix as cm
 from coolmix import ConfigError
 from coolmix.integrations import torchtitan as ct
+from coolmix.integrations.ranks import DataParallel
 from coolmix.integrations.streams import PackedStreams
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,7 +90,7 @@ def test_packed_rows_carry_per_token_domains_under_dp_ranks(world):
     per_rank = [_take(_build(cfg, r, world), steps * 2) for r in range(world)]
     seen: list[set[int]] = []
     for r, batches in enumerate(per_rank):
-        ref = PackedStreams(SOURCES, SIZES, SCHED, 12, rows=4 * world, seq_len=T, rank=r, world_size=world)
+        ref = PackedStreams(SOURCES, SIZES, SCHED, 12, rows=4 * world, seq_len=T, dp=DataParallel(r, world))
         ref_batches = list(ref)[:steps]
         ids: set[int] = set()
         for k, (inputs, labels) in enumerate(batches):

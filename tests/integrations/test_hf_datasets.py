@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 import coolmix as cm  # noqa: E402
 from coolmix.errors import ConfigError  # noqa: E402
 from coolmix.integrations.datasets import as_torch_dataset, interleave, state_at  # noqa: E402
-from coolmix.integrations.torch import MixtureBatchSampler, MixtureCollator  # noqa: E402
+from coolmix.integrations.torch import DataParallel, MixtureBatchSampler, MixtureCollator  # noqa: E402
 
 try:
     import datasets as hfds
@@ -90,7 +90,10 @@ def test_interleave_through_torch_dataloader_workers(workers):
 
 @needs_datasets
 def test_interleave_rank_slices_partition_the_global_batch():
-    ranks = [steps_of(list(interleave(hf_domains(), make_sampler(), r, 2)), BATCH // 2) for r in range(2)]
+    ranks = [
+        steps_of(list(interleave(hf_domains(), make_sampler(), dp=DataParallel(r, 2))), BATCH // 2)
+        for r in range(2)
+    ]
     assert [(d0 + d1, i0 + i1) for (d0, i0), (d1, i1) in zip(*ranks, strict=True)] == core_stream()
 
 

@@ -25,6 +25,7 @@ torch = pytest.importorskip("torch")
 import coolmix as cm  # noqa: E402
 from coolmix.errors import ConfigError  # noqa: E402
 from coolmix.integrations.hf import STATE_FILE, MicroBatchSampler, PadCollator  # noqa: E402
+from coolmix.integrations.ranks import DataParallel  # noqa: E402
 
 try:
     import datasets as hfds
@@ -171,7 +172,7 @@ def test_micro_batches_are_the_core_stream_split_by_rank_then_accumulation():
     core = sampler()
     offsets = np.concatenate([[0], np.cumsum(list(SIZES.values()))])
     expected = [(offsets[d] + i).tolist() for d, i in (core.global_batch(t) for t in range(5))]
-    per_rank = [list(MicroBatchSampler(sampler(), 2, 3, rank=r, world_size=2)) for r in range(2)]
+    per_rank = [list(MicroBatchSampler(sampler(), 2, 3, dp=DataParallel(r, 2))) for r in range(2)]
     for r in range(2):
         assert len(per_rank[r]) == 15 and all(len(b) == 2 for b in per_rank[r])
     for t in range(5):
@@ -179,11 +180,11 @@ def test_micro_batches_are_the_core_stream_split_by_rank_then_accumulation():
         rank1 = list(chain(*per_rank[1][3 * t : 3 * t + 3]))
         assert rank0 + rank1 == expected[t]
     with pytest.raises(ConfigError, match="per-rank batch"):
-        MicroBatchSampler(sampler(), 4, 2, rank=0, world_size=2)
+        MicroBatchSampler(sampler(), 4, 2, dp=DataParallel(0, 2))
     # resumed at step 3 (any split of the same global batch), it yields steps 3.. and keeps its length
     s = sampler()
     s.global_batch(2)
-    mb = MicroBatchSampler(sampler(), 12, 1, rank=0, world_size=1)
+    mb = MicroBatchSampler(sampler(), 12, 1, dp=DataParallel(0, 1))
     mb.load_state_dict(s.state_dict())
     assert len(mb) == 5 and list(mb) == expected[3:]
 

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 import coolmix as cm  # noqa: E402
 from coolmix.errors import ConfigError  # noqa: E402
 from coolmix.integrations.collate import MixtureCollator  # noqa: E402
-from coolmix.integrations.ranks import DataParallel, data_parallel, env_int  # noqa: E402
+from coolmix.integrations.ranks import DataParallel, as_data_parallel, env_int  # noqa: E402
 from coolmix.integrations.streams import PackedStreams, StreamMixture  # noqa: E402
 from coolmix.integrations.torch import (  # noqa: E402
     MixtureBatchSampler,
@@ -75,7 +75,7 @@ def join(monkeypatch, rank, world):
 
 
 def test_explicit_coordinates_are_validated_at_construction():
-    assert data_parallel(1, 4).resolve() == (1, 4)
+    assert DataParallel(1, 4).resolve() == (1, 4)
     cases = [
         (dict(rank=1), "world_size"),
         (dict(world_size=2), "rank"),
@@ -90,11 +90,37 @@ def test_explicit_coordinates_are_validated_at_construction():
     ]
     for kwargs, field in cases:
         with pytest.raises(ConfigError) as e:
-            data_parallel(**kwargs)
+            DataParallel(**kwargs)
         assert e.value.field == field, kwargs
         assert "\n" not in str(e.value)
     with pytest.raises(ConfigError, match="does not divide"):
-        MixtureBatchSampler(make_sampler(), rank=0, world_size=3)
+        MixtureBatchSampler(make_sampler(), dp=DataParallel(0, 3))
+
+
+def test_dp_is_one_argument_read_in_one_place(no_dist):
+    """``dp=`` takes None, a DataParallel, a process group or a mesh; anything else names ``dp``."""
+    explicit = DataParallel(1, 2)
+    assert as_data_parallel(explicit) is explicit
+    assert as_data_parallel(None) == DataParallel() and as_data_parallel(None).resolve() == (0, 1)
+    mesh = FakeMesh((1, 0), (2, 2), names=("tp", "dp"))
+    assert as_data_parallel(mesh) == DataParallel(mesh=mesh, mesh_dim="dp")
+    assert as_data_parallel(mesh).resolve() == (0, 2)  # the "dp" dimension, wherever it is
+    shard = FakeMesh((3,), (4,), names=("dp_shard",))  # a 1-D slice (mesh["dp_shard"]): its only dimension
+    assert as_data_parallel(shard).resolve() == (3, 4)
+    with pytest.raises(ConfigError) as e:  # two dimensions, neither called "dp": ambiguous
+        as_data_parallel(FakeMesh((0, 0), (2, 2), names=("data", "tp")))
+    assert e.value.field == "dp" and "mesh['<name>']" in str(e.value) and "\n" not in str(e.value)
+    group = torch.distributed.ProcessGroup.__new__(torch.distributed.ProcessGroup)  # no backend needed
+    assert as_data_parallel(group).group is group
+    for junk in ((1, 2), 3, "dp", [0, 2], object()):
+        with pytest.raises(ConfigError) as e:
+            as_data_parallel(junk)
+        assert e.value.field == "dp" and "DataParallel(rank, world_size)" in str(e.value)
+    with pytest.raises(ConfigError) as e:  # every adapter reads it the same way
+        MixtureBatchSampler(make_sampler(), dp=(0, 2))
+    assert e.value.field == "dp"
+    with pytest.raises(TypeError):  # the five separate arguments are gone
+        MixtureBatchSampler(make_sampler(), rank=0, world_size=2)
 
 
 def test_tensor_parallel_peers_share_rows_and_dp_ranks_partition_the_batch(no_dist):
@@ -104,7 +130,7 @@ def test_tensor_parallel_peers_share_rows_and_dp_ranks_partition_the_batch(no_di
     for dp in range(2):
         for tp in range(2):
             mesh = FakeMesh((dp, tp), (2, 2))
-            bs = MixtureBatchSampler(make_sampler(), mesh=mesh, dataset=ds)
+            bs = MixtureBatchSampler(make_sampler(), dp=mesh, dataset=ds)
             assert (bs.rank, bs.world_size, bs.batch_size) == (dp, 2, BATCH // 2)
             seen[dp, tp] = list(bs)
     for dp in range(2):
@@ -113,13 +139,13 @@ def test_tensor_parallel_peers_share_rows_and_dp_ranks_partition_the_batch(no_di
         assert seen[0, 0][t] + seen[1, 0][t] == flat_stream()[t]
     # the mesh dim is a name: a mesh laid out (tp, dp) reads the same coordinate
     flipped = FakeMesh((0, 1), (2, 2), names=("tp", "dp"))
-    assert list(MixtureBatchSampler(make_sampler(), mesh=flipped)) == flat_stream(1, 2)
+    assert list(MixtureBatchSampler(make_sampler(), dp=flipped)) == flat_stream(1, 2)
     # a process group of the dp peers gives the same slices
     group = object()
     no_dist.setattr(torch.distributed, "is_initialized", lambda: True)
     no_dist.setattr(torch.distributed, "get_rank", lambda g=None: 1 if g is group else 3)
     no_dist.setattr(torch.distributed, "get_world_size", lambda g=None: 2 if g is group else 4)
-    assert list(MixtureBatchSampler(make_sampler(), group=group)) == flat_stream(1, 2)
+    assert list(MixtureBatchSampler(make_sampler(), dp=DataParallel(group=group))) == flat_stream(1, 2)
     assert list(MixtureBatchSampler(make_sampler())) == flat_stream(3, 4)  # default group: global rank
 
 
@@ -324,11 +350,12 @@ if mode == "mesh":
     mesh = init_device_mesh("cpu", (2, 2), mesh_dim_names=("dp", "tp"))
     record["coords"] = [mesh.get_local_rank("dp"), mesh.get_local_rank("tp")]
     ds = MixtureDataset(T.DOMAINS)
-    record["mesh"] = list(MixtureBatchSampler(T.make_sampler(), mesh=mesh, dataset=ds))
-    record["group"] = list(MixtureBatchSampler(T.make_sampler(), group=mesh.get_group("dp")))
-    loader = MixtureLoader.from_datasets(T.DOMAINS, T.make_sampler(), mesh=mesh, num_workers=1)
+    record["mesh"] = list(MixtureBatchSampler(T.make_sampler(), dp=mesh, dataset=ds))
+    record["group"] = list(MixtureBatchSampler(T.make_sampler(), dp=mesh.get_group("dp")))
+    record["submesh"] = list(MixtureBatchSampler(T.make_sampler(), dp=mesh["dp"]))
+    loader = MixtureLoader.from_datasets(T.DOMAINS, T.make_sampler(), dp=mesh, num_workers=1)
     record["loader"] = [ds.flat_index(b["domain"], b["index"]).tolist() for b in loader]
-    ids = MixtureIterableDataset(T.DOMAINS, T.make_sampler(), mesh=mesh)
+    ids = MixtureIterableDataset(T.DOMAINS, T.make_sampler(), dp=mesh)
     dl = DataLoader(ids, batch_size=ids.batch_size, collate_fn=MixtureCollator(), num_workers=2)
     record["iterable"] = [ds.flat_index(b["domain"], b["index"]).tolist() for b in dl]
     record["streams"] = T.stream_batches(T.streams("mixture", mesh=mesh))
@@ -371,7 +398,7 @@ def test_torchrun_tp2_dp2_mesh(tmp_path):
     """4 gloo processes as a (dp=2, tp=2) DeviceMesh: TP peers read identical rows, DP ranks partition."""
     ranks = torchrun(tmp_path, 4, "mesh")
     assert [r["coords"] for r in ranks] == [[0, 0], [0, 1], [1, 0], [1, 1]]
-    for key in ("mesh", "group", "loader", "iterable"):
+    for key in ("mesh", "group", "submesh", "loader", "iterable"):
         for dp in range(2):
             peers = [r[key] for r in ranks if r["coords"][0] == dp]
             assert peers[0] == peers[1] == flat_stream(dp, 2), key

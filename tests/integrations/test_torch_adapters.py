@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 import coolmix as cm  # noqa: E402
 from coolmix.errors import ConfigError  # noqa: E402
 from coolmix.integrations.torch import (  # noqa: E402
+    DataParallel,
     MixtureBatchSampler,
     MixtureCollator,
     MixtureDataset,
@@ -113,7 +114,7 @@ def test_batch_sampler_stream_equals_core_stream(workers):
 def test_rank_slices_partition_the_global_batch(world_size):
     ds = MixtureDataset(DOMAINS)
     per_rank = [
-        as_pairs(loader(ds, MixtureBatchSampler(make_sampler(), r, world_size), workers=0))
+        as_pairs(loader(ds, MixtureBatchSampler(make_sampler(), dp=DataParallel(r, world_size)), workers=0))
         for r in range(world_size)
     ]
     for t, (gd, gi) in enumerate(core_stream()):
@@ -155,7 +156,7 @@ def test_resume_under_another_world_size_continues_the_global_stream():
     state = bs.state_dict()
     ranks = []
     for r in range(2):
-        b = MixtureBatchSampler(make_sampler(), r, 2)
+        b = MixtureBatchSampler(make_sampler(), dp=DataParallel(r, 2))
         b.load_state_dict(state)
         ranks.append(as_pairs(loader(ds, b, workers=0)))
     merged = [(d0 + d1, i0 + i1) for (d0, i0), (d1, i1) in zip(*ranks, strict=True)]
@@ -207,7 +208,7 @@ def test_iterable_stream_equals_core_stream(workers):
 def test_iterable_ranks_with_workers_partition_the_global_batch():
     ranks = []
     for r in range(2):
-        ids = MixtureIterableDataset(DOMAINS, make_sampler(), rank=r, world_size=2)
+        ids = MixtureIterableDataset(DOMAINS, make_sampler(), dp=DataParallel(r, 2))
         ranks.append(as_pairs(DataLoader(ids, batch_size=4, num_workers=2, collate_fn=MixtureCollator())))
     assert [(d0 + d1, i0 + i1) for (d0, i0), (d1, i1) in zip(*ranks, strict=True)] == core_stream()
 
@@ -266,12 +267,12 @@ def test_collator_passes_fields_through_a_custom_collate_fn():
 def test_rank_and_sizes_are_validated():
     ds = MixtureDataset(DOMAINS)
     with pytest.raises(ConfigError) as e:
-        MixtureBatchSampler(make_sampler(), rank=1)
+        MixtureBatchSampler(make_sampler(), dp=DataParallel(1))
     assert e.value.field == "world_size"
     with pytest.raises(ConfigError, match="does not divide"):
-        MixtureBatchSampler(make_sampler(), rank=0, world_size=3)
+        MixtureBatchSampler(make_sampler(), dp=DataParallel(0, 3))
     with pytest.raises(ConfigError, match=r"must be an integer in \[0, 2\)"):
-        MixtureIterableDataset(DOMAINS, make_sampler(), rank=2, world_size=2)
+        MixtureIterableDataset(DOMAINS, make_sampler(), dp=DataParallel(2, 2))
     swapped = cm.MixtureSampler({"b": 7, "a": 40, "c": 3}, 5.0, total_steps=STEPS, batch_size=BATCH)
     with pytest.raises(ConfigError, match="names, order, lengths"):
         MixtureBatchSampler(swapped, dataset=ds)

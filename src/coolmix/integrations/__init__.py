@@ -8,8 +8,9 @@ Import the submodule you need; this package imports nothing, so ``import coolmix
 - `coolmix.integrations.loader`: `MixtureLoader`, a DataLoader whose ``state_dict()`` counts the
   batches delivered to the loop (torchdata's ``StatefulDataLoader`` also resumes exactly).
 - `coolmix.integrations.collate`: `MixtureCollator` (tags → tensors) and `PadCollator` (padding).
-- `coolmix.integrations.ranks`: data-parallel coordinates from explicit ``rank``/``world_size``, a
-  process ``group`` or a device ``mesh`` (``"dp"`` dimension), resolved when iteration starts.
+- `coolmix.integrations.ranks`: the one ``dp=`` argument every adapter takes (``DataParallel(rank,
+  world_size)``, a process group or a ``DeviceMesh``), read by `as_data_parallel`, resolved when
+  iteration starts.
 - `coolmix.integrations.datasets`: Hugging Face ``datasets`` (imported lazily): `interleave` →
   ``datasets.IterableDataset``, `as_torch_dataset` → `MixtureDataset`.
 - `coolmix.integrations.hf`: `MixtureTrainer` (HF `Trainer` with a coolmix sampler, loss weights under

@@ -27,7 +27,7 @@ from typing import Any
 
 from coolmix.errors import ConfigError
 from coolmix.integrations.collate import DOMAIN_KEY, DOMAIN_NAME_KEY, INDEX_KEY, TAG_KEYS
-from coolmix.integrations.ranks import DP_MESH_DIM, DataParallel, data_parallel
+from coolmix.integrations.ranks import DataParallel
 from coolmix.integrations.torch import MixtureDataset, _check_matches, _checked_dp, _dp_slice, state_at
 from coolmix.sampler import MixtureSampler
 
@@ -59,19 +59,15 @@ def _check_hf(datasets: Mapping[str, Any]) -> Any:
 def interleave(
     datasets: Mapping[str, Any],
     sampler: MixtureSampler,
-    rank: int | None = None,
-    world_size: int | None = None,
     *,
-    group: Any = None,
-    mesh: Any = None,
-    mesh_dim: str = DP_MESH_DIM,
+    dp: Any = None,
 ) -> Any:
     """A ``datasets.IterableDataset`` of this rank's tagged examples, from ``sampler.step`` on.
 
     All domains must share their features; the result has ``domain`` (int64), ``domain_name``
     (string) and ``index`` (int64) first, then the columns. Columns are read unformatted: call
-    ``.with_format("torch")`` on the result. The data-parallel coordinate (``rank``/``world_size``,
-    ``group`` or ``mesh``) is as in the torch adapters, read when iteration starts.
+    ``.with_format("torch")`` on the result. The data-parallel coordinate ``dp`` is as in the torch
+    adapters (`coolmix.integrations.ranks`), read when iteration starts.
 
     >>> import datasets as hfds
     >>> s = MixtureSampler({"en": 4, "sw": 2}, 1.0, total_steps=2, batch_size=3)
@@ -83,7 +79,7 @@ def interleave(
     hf = _check_hf(datasets)
     mixture = MixtureDataset({n: ds.with_format(None) for n, ds in datasets.items()})
     _check_matches(mixture, sampler)
-    dp = _checked_dp(sampler, data_parallel(rank, world_size, group=group, mesh=mesh, mesh_dim=mesh_dim))
+    dp = _checked_dp(sampler, dp)
     first_name, first = next(iter(datasets.items()))
     for name, ds in datasets.items():
         if ds.features != first.features:

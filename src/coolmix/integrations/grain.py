@@ -14,7 +14,8 @@ GlobalIndex` (the scalar path reads a prebuilt or cached array, or the current b
 - epochs inside the map: item = a keyed permutation of the domain, pass after pass, so parents
   need no ``.repeat()`` and the mixture is exactly ``total_steps·B`` long.
 
-Data parallelism: ``shard(rank, world_size)`` (or ``mix(..., rank=, world_size=)``) keeps this
+Data parallelism: ``mix(..., dp=DataParallel(rank, world_size))`` (or ``shard(dp)``; ``dp`` as for every
+adapter, `coolmix.integrations.ranks`, but resolved at once: a map is built for one rank) keeps this
 rank's contiguous slice of every global batch, the rows ``sampler.batch(step, rank, world_size)``
 gives; Grain's own ``ds[rank::world_size]`` slicing also partitions the stream (strided slots).
 Without a build, a block is computed for whole global batches, so a rank reading 1/W of them pays
@@ -38,6 +39,7 @@ import numpy as np
 
 from coolmix.errors import ConfigError
 from coolmix.global_index import GlobalIndex
+from coolmix.integrations.ranks import as_data_parallel
 from coolmix.sampler import MixtureSampler
 from coolmix.validate import check_int
 
@@ -71,9 +73,11 @@ class SelectionMap(GlobalIndex):
     no build (one vectorised block of whole batches at a time).
     """
 
-    def shard(self, rank: int, world_size: int) -> RankSelectionMap:
-        """This data-parallel rank's view: entry step·(B/W) + k is global slot rank·(B/W) + k of ``step``."""
-        return RankSelectionMap(self, rank, world_size)
+    def shard(self, dp: Any = None) -> SelectionMap | RankSelectionMap:
+        """This data-parallel rank's view (``dp`` resolved now): entry step·(B/W) + k is global slot
+        rank·(B/W) + k of ``step``; the map itself when W = 1."""
+        rank, world_size = as_data_parallel(dp).resolve()
+        return self if world_size == 1 else RankSelectionMap(self, rank, world_size)
 
     def __repr__(self) -> str:
         return f"coolmix.grain.SelectionMap({len(self.names)} domains, len={len(self)}, B={self.batch_size})"
@@ -140,12 +144,12 @@ class RankSelectionMap:
 def selection_map(
     sampler: MixtureSampler,
     *,
-    rank: int = 0,
-    world_size: int = 1,
+    dp: Any = None,
     build: bool | int = False,
     cache_dir: Any = None,
 ) -> SelectionMap | RankSelectionMap:
-    """The Grain selection map of ``sampler`` (the whole stream, or one rank's slice of it).
+    """The Grain selection map of ``sampler``: this data-parallel rank's slice of it (``dp``, resolved
+    now; the whole stream in one process).
 
     ``build``: True (all) or n entries materialised up front (cached under ``cache_dir`` as
     ``.npy`` files keyed by the configuration's hash, memory-mapped on the next start).
@@ -156,15 +160,14 @@ def selection_map(
         full.build()
     elif build is not False:
         full.build(check_int("build", build, lo=0, hi=len(full)))
-    return full if world_size == 1 and rank == 0 else full.shard(rank, world_size)
+    return full.shard(dp)
 
 
 def mix(
     datasets: Mapping[str, Any],
     sampler: MixtureSampler,
     *,
-    rank: int = 0,
-    world_size: int = 1,
+    dp: Any = None,
     build: bool | int = False,
     cache_dir: Any = None,
 ) -> Any:
@@ -173,7 +176,7 @@ def mix(
 
     >>> import grain  # doctest: +SKIP
     >>> s = MixtureSampler({"en": 90, "sw": 10}, Cooldown(hot=5, cold=1), total_steps=100, batch_size=8)
-    >>> ds = mix({"en": en_ds, "sw": sw_ds}, s, rank=r, world_size=w)  # doctest: +SKIP
+    >>> ds = mix({"en": en_ds, "sw": sw_ds}, s, dp=DataParallel(r, w))  # doctest: +SKIP
     >>> it = iter(ds.to_iter_dataset().batch(8 // w))  # doctest: +SKIP
     """
     grain = _grain()
@@ -192,7 +195,7 @@ def mix(
             why = f"the sampler draws from {items[name]} items of {name!r} (lengths must match)"
             raise ConfigError(f"datasets.{name}", len(ds), why)
         parents.append(ds)
-    smap = selection_map(sampler, rank=rank, world_size=world_size, build=build, cache_dir=cache_dir)
+    smap = selection_map(sampler, dp=dp, build=build, cache_dir=cache_dir)
     return grain.MapDataset.select_from_datasets(parents, smap)
 
 

@@ -19,7 +19,6 @@ from torch.utils.data import Sampler
 from coolmix.distributions import Distribution, Temperature, as_distribution, check_tau
 from coolmix.errors import ConfigError
 from coolmix.integrations.collate import IGNORE_INDEX
-from coolmix.integrations.ranks import DP_MESH_DIM
 from coolmix.integrations.torch import MixtureBatchSampler, MixtureDataset
 from coolmix.sampler import MixtureSampler
 from coolmix.validate import check_int
@@ -50,7 +49,8 @@ class MicroBatchSampler(Sampler[list[int]]):
     loaded step. ``state_dict(step)`` is the core sampler state after ``step`` steps consumed.
 
     >>> s = MixtureSampler({"a": 10, "b": 3}, 1.0, total_steps=2, batch_size=4)
-    >>> mb = MicroBatchSampler(s, micro_batch_size=2, accumulation_steps=2, rank=0, world_size=1)
+    >>> from coolmix.integrations.ranks import DataParallel
+    >>> mb = MicroBatchSampler(s, micro_batch_size=2, accumulation_steps=2, dp=DataParallel(0, 1))
     >>> len(mb), [len(b) for b in mb]
     (4, [2, 2, 2, 2])
     """
@@ -60,19 +60,13 @@ class MicroBatchSampler(Sampler[list[int]]):
         sampler: MixtureSampler,
         micro_batch_size: int,
         accumulation_steps: int = 1,
-        rank: int | None = None,
-        world_size: int | None = None,
         *,
-        group: Any = None,
-        mesh: Any = None,
-        mesh_dim: str = DP_MESH_DIM,
+        dp: Any = None,
         dataset: MixtureDataset | None = None,
     ) -> None:
         self.micro_batch_size = check_int("micro_batch_size", micro_batch_size, lo=1)
         self.accumulation_steps = check_int("accumulation_steps", accumulation_steps, lo=1)
-        self.inner = MixtureBatchSampler(
-            sampler, rank, world_size, group=group, mesh=mesh, mesh_dim=mesh_dim, dataset=dataset
-        )
+        self.inner = MixtureBatchSampler(sampler, dp=dp, dataset=dataset)
         if self.inner.batch_size != self.micro_batch_size * self.accumulation_steps:
             raise ConfigError(
                 "micro_batch_size",

@@ -50,6 +50,7 @@ from coolmix.integrations.hf_batches import (
     token_losses,
 )
 from coolmix.integrations.hf_callbacks import CoolmixCallback, load_state, save_state
+from coolmix.integrations.ranks import DataParallel
 from coolmix.integrations.torch import MixtureDataset
 from coolmix.packing import PAD_DOMAIN
 from coolmix.sampler import MixtureSampler
@@ -247,8 +248,7 @@ class MixtureTrainer(transformers.Trainer):
             sampler,
             a.per_device_train_batch_size,
             a.gradient_accumulation_steps,
-            rank,
-            world,
+            dp=DataParallel(rank, world),
             dataset=mixture,
         )
         ledger = ExposureLedger(mixture.sizes)

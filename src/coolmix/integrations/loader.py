@@ -35,7 +35,6 @@ from torch.utils.data import DataLoader
 
 from coolmix.errors import ConfigError
 from coolmix.integrations.collate import MixtureCollator
-from coolmix.integrations.ranks import DP_MESH_DIM
 from coolmix.integrations.streams import STATE_VERSION, realised_from_state
 from coolmix.integrations.torch import MixtureBatchSampler, MixtureDataset, MixtureIterableDataset
 from coolmix.sampler import MixtureSampler
@@ -78,26 +77,21 @@ class MixtureLoader:
         sampler: MixtureSampler,
         *,
         collate_fn: Callable[[list[Any]], Any] | None = None,
-        rank: int | None = None,
-        world_size: int | None = None,
-        group: Any = None,
-        mesh: Any = None,
-        mesh_dim: str = DP_MESH_DIM,
+        dp: Any = None,
         **loader_kwargs: Any,
     ) -> MixtureLoader:
         """Per-domain map-style datasets → `MixtureDataset` + `MixtureBatchSampler` + DataLoader, wrapped.
 
         ``collate_fn`` collates the untagged fields (e.g. `PadCollator`); the batches also carry
-        ``domain``, ``index`` and ``domain_name`` (`MixtureCollator`). ``loader_kwargs`` go to the
-        DataLoader (``num_workers``, ``pin_memory``, …).
+        ``domain``, ``index`` and ``domain_name`` (`MixtureCollator`). ``dp`` is the data-parallel
+        coordinate (`coolmix.integrations.ranks`). ``loader_kwargs`` go to the DataLoader
+        (``num_workers``, ``pin_memory``, …).
         """
         for banned in ("batch_size", "batch_sampler", "sampler", "shuffle", "drop_last"):
             if banned in loader_kwargs:
                 raise ConfigError(banned, loader_kwargs[banned], "the coolmix sampler decides the batches")
         dataset = datasets if isinstance(datasets, MixtureDataset) else MixtureDataset(datasets)
-        batches = MixtureBatchSampler(
-            sampler, rank, world_size, group=group, mesh=mesh, mesh_dim=mesh_dim, dataset=dataset
-        )
+        batches = MixtureBatchSampler(sampler, dp=dp, dataset=dataset)
         loader = DataLoader(
             dataset, batch_sampler=batches, collate_fn=MixtureCollator(collate_fn), **loader_kwargs
         )

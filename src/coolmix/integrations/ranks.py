@@ -2,23 +2,25 @@
 
 Under tensor or pipeline parallelism the data-parallel rank is not the global rank: the 2 × 2 run
 "TP=2 × DP=2" has global ranks 0..3 but only 2 data-parallel slices, and the two TP peers of a
-slice must read identical rows. So an adapter is told where its data-parallel coordinate comes
-from, and asks only when it starts iterating (a sampler may be built before
-``init_process_group``; asking then would silently give every process world size 1):
+slice must read identical rows. So every adapter takes one ``dp=`` parameter saying where its
+data-parallel coordinate comes from, and asks only when it starts iterating (a sampler may be
+built before ``init_process_group``; asking then would silently give every process world size 1):
 
-- explicit ``rank``/``world_size`` (the dp rank and dp size; validated at once);
-- ``group``: a ``torch.distributed`` process group spanning the data-parallel peers (dp rank =
+- ``dp=DataParallel(rank, world_size)``: explicit dp rank and dp size (validated at once);
+- ``dp=group``: a ``torch.distributed`` process group spanning the data-parallel peers (dp rank =
   ``get_rank(group)``, dp size = ``get_world_size(group)``);
-- ``mesh``: a ``torch.distributed.device_mesh.DeviceMesh`` and its data-parallel dimension
-  ``mesh_dim`` (default ``"dp"``): dp rank = ``mesh.get_local_rank(mesh_dim)``, dp size =
-  ``mesh.size()`` along that dimension;
-- nothing: the default process group if one is joined, else (0, 1). If the environment says
-  more than one process (``WORLD_SIZE`` > 1, as torchrun sets it) but no group is joined when
-  iteration starts, that is a `ConfigError`: every process would train on the same data.
+- ``dp=mesh``: a ``torch.distributed.device_mesh.DeviceMesh``, read along its ``"dp"`` dimension
+  (or its only one: ``dp=mesh["dp_shard"]`` picks another); dp rank = ``mesh.get_local_rank(dim)``,
+  dp size = the mesh's size along it. ``DataParallel(mesh=mesh, mesh_dim=...)`` says the same;
+- ``dp=None`` (the default): the default process group if one is joined, else (0, 1). If the
+  environment says more than one process (``WORLD_SIZE`` > 1, as torchrun sets it) but no group
+  is joined when iteration starts, that is a `ConfigError`: every process would train on the
+  same data.
 
-`DataParallel` holds the choice; ``resolve()`` answers it. Pickling a spec (DataLoader workers
-started with ``spawn``) carries the answer resolved in the parent, since a worker has no process
-group of its own.
+`as_data_parallel` turns any of these into a `DataParallel` (the one place they are told apart
+and validated); ``resolve()`` answers it. Pickling a spec (DataLoader workers started with
+``spawn``) carries the answer resolved in the parent, since a worker has no process group of its
+own.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any, overload
 from coolmix.errors import ConfigError
 from coolmix.validate import check_int
 
-__all__ = ["DP_MESH_DIM", "DataParallel", "DataParallelView", "data_parallel", "env_int"]
+__all__ = ["DP_MESH_DIM", "DataParallel", "DataParallelView", "as_data_parallel", "data_parallel", "env_int"]
 
 DP_MESH_DIM = "dp"
 """The mesh dimension name read by default (torchtitan's and Megatron's name for data parallel)."""
@@ -83,7 +85,10 @@ def _dist() -> Any:
 class DataParallel:
     """Where the data-parallel coordinate comes from; `resolve` reads it (at iteration start).
 
-    >>> DataParallel(rank=1, world_size=4).resolve()
+    Give at most one of ``rank`` and ``world_size`` (both), ``group`` or ``mesh`` (+ ``mesh_dim``);
+    none means the default process group. Adapters take it as ``dp=`` (see `as_data_parallel`).
+
+    >>> DataParallel(1, 4).resolve()
     (1, 4)
     """
 
@@ -190,6 +195,41 @@ def check_int_in(field: str, value: Any, size: int) -> int:
     return v
 
 
+DP_KINDS = "None, a DataParallel(rank, world_size), a torch.distributed process group or a DeviceMesh"
+
+
+def as_data_parallel(dp: Any = None) -> DataParallel:
+    """The one reading of an adapter's ``dp=`` argument: a `DataParallel`, validated now, resolved later.
+
+    ``None`` → the default process group (else one process); a `DataParallel` as is; a
+    ``DeviceMesh`` → its ``"dp"`` dimension, or its only dimension when it has one (so
+    ``mesh["dp_shard"]`` selects another); a ``torch.distributed`` process group → that group.
+    Anything else is a one-line `ConfigError` naming ``dp``.
+
+    >>> as_data_parallel(DataParallel(0, 2)).resolve()
+    (0, 2)
+    """
+    if dp is None:
+        return DataParallel()
+    if isinstance(dp, DataParallel):
+        return dp
+    if hasattr(dp, "mesh_dim_names") and hasattr(dp, "get_local_rank"):  # a DeviceMesh (duck-typed)
+        names = tuple(dp.mesh_dim_names or ())
+        if len(names) == 1:
+            return DataParallel(mesh=dp, mesh_dim=names[0])
+        if DP_MESH_DIM not in names:
+            why = (
+                f"the mesh's dimensions have no {DP_MESH_DIM!r}: pass its data-parallel slice "
+                "(mesh['<name>']) or DataParallel(mesh=mesh, mesh_dim='<name>')"
+            )
+            raise ConfigError("dp", f"DeviceMesh{names}", why)
+        return DataParallel(mesh=dp, mesh_dim=DP_MESH_DIM)
+    dist = _dist()
+    if dist is not None and isinstance(dp, dist.ProcessGroup):
+        return DataParallel(group=dp)
+    raise ConfigError("dp", type(dp).__name__, f"must be {DP_KINDS}")
+
+
 def data_parallel(
     rank: int | None = None,
     world_size: int | None = None,
@@ -198,5 +238,5 @@ def data_parallel(
     mesh: Any = None,
     mesh_dim: str = DP_MESH_DIM,
 ) -> DataParallel:
-    """The one constructor every adapter uses: validates now, resolves later (`DataParallel.resolve`)."""
+    """`DataParallel` from the five separate arguments (validated now, resolved later)."""
     return DataParallel(rank=rank, world_size=world_size, group=group, mesh=mesh, mesh_dim=mesh_dim)

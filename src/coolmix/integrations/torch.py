@@ -17,9 +17,9 @@ Tagging. A dict example ``ex`` of domain ``d`` at item ``i`` becomes
 `MixtureCollator` turns ``domain`` into a LongTensor, so
 ``coolmix.weighted_loss(loss_per_example, batch["domain"], weights)`` works as is.
 
-Ranks are *data-parallel* coordinates (`coolmix.integrations.ranks`): explicit ``rank``/``world_size``,
-a process ``group`` of the data-parallel peers, a device ``mesh`` with a ``"dp"`` dimension
-(``mesh_dim``), or the default process group. They are read when iteration starts, not at
+Ranks are *data-parallel* coordinates, given as one ``dp=`` argument (`coolmix.integrations.ranks`):
+``DataParallel(rank, world_size)``, a process group of the data-parallel peers, a ``DeviceMesh`` with
+a ``"dp"`` dimension, or nothing (the default process group). They are read when iteration starts, not at
 construction, so an adapter built before ``init_process_group`` is still right, and tensor- or
 pipeline-parallel peers (same dp coordinate) get identical rows. Each dp rank gets its contiguous
 slice of the global batch (`MixtureSampler.batch`), so a run resumed under another world size
@@ -55,7 +55,7 @@ from coolmix.integrations.collate import (
     MixtureCollator,
     PadCollator,
 )
-from coolmix.integrations.ranks import DP_MESH_DIM, DataParallel, DataParallelView, data_parallel
+from coolmix.integrations.ranks import DataParallel, DataParallelView, as_data_parallel
 from coolmix.sampler import EVENTS_KEY, STEP_KEY, MixtureSampler
 from coolmix.validate import check_int
 
@@ -63,12 +63,12 @@ __all__ = [
     "DOMAIN_KEY",
     "DOMAIN_NAME_KEY",
     "INDEX_KEY",
+    "DataParallel",
     "MixtureBatchSampler",
     "MixtureCollator",
     "MixtureDataset",
     "MixtureIterableDataset",
     "PadCollator",
-    "data_parallel",
     "state_at",
 ]
 
@@ -88,8 +88,10 @@ def _sampler_sizes(sampler: MixtureSampler) -> list[tuple[str, int]]:
     return list(sampler.items.items())
 
 
-def _checked_dp(sampler: MixtureSampler, dp: DataParallel) -> DataParallel:
-    """An explicit coordinate is checked against the batch size at once; the others at iteration."""
+def _checked_dp(sampler: MixtureSampler, dp: Any) -> DataParallel:
+    """``dp=`` read by `as_data_parallel`; an explicit coordinate is checked against the batch size
+    at once, the others at iteration."""
+    dp = as_data_parallel(dp)
     if dp.explicit:
         _check_world_size(sampler, dp.world_size)
     return dp
@@ -278,7 +280,8 @@ class _DataParallelView(DataParallelView):
 class MixtureBatchSampler(_DataParallelView, Sampler[list[int]]):
     """Per step, this rank's flat indices into a `MixtureDataset`: ``DataLoader(batch_sampler=...)``.
 
-    Yields ``offsets[d] + i`` for ``(d, i) = sampler.batch(step, rank, world_size)`` from the
+    Yields ``offsets[d] + i`` for ``(d, i) = sampler.batch(step, rank, world_size)`` (the ``dp``
+    coordinate, see `coolmix.integrations.ranks`) from the
     consumed position to ``sampler.total_steps``; ``len`` is the number of steps left. The
     ``sampler`` you pass is the producer: ``sampler.step`` runs ahead of your loop by the
     DataLoader's prefetch, and events you record on it take effect at that produced step (a
@@ -294,19 +297,14 @@ class MixtureBatchSampler(_DataParallelView, Sampler[list[int]]):
     def __init__(
         self,
         sampler: MixtureSampler,
-        rank: int | None = None,
-        world_size: int | None = None,
         *,
-        group: Any = None,
-        mesh: Any = None,
-        mesh_dim: str = DP_MESH_DIM,
+        dp: Any = None,
         dataset: MixtureDataset | None = None,
         window: int = 256,
     ) -> None:
         if not isinstance(sampler, MixtureSampler):
             raise ConfigError("sampler", type(sampler).__name__, "must be a coolmix.MixtureSampler")
         self.sampler = sampler
-        dp = data_parallel(rank, world_size, group=group, mesh=mesh, mesh_dim=mesh_dim)
         self.dp = _checked_dp(sampler, dp)
         if dataset is not None:
             _check_matches(dataset, sampler)
@@ -395,19 +393,14 @@ class MixtureIterableDataset(_DataParallelView, IterableDataset):
         self,
         datasets: Mapping[str, Any] | MixtureDataset,
         sampler: MixtureSampler,
-        rank: int | None = None,
-        world_size: int | None = None,
         *,
-        group: Any = None,
-        mesh: Any = None,
-        mesh_dim: str = DP_MESH_DIM,
+        dp: Any = None,
     ) -> None:
         if not isinstance(sampler, MixtureSampler):
             raise ConfigError("sampler", type(sampler).__name__, "must be a coolmix.MixtureSampler")
         self.dataset = datasets if isinstance(datasets, MixtureDataset) else MixtureDataset(datasets)
         _check_matches(self.dataset, sampler)
         self.sampler = sampler
-        dp = data_parallel(rank, world_size, group=group, mesh=mesh, mesh_dim=mesh_dim)
         self.dp = _checked_dp(sampler, dp)
         self._position = sampler.step
         self._shared = _shared_counters()  # [the pass's start, loads]: read by the workers

@@ -146,6 +146,7 @@ def _classes() -> dict[str, type]:
     from torchtitan.components.dataloader import ParallelAwareDataloader
     from torchtitan.components.loss import BaseLoss
 
+    from coolmix.integrations.ranks import DataParallel
     from coolmix.integrations.streams import PackedStreams
 
     class _StepStream(IterableDataset):
@@ -219,8 +220,7 @@ def _classes() -> dict[str, type]:
                 config.total_steps,
                 rows=self.local_batch_size * self.microbatches * dp_world_size,
                 seq_len=seq_len,
-                rank=dp_rank,
-                world_size=dp_world_size,
+                dp=DataParallel(dp_rank, dp_world_size),
                 transform=_tokenizer_transform(tokenizer, config.text_key),
                 long_docs=config.long_docs,  # type: ignore[arg-type]
             )
