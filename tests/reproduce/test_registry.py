@@ -278,6 +278,15 @@ def test_unimax_dev_chooses_on_mean_dev_across_seeds_never_on_test(fake, tmp_pat
     assert "| UniMax (dynamic, N chosen on dev) (every grid run) | 1,800 | 0.00 M | 6 s |" in text
 
 
+def test_a_bad_entry_is_one_line():
+    with pytest.raises(ConfigError) as e:
+        Method("toy-2", "Toy", "baseline")  # a '-' would split its run folders' names
+    assert e.value.field == "method"
+    with pytest.raises(ConfigError) as e:
+        Method("toy", "Toy", "baselines")
+    assert e.value.value == "baselines"
+
+
 def test_per_seed_selection_differs_from_across_seeds():
     class R:
         def __init__(self, seed, dev):
@@ -288,6 +297,8 @@ def test_per_seed_selection_differs_from_across_seeds():
     assert Selection(across_seeds=True).choose(members, 0)[0] == "b"  # means 2.0 vs 1.75
     assert Selection(across_seeds=False).choose(members, 0)[0] == "a"
     assert Selection(across_seeds=False).choose(members, 1)[0] == "b"
+    members["c"] = [R(0, float("nan")), R(1, 0.1)]  # diverged in one seed: never chosen
+    assert Selection(across_seeds=True).choose(members, 0)[0] == "b"
     low = Selection(langs="low")
     assert low.score({"sizes": {"en": 100, "sw": 1}, "dev": {"loss": {"en": 9, "sw": 2}}}) == 2
 

@@ -37,6 +37,8 @@ Calibration choices, each stated once here:
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +47,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from coolmix.distributions import temperature_probs
+from coolmix.errors import ConfigError
 
 __all__ = [
     "CLIP_NORM",
@@ -98,7 +101,7 @@ class Setting:
     steps: int
     batch: int
     high: tuple[str, ...]
-    proxy: Mapping[str, Any] = field(default_factory=dict)
+    proxy: Mapping[str, Any] | None = None  # None: not known here (a method that reads it fails loudly)
     needs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
@@ -147,7 +150,9 @@ class Selection:
         table = {k: {str(r.seed): self.score(r.record) for r in rs} for k, rs in members.items()}
         pool = {k: v if self.across_seeds else {str(seed): v[str(seed)]} for k, v in table.items()}
         means = {k: float(np.mean(list(v.values()))) for k, v in pool.items()}
-        chosen = (max if self.higher else min)(means, key=lambda k: means[k])  # ties: first in needs order
+        worst = -math.inf if self.higher else math.inf  # a diverged (NaN) member is never chosen
+        rank = {k: v if math.isfinite(v) else worst for k, v in means.items()}
+        chosen = (max if self.higher else min)(rank, key=lambda k: rank[k])  # ties: first in needs order
         langs = "all" if self.langs == "all" else "low-resource"
         used = sorted({s for v in pool.values() for s in v}, key=int)
         seeds = "averaged over seeds " + ", ".join(used) if self.across_seeds else "per seed"
@@ -180,6 +185,12 @@ class Method:
     role: Literal["main", "proxy"] = "main"
     curve: bool = False
     cost: str = ""
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z0-9_]+", self.key):  # run folders are <method>-s<seed>-<hash>
+            raise ConfigError("method", self.key, "must be lower-case letters, digits and '_'")
+        if self.group not in GROUPS:
+            raise ConfigError(f"method {self.key}: group", self.group, f"must be one of {', '.join(GROUPS)}")
 
     @property
     def kind(self) -> Literal["train", "select"]:
@@ -258,15 +269,21 @@ def _adaptive(s: Setting) -> dict[str, Any]:
 # -- DoReMi's chain: reference → proxy → main, declared ------------------------------------------
 
 
+def _proxy_model(s: Setting) -> dict[str, Any]:
+    if s.proxy is None:
+        raise ConfigError("model", None, "DoReMi's reference and proxy need the experiment's proxy model")
+    return dict(s.proxy)
+
+
 def _doremi_ref(s: Setting) -> dict[str, Any]:
-    return {"balance": {"sample": DOREMI_REFERENCE_TAU}, "model": dict(s.proxy)}
+    return {"balance": {"sample": DOREMI_REFERENCE_TAU}, "model": _proxy_model(s)}
 
 
 def _doremi_proxy(s: Setting) -> dict[str, Any]:
     return {
         "balance": {"sample": "inf"},  # uniform: every domain in every batch
         "doremi": {"reference": s.needs["doremi_ref"][0], "eta": 1.0, "smoothing": 1e-3},
-        "model": dict(s.proxy),
+        "model": _proxy_model(s),
     }
 
 
