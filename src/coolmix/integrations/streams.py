@@ -532,11 +532,13 @@ class PackedStreams(_Lanes):
         if tokens is as_tokens:  # the packer applies as_tokens itself: one call less per document
             next_doc = item
         whole = rows.stop - rows.start == self.rows
-        while (s := packer.step) < self.total_steps:
-            batch = packer.pack(next_doc)  # every lane packs every global step: the deficits are global
+        while (s := packer.step + (worker - packer.step + lane[ORIGIN_KEY]) % workers) < self.total_steps:
+            while packer.step < s:  # other workers' steps: packed too, the deficits are global
+                packer.pack(next_doc)
+                lane[STEP_KEY] = packer.step
+            batch = packer.pack(next_doc)
             lane[STEP_KEY] = packer.step
-            if (s - lane[ORIGIN_KEY]) % workers == worker:
-                yield batch if whole else {key: v[rows].copy() for key, v in batch.items()}
+            yield batch if whole else {key: v[rows].copy() for key, v in batch.items()}
 
     def _run_fields(self) -> dict[str, Any]:
         return {**super()._run_fields(), "rows": self.rows, "seq_len": self.seq_len}
