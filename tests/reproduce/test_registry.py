@@ -16,6 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from coolmix.errors import ConfigError
 from coolmix.reproduce import runner
@@ -391,3 +393,72 @@ def test_unimax_grid_smoke_on_real_text(tmp_path):
     assert sw["unimax_n1"] < sw["unimax"]
     text = write_report(tmp_path).read_text()
     assert f"| {label(best)} ← chosen |" in text
+
+
+_SEL = {"chosen": "unimax_n1", "rule": "r", "scores": {"unimax_n1": {"0": 1.0}, "unimax": {"0": 2.0}}}
+_junk = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.text(max_size=8),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(
+        st.text(max_size=3), st.one_of(st.floats(allow_nan=True), st.text(max_size=3)), max_size=3
+    ),
+)
+_selected_docs = st.one_of(
+    _junk,
+    st.sampled_from(["chosen", "rule", "scores"]).flatmap(lambda k: _junk.map(lambda v: {**_SEL, k: v})),
+    _junk.map(lambda v: {**_SEL, "scores": {"unimax_n1": {"0": v}, "unimax": {"0": 2.0}}}),
+    _junk.map(lambda v: {**_SEL, "scores": {"unimax_n1": v, "unimax": {"0": 2.0}}}),
+)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(_selected_docs)
+def test_a_hostile_selected_record_reports_or_is_one_line(tmp_path_factory, capsys, sel):
+    # a committed folder is untrusted: any `selected` value rebuilds the report or gives one ConfigError
+    from coolmix.cli.__main__ import main
+
+    d = tmp_path_factory.mktemp("sel")
+    final = {
+        "step": 10,
+        "time": 1.0,
+        "sizes": {"en": 100, "sw": 5},
+        "epochs": {"en": 0.5, "sw": 3.0},
+        "tokens": {"en": 1, "sw": 1},
+        "dev": {"loss": {"en": 1.0, "sw": 2.0}},
+        "test": {"loss": {"en": 1.0, "sw": 2.0}},
+        "selected": sel,
+    }
+    row = {
+        "experiment": "lm",
+        "method": "unimax_dev",
+        "role": "main",
+        "seed": 0,
+        "dir": "runs/lm/x",
+        "final": final,
+    }
+    (d / "metrics.json").write_text(json.dumps({"runs": [row]}, allow_nan=True))
+    rc = main(["report", str(d)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 0 or (rc == 2 and len(err.splitlines()) == 1 and "selected" in err), (rc, err)
+
+
+def test_a_member_without_dev_scores_is_one_line(fake, tmp_path):
+    def train(cfg, out_dir):  # N = 2's run lost its dev split
+        rec = fake_train(cfg, out_dir)
+        if cfg["balance"]["sample"]["max_epochs"] == 2:
+            del rec["dev"]
+        return rec
+
+    fake.setattr(runner, "_train_one", train)
+    with pytest.raises(ConfigError) as e:
+        run(lm(("unimax_dev",), seeds=(0,)), tmp_path)
+    assert e.value.field.endswith("/result.json") and "unimax_n2-s0-" in e.value.field

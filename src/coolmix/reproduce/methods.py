@@ -145,9 +145,16 @@ class Selection:
         langs = [k for k in sizes if self.langs == "all" or b[k] == "low"]
         return float(np.mean([float(record[self.split][self.metric][k]) for k in langs]))
 
+    def _score(self, run: Finished) -> float:
+        try:
+            return self.score(run.record)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            why = f"has no final {self.split} {self.metric} per language to select on (--force retrains)"
+            raise ConfigError(f"{Path(run.dir).as_posix()}/result.json", self.split, why) from None
+
     def choose(self, members: Mapping[str, Sequence[Finished]], seed: int) -> tuple[str, dict[str, Any]]:
         """(chosen member key, what the report prints: every member's per-seed scores and the rule)."""
-        table = {k: {str(r.seed): self.score(r.record) for r in rs} for k, rs in members.items()}
+        table = {k: {str(r.seed): self._score(r) for r in rs} for k, rs in members.items()}
         pool = {k: v if self.across_seeds else {str(seed): v[str(seed)]} for k, v in table.items()}
         means = {k: float(np.mean(list(v.values()))) for k, v in pool.items()}
         worst = -math.inf if self.higher else math.inf  # a diverged (NaN) member is never chosen
