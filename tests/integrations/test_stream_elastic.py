@@ -215,6 +215,25 @@ def test_a_lane_state_of_the_earlier_format_is_refused_in_one_line():
     assert "\n" not in str(e.value)
 
 
+def test_the_state_is_a_format_3_stream_envelope_and_names_a_domain_change():
+    state = saved_state()
+    assert (state["format"], state["kind"], state["domains"]) == (3, "stream", list(SIZES))
+    fewer = StreamMixture(
+        {d: gen(d, n) for d, n in SIZES.items() if d != "yo"},
+        {"en": 31, "sw": 7},
+        SCHED,
+        STEPS,
+        BATCH,
+        seed=4,
+    )
+    with pytest.raises(ConfigError) as e:
+        fewer.load_state_dict(state)
+    assert e.value.field == "stream_state.domains" and "removed: yo" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        mixture().load_state_dict({**state, "kind": "sampler"})
+    assert e.value.field == "stream_state.kind"
+
+
 def test_latest_state_takes_the_largest_step_and_refuses_what_is_not_a_state():
     a, b = saved_state(steps=3), saved_state(steps=6)
     b["origin"] = 2

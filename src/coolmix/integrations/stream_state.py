@@ -1,13 +1,17 @@
 """Reading a stream's saved state (`coolmix.integrations.streams`): every field checked on load.
 
-A stream state is *global*: the run it belongs to (total_steps, schedule, sizes, the per-step
-amount; the seed for `StreamMixture`), the next global ``step``, one reader state per domain at
-that step's position in the domain's global order (``streams``), the realised exposure, and for
-`PackedStreams` the global packer. It holds no rank, worker or layout, so it resumes under any
-(ranks × workers) layout. Its counters must be ints in range and agree with each other (items
-read per domain = documents realised = the composition's cumulative counts at ``step``), so a
-hand-edited or foreign state is one `ConfigError` naming ``stream_state.<field>``, raised by
-``load_state_dict``, never at the first ``next``, never a KeyError or a silently different stream.
+A stream state is *global*, in the `coolmix.state_format` envelope (``"format": 3, "kind":
+"stream", "domains"``; a domain added or removed is refused, naming it). It holds the run it
+belongs to (total_steps, schedule, sizes, the per-step amount; the seed for `StreamMixture`), the
+next global ``step`` (and ``origin``, the step the saving iteration started at, for a DataLoader
+worker restoring its own snapshot), one reader state per domain at that step's position in the
+domain's global order (``streams``), the realised exposure, and for `PackedStreams` the global
+packer. It holds no rank, worker or layout, so it resumes under any (ranks × workers) layout. Its
+counters must be ints in range and agree with each other (items read per domain = documents
+realised = the composition's cumulative counts at ``step``), so a hand-edited or foreign state is
+one `ConfigError` naming ``stream_state.<field>``, raised by ``load_state_dict``, never at the
+first ``next``, never a KeyError or a silently different stream. Lane states of versions 1–2
+(one lane's own sub-stream) have no exact global equivalent: refused in one line, not migrated.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 
 from coolmix.errors import ConfigError
 from coolmix.integrations.readers import CONSUMED_KEY, PASS_KEY, SOURCE_KEY, TOTAL_KEY, ItemReader
+from coolmix.state_format import domain_change, open_state
 from coolmix.state_reader import StateReader
 
 __all__ = [
@@ -74,17 +79,12 @@ def read_stream(
     ``run`` is the mixer's identity (`_Lanes._run_fields`): each entry must equal the saved one;
     ``keys`` are the mixer's own extra fields (no others are allowed).
     """
-    r = StateReader(state, PREFIX, "a stream's state_dict()")
+    fields = ("version", STEP_KEY, ORIGIN_KEY, STREAMS_KEY, REALISED_KEY, *run, *keys)
+    r, saved = open_state(state, "stream", PREFIX, fields, migrate_old=_refuse_lane_state)
+    domain_change(saved, names, False, r.field("domains"))
     version = r.get("version")
-    if version in (1, 2):
-        why = (
-            f"a per-lane state of coolmix's earlier streams; version {STATE_VERSION} streams are global "
-            "(another stream, elastic across layouts): restart the data stream or resume with that coolmix"
-        )
-        raise r.fail("version", version, why)
     if version != STATE_VERSION or isinstance(version, bool):
         raise r.fail("version", version, f"expected {STATE_VERSION}")
-    r.only(("version", STEP_KEY, ORIGIN_KEY, STREAMS_KEY, REALISED_KEY, *run, *keys))
     for key, mine in run.items():
         r.same(key, mine, "this stream (a deliberate change is a new stream)")
     step = r.integer(STEP_KEY, hi=int(run["total_steps"]))
@@ -95,6 +95,19 @@ def read_stream(
         raise r.fail(STREAMS_KEY, sorted(map(str, streams.state)), why)
     totals = [read_reader(streams.state[n], n, c)[2] for n, c in zip(names, classes, strict=True)]
     return r, step, totals
+
+
+def _refuse_lane_state(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """Lane states (versions 1, 2: one (rank, worker) lane's own sub-stream) have no exact global
+    equivalent, so they are refused in one line rather than migrated into a different stream."""
+    version = state.get("version")
+    if version in (1, 2) and not isinstance(version, bool):
+        why = (
+            f"a per-lane state of coolmix's earlier streams; version {STATE_VERSION} streams are global "
+            "(another stream, elastic across layouts): restart the data stream or resume with that coolmix"
+        )
+        raise ConfigError(f"{prefix}.version", version, why)
+    raise ConfigError(f"{prefix}.format", state.get("format"), "expected 3 (a stream's state_dict())")
 
 
 def _realised(r: StateReader, names: Sequence[str]) -> tuple[list[int], list[int]]:

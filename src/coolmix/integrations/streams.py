@@ -76,6 +76,7 @@ from coolmix.packing import LongDocs, TokenPacker, as_tokens, resolve_schedule
 from coolmix.permutation import derive_key, permute, splitmix64
 from coolmix.sampler import MixtureSampler
 from coolmix.schedules import Schedule
+from coolmix.state_format import envelope
 from coolmix.validate import check_int
 
 __all__ = [
@@ -275,7 +276,7 @@ class _Lanes(DataParallelView):
         if lane.get("failed"):
             why = "a source raised mid-step; resume from a state saved before the failure"
             raise ConfigError(f"sources.{lane['failed']}", "failed", why)
-        return {
+        fields = {
             "version": STATE_VERSION,
             STEP_KEY: lane[STEP_KEY],
             ORIGIN_KEY: lane[ORIGIN_KEY],
@@ -283,6 +284,7 @@ class _Lanes(DataParallelView):
             STREAMS_KEY: {n: r.state_dict() for n, r in zip(self.names, lane["readers"], strict=True)},
             **self._extra_state(lane),
         }
+        return envelope("stream", self.names, fields)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume from a global state (`state_dict`, or `latest_state` of several lanes' states).
