@@ -307,8 +307,8 @@ def _main_reads_weights(cfg: dict[str, Any], done: Mapping[str, Sequence[Finishe
 UNIMAX_CAPS = (1, 2, 3, 4, 5)
 """UniMax's own recommended caps (epochs, Chung et al. 2023), the grid beside the budget-derived N."""
 UNIMAX_DEV = Selection(split="dev", metric="loss", langs="all", across_seeds=True)
-"""How ``unimax_dev`` picks N: the lowest final dev loss averaged over **all** languages (UniMax's
-goal is uniform coverage of every language, and Chung et al. judge caps on all-language averages)
+"""How ``unimax_dev`` picks N: the lowest final dev loss averaged over **all** languages, each
+weighted equally (UniMax's stated aim is uniform coverage of every language, not the tail alone),
 and over seeds (one N for every seed, so no seed's choice rides on its own noise); test is never
 read."""
 
