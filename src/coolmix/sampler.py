@@ -27,6 +27,11 @@ OrderMatters, Adaptive over those), and comes from the checkpoints for continuou
 ``composition="seekable"`` is a different stream with a closed form (`coolmix.seekable`: the
 Sainte-Laguë divisor method on X(t), within (1 + (k−2)·p_i)/2 of it): no walk, O(1) seek.
 
+Which domain is decided by a `coolmix.compositions.Composition` (exact, iid, seekable, or any
+registered or passed class): the sampler walks a sequential one's ``step`` with checkpoints, or
+asks a closed-form one for C(t); which item by `coolmix.items.PassItems`. The state is
+`coolmix.state_format` format 3.
+
 Size: > 400 code lines: stream, checkpointed seek and state validation share one set of counters.
 """
 
@@ -107,7 +112,8 @@ class MixtureSampler:
 
     - ``composition="exact"`` (default): per-batch counts by largest remainder with carried
       residuals, order shuffled; ``"iid"``: every slot drawn independently from p(t);
-      ``"seekable"``: counts in closed form of X(t) (`coolmix.seekable`), same items and shuffle.
+      ``"seekable"``: counts in closed form of X(t) (`coolmix.seekable`), same items and shuffle;
+      any name in `coolmix.compositions.COMPOSITIONS`, or a `Composition` subclass.
     - ``batch(step, rank, world_size)`` returns that rank's contiguous slice; any step can be
       asked for (seek: see the module docstring); `sample_at` maps a global sample index
       ``step·B + slot`` to its (domain, item).
