@@ -301,6 +301,10 @@ def test_a_shard_directory_skips_lines_unparsed_and_restores_by_seeking(tmp_path
     again = reader_for(str(root), "d")
     again.load_state_dict(json.loads(json.dumps(state)))
     assert [next(again) for _ in range(2)] == [{"i": 9}, {"i": 1}]
+    for src in ({"file": 0, "byte": 3}, {"file": 7, "byte": 0}):  # mid-line; past the last shard
+        with pytest.raises(ConfigError) as e:
+            DomainStream(str(root), "d").load_state_dict({**state, "source": src})
+        assert e.value.field == "stream_state.streams.d.source"
     fresh = reader_for(str(root), "d")
     first.write_text('{"i": 0}\nnot json\n')
     assert next(fresh) == {"i": 0}

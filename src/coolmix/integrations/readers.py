@@ -82,6 +82,9 @@ class ItemReader:
             why = f"a {cls.kind} source keeps no state of its own (restored by re-reading the pass)"
             raise ConfigError(field, type(state).__name__, why)
 
+    def verify_source(self, state: Any, field: str) -> None:
+        """Check a saved source state against the source itself (at load time; default: nothing)."""
+
     # subclass hooks ---------------------------------------------------------------------------
 
     def _open(self, state: Any) -> Iterator[Any]:
@@ -279,13 +282,25 @@ class ShardDirReader(ItemReader):
             if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_INT:
                 raise ConfigError(f"{field}.{key}", v, "must be an integer >= 0")
 
+    def verify_source(self, state: Any, field: str) -> None:
+        """The saved (file, byte) must be a line start of an existing shard (or the pass's end)."""
+        if state is None:
+            return
+        f, b = state["file"], state["byte"]
+        if f > len(self.files) or (f == len(self.files) and b):
+            raise ConfigError(field, state, f"past the last of the directory's {len(self.files)} shards")
+        if b:
+            with os.fdopen(open_regular(self.files[f], os.O_RDONLY, field), "rb") as fh:
+                fh.seek(b - 1)
+                if fh.read(1) != b"\n":
+                    raise ConfigError(field, state, f"byte {b} of {self.files[f].name} is not a line start")
+
     def _open(self, state: Any) -> Iterator[Any]:
         self._close()
         _set_epoch(self.source, self.pass_)
+        if state is not None:
+            self.verify_source(state, f"sources.{self.name}")
         self._file, self._byte = (0, 0) if state is None else (state["file"], state["byte"])
-        if self._file > len(self.files) or (self._file == len(self.files) and self._byte):
-            why = f"file {self._file} of a directory with {len(self.files)} shards"
-            raise ConfigError(f"sources.{self.name}", str(self.source), why)
         return self._items()
 
     def _source_state(self) -> Any:

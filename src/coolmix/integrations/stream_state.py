@@ -53,7 +53,8 @@ PREFIX = "stream_state"
 def read_reader(state: Any, name: str, cls: type[ItemReader]) -> tuple[int, int, int, Any]:
     """(pass, consumed, total, source state) of one domain's reader, each checked.
 
-    Every finished pass gave at least one item, so total >= pass + consumed; the source state is
+    Every finished pass gave at least one item, so total >= pass + consumed (= consumed in the
+    first pass; pass lengths are unknown, so no more can be checked later); the source state is
     checked by the reader class (HF / torchdata: a mapping; shard dir: file and byte; else None).
     """
     r = StateReader(state, f"{PREFIX}.{STREAMS_KEY}.{name}")
@@ -62,6 +63,8 @@ def read_reader(state: Any, name: str, cls: type[ItemReader]) -> tuple[int, int,
     if p + consumed > total:
         why = f"fewer than pass + consumed = {p + consumed} (every finished pass gave an item)"
         raise r.fail(TOTAL_KEY, total, why)
+    if p == 0 and total != consumed:
+        raise r.fail(TOTAL_KEY, total, f"in the first pass it equals consumed = {consumed}")
     src = r.get(SOURCE_KEY)
     cls.check_source_state(src, r.field(SOURCE_KEY))
     return p, consumed, total, src

@@ -110,7 +110,8 @@ class DomainStream:
         return self.reader.state_dict()
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        read_reader(state, self.name, type(self.reader))
+        src = read_reader(state, self.name, type(self.reader))[3]
+        self.reader.verify_source(src, f"stream_state.streams.{self.name}.source")
         self.reader.load_state_dict(state)
 
     def __iter__(self) -> DomainStream:
@@ -299,6 +300,9 @@ class _Lanes(DataParallelView):
             run = self._run_fields()
             r, step, totals = read_stream(state, run, self.names, self._classes, self._extra_keys())
             self._check_state(r, step, totals)
+            for n in self.names:  # a shard directory's saved offset is checked against its files now
+                field = f"stream_state.streams.{n}.source"
+                reader_for(self.sources[n], n).verify_source(state[STREAMS_KEY][n]["source"], field)
         self._loaded = state or None
         # Worker w of W makes the steps origin + w, origin + w + W, …: a fresh loader's order. A
         # worker restoring its own snapshot (StatefulDataLoader) keeps its origin; a state loaded
