@@ -3,9 +3,8 @@ saved under one layout resumes exactly under any other, and the share error does
 number of lanes. Also the item readers (`coolmix.integrations.readers`) and the global state's checks.
 
 Lanes are simulated by calling ``.lane(rank, world_size, worker, workers)`` directly; the torchrun
-versions are in ``test_stream_torchrun.py``. Share error by lane count (the README's numbers):
-``python -c "import sys; sys.path.insert(0, 'tests/integrations'); import test_stream_elastic as T;
-print(T.share_errors())"``.
+versions are in ``test_stream_torchrun.py``; the README's share-error numbers come from
+``benchmarks/bench_stream_share.py``.
 """
 
 from __future__ import annotations

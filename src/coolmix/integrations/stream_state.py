@@ -16,7 +16,7 @@ first ``next``, never a KeyError or a silently different stream. Lane states of 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,10 +36,12 @@ __all__ = [
     "STEP_KEY",
     "STREAMS_KEY",
     "TOTAL_KEY",
+    "latest_state",
     "read_examples",
     "read_packed",
     "read_reader",
     "read_stream",
+    "realised_from_state",
 ]
 
 STATE_VERSION = 3
@@ -160,3 +162,34 @@ def read_packed(r: StateReader, step: int, packer: Any, names: Sequence[str], to
     if r.get(REALISED_KEY) != packer.realised():
         why = f"must be the packer's own counts {packer.realised()}"
         raise r.fail(REALISED_KEY, r.get(REALISED_KEY), why)
+
+
+def latest_state(states: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The global state to resume from, given lane states (every worker of every rank, or a subset).
+
+    A lane's state after its batch of step s is the global state at s + 1, and the loader delivers
+    steps in order, so the state with the largest ``step`` is the stream as delivered. Load it
+    into a mixer of any layout (``load_state_dict``). Empty states (workers that never
+    started) are ignored; no state at all is {} (start from step 0).
+    """
+    best: Mapping[str, Any] = {}
+    for i, st in enumerate(states):
+        if not isinstance(st, Mapping):
+            raise ConfigError(f"stream_states[{i}]", type(st).__name__, "must be a stream state_dict()")
+        if not st:
+            continue
+        step = st.get(STEP_KEY)
+        if st.get("version") != STATE_VERSION or isinstance(step, bool) or not isinstance(step, int):
+            why = f"not a version {STATE_VERSION} stream state (with an integer step)"
+            raise ConfigError(f"stream_states[{i}]", sorted(map(str, st))[:6], why)
+        if not best or step > best[STEP_KEY]:
+            best = st
+    return {**best, ORIGIN_KEY: best[STEP_KEY]} if best else {}
+
+
+def realised_from_state(states: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """The run's realised documents and tokens per domain, from lane states: those of the latest
+    one (stream states are global, so lanes' counts are not summed)."""
+    st = latest_state(states)
+    realised = st.get(REALISED_KEY, {})
+    return {n: {"documents": int(c["documents"]), "tokens": int(c["tokens"])} for n, c in realised.items()}

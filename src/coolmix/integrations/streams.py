@@ -17,8 +17,9 @@ One global stream, sliced into lanes. Every (data-parallel rank, DataLoader work
   step s from the domains' global orders (its token deficit decides the domain).
 
 Rank r of R takes the contiguous rows [r·B/R, (r+1)·B/R) of each step (as `MixtureSampler.batch`
-does), and worker w of W makes that rank's batches of steps w, w + W, … (the order a DataLoader
-collects them in). So what all lanes yield together is the single-process stream, for any layout.
+does), and worker w of W makes that rank's batches of steps o + w, o + w + W, … (the order a
+DataLoader collects them in; o is the step the iteration started at: 0, or a loaded state's).
+So what all lanes yield together is the single-process stream, for any layout.
 
 Cost (documented, not hidden): every lane reads every domain's stream and skips the items other
 lanes take, so reading is up to L = R·W times a single reader's. Skips are in contiguous runs (a
@@ -27,7 +28,9 @@ the source's own skip where it has one (a shard directory skips lines unparsed; 
 seek). ``transform`` runs only on the lane's own items in `StreamMixture` (on every item when
 ``tokens`` is given, to count the global realised tokens); `PackedStreams` must tokenise every
 document in every lane, since the deficit rule needs every document's length: L× the packing
-work. Use more data-parallel ranks or fewer workers when tokenising dominates.
+work, so W DataLoader workers pack no faster than one (on a 2-core machine the DataLoader's
+transfer, not packing, bounded `benchmarks/bench_pipeline.py` either way); one worker overlaps
+packing with training.
 
 State. `state_dict` is global: the run (total_steps, schedule, sizes, batch size or rows, seed),
 the next global step, each domain's reader state at that step's position (its pass, position and
@@ -49,7 +52,7 @@ worker boundary by value (`coolmix.integrations.transfer`).
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +68,12 @@ from coolmix.integrations.stream_state import (
     STATE_VERSION,
     STEP_KEY,
     STREAMS_KEY,
+    latest_state,
     read_examples,
     read_packed,
     read_reader,
     read_stream,
+    realised_from_state,
 )
 from coolmix.integrations.transfer import ByValueBatch
 from coolmix.mixture import Mixture
@@ -597,34 +602,3 @@ def __getattr__(name: str) -> Any:  # PEP 562: lets pickle find the lazily defin
     if name == "TorchStreams":
         return _torch_class()
     raise AttributeError(name)
-
-
-def latest_state(states: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """The global state to resume from, given lane states (every worker of every rank, or a subset).
-
-    A lane's state after its batch of step s is the global state at s + 1, and the loader delivers
-    steps in order, so the state with the largest ``step`` is the stream as delivered. Load it
-    into a mixer of any layout (`_Lanes.load_state_dict`). Empty states (workers that never
-    started) are ignored; no state at all is {} (start from step 0).
-    """
-    best: Mapping[str, Any] = {}
-    for i, st in enumerate(states):
-        if not isinstance(st, Mapping):
-            raise ConfigError(f"stream_states[{i}]", type(st).__name__, "must be a stream state_dict()")
-        if not st:
-            continue
-        step = st.get(STEP_KEY)
-        if st.get("version") != STATE_VERSION or isinstance(step, bool) or not isinstance(step, int):
-            why = f"not a version {STATE_VERSION} stream state (with an integer step)"
-            raise ConfigError(f"stream_states[{i}]", sorted(map(str, st))[:6], why)
-        if not best or step > best[STEP_KEY]:
-            best = st
-    return {**best, ORIGIN_KEY: best[STEP_KEY]} if best else {}
-
-
-def realised_from_state(states: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
-    """The run's realised documents and tokens per domain, from lane states: those of the latest
-    one (stream states are global, so lanes' counts are not summed)."""
-    st = latest_state(states)
-    realised = st.get(REALISED_KEY, {})
-    return {n: {"documents": int(c["documents"]), "tokens": int(c["tokens"])} for n, c in realised.items()}
