@@ -89,6 +89,7 @@ def test_packed_rows_carry_per_token_domains_under_dp_ranks(world):
     steps = 6
     per_rank = [_take(_build(cfg, r, world), steps * 2) for r in range(world)]
     seen: list[set[int]] = []
+    refs: list[list[dict]] = []
     for r, batches in enumerate(per_rank):
         ref = PackedStreams(SOURCES, SIZES, SCHED, 12, rows=4 * world, seq_len=T, dp=DataParallel(r, world))
         ref_batches = list(ref)[:steps]
@@ -107,8 +108,13 @@ def test_packed_rows_carry_per_token_domains_under_dp_ranks(world):
             ids |= set(inputs["input"][first & (inputs["input"] < C)].tolist())
         assert len(ids) > 10
         seen.append(ids)
-    if world == 2:
-        assert not seen[0] & seen[1]  # ranks read disjoint documents
+        refs.append(ref_batches)
+    if world == 2:  # the ranks' rows are one global packing (a document may continue across them)
+        whole = list(PackedStreams(SOURCES, SIZES, SCHED, 12, rows=8, seq_len=T))[:steps]
+        for s, want in enumerate(whole):
+            both = np.concatenate([refs[0][s]["input_ids"], refs[1][s]["input_ids"]])
+            assert np.array_equal(both, want["input_ids"])
+        assert seen[0] != seen[1]
 
 
 @pytest.mark.parametrize("workers", [0, 2])
