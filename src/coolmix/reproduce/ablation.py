@@ -8,19 +8,23 @@ moved with the setting, not with the seed count or the method list.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from coolmix.reproduce.claims import evaluate_claims
-from coolmix.reproduce.compare import Missing, Verdict
-from coolmix.reproduce.premise import retained_penalty
+from coolmix.reproduce.compare import STATICS, Missing, Verdict, groups, need
+from coolmix.reproduce.premise import beats_best_static, retained_penalty
 from coolmix.reproduce.report import load_inputs
 from coolmix.reproduce.results import Runs
+from coolmix.reproduce.stats import Interval
 from coolmix.reproduce.tables import markdown
+from coolmix.train.item_scores import ITEMS_KEY
 
-__all__ = ["ABLATED_CLAIMS", "common_runs", "lr_profile", "verdict_table"]
+__all__ = ["ABLATED_CLAIMS", "common_runs", "figure_rows", "lr_profile", "trend", "verdict_table"]
 
 ABLATED_CLAIMS = ("E5", "E5m", "E6", "E8m", "E9")
 """The Cooldown claims the Table-4 core decides (E7 needs the dense schedules, E8 DoReMi)."""
@@ -35,16 +39,57 @@ def common_runs(folders: Mapping[str, Runs], experiment: str = "lm") -> dict[str
     shared = set.intersection(*keys) if keys else set()
     if not shared:
         raise Missing(f"no (method, seed) of experiment '{experiment}' is in every folder")
+    # like with like: every folder scores every test item, or none does (the headline slice)
+    whole = all(runs.whole_test(experiment) for runs in folders.values())
     return {
         name: Runs(
             [
-                r
+                r if whole else replace(r, final={k: v for k, v in r.final.items() if k != ITEMS_KEY})
                 for r in runs.runs
                 if r.experiment == experiment and (r.role != "main" or (r.method, r.seed) in shared)
             ]
         )
         for name, runs in folders.items()
     }
+
+
+def trend(intervals: Sequence[Interval | None]) -> str:
+    """The direction of a figure along the labelled order: "rises"/"falls" when the means move
+    monotonically and the first and last intervals do not overlap; else "no clear trend"."""
+    got = [iv for iv in intervals if iv is not None]
+    if len(got) < 2 or len(got) < len(intervals):
+        return "–"
+    means = [iv.mean for iv in got]
+    first, last = got[0], got[-1]
+    apart = first.hi < last.lo or last.hi < first.lo
+    if apart and all(b > a for a, b in itertools.pairwise(means)):
+        return "rises"
+    if apart and all(b < a for a, b in itertools.pairwise(means)):
+        return "falls"
+    return "no clear trend"
+
+
+def figure_rows(runs: Mapping[str, Runs], experiment: str = "lm") -> list[tuple[str, list[Interval | None]]]:
+    """The scale-free figures per folder: E5's retained HRL penalty and, per LRL, E8's gap
+    (Cooldown − the best static τ chosen on dev, test loss in nats; < 0: Cooldown better)."""
+    names = list(runs)
+    kept: list[Interval | None] = []
+    gaps: dict[str, list[Interval | None]] = {}
+    for n in names:
+        try:
+            kept.append(retained_penalty(runs[n], experiment))
+        except Missing:
+            kept.append(None)
+        try:
+            got = need(runs[n], experiment, ["cooldown", *STATICS])
+        except Missing:
+            continue
+        low = groups(got["cooldown"][0])["LRL"]
+        for c, lang in zip(beats_best_static(got, low), low, strict=True):
+            gaps.setdefault(lang, [None] * len(names))[names.index(n)] = c.interval
+    rows = [("retained HRL penalty (E5's scale-free figure)", kept)]
+    rows += [(f"E8 gap on {lang}: Cooldown − best static τ (dev-chosen)", g) for lang, g in gaps.items()]
+    return rows
 
 
 def lr_profile(meta: Mapping[str, Any], experiment: str = "lm") -> tuple[float, float]:
@@ -92,21 +137,23 @@ def verdict_table(dirs: Mapping[str, Path], experiment: str = "lm") -> str:
     any_runs = next(iter(runs.values()))
     methods = sorted({r.method for r in any_runs.runs if r.role == "main"})
     seeds = sorted({r.seed for r in any_runs.runs if r.role == "main"})
-    prof, kept = [], []
+    prof = []
     for n in names:
         b, a = lr_profile(inputs[n][2], experiment)
         prof.append(f"{b:.2f} / {a:.2f} (×{b / a:.2f})" if math.isfinite(a) and a > 0 else "–")
-        try:
-            kept.append(retained_penalty(runs[n], experiment).text(2))
-        except Missing:
-            kept.append("–")
     rows.append(["Cooldown's mean LR before / after the switch (of peak)", *prof, ""])
-    rows.append(["retained HRL penalty (E5's scale-free figure)", *kept, ""])
+    for title, ivs in figure_rows(runs, experiment):
+        rows.append([title, *("–" if iv is None else iv.text(2) for iv in ivs), trend(ivs)])
+    whole = any_runs.whole_test(experiment)
     head = (
         f"Methods: {', '.join(methods)}; seeds: {', '.join(map(str, seeds))} (the runs common to every "
         "setting; each claim is re-judged on exactly these). Cells: verdict, then the primary intervals "
         "in the order of the claim's rule (see a folder's report.md for the labels). A verdict that moves "
-        "depends on the setting; one that stays is robust to it at this scale."
+        "depends on the setting; one that stays is robust to it at this scale. The figures' last column "
+        "reads their direction along the columns' order (rises/falls: monotone means and the first and "
+        "last intervals apart). Test scores: "
+        + ("every test item in every folder." if whole else "the headline slice (not every folder has "
+           "per-item scores; `coolmix rescore` adds them).")
     )
-    return head + "\n\n" + markdown(["claim", *names, "moved?"], rows)
+    return head + "\n\n" + markdown(["claim", *names, "moved? / trend"], rows)
 
