@@ -179,10 +179,10 @@ def _worker_no(key: str) -> int:
 
 
 def realised_exposure(*loader_states: Mapping[str, Any]) -> dict[str, dict[str, int]]:
-    """Realised documents and tokens per domain from ``StatefulDataLoader`` states (summed over lanes).
+    """The run's realised documents and tokens per domain from ``StatefulDataLoader`` states.
 
-    Pass one rank's ``loader.state_dict()`` for that rank's exposure, or every rank's (e.g. from
-    ``torch.distributed.all_gather_object``) for the run's: ``{"en": {"documents": …, "tokens": …}}``.
+    Stream states are global, so this is the latest lane state's count (not a sum): any rank's
+    ``loader.state_dict()`` gives the run's ``{"en": {"documents": …, "tokens": …}}``.
     Counted as of the last batch each loader delivered, whatever its workers had prefetched.
     """
     if not loader_states:
