@@ -175,6 +175,9 @@ class MixtureSampler:
         sched.validate(self.names)
         sched.check(self.total_steps)
         self._comp.check(sched)
+        if sched.needs_counts and self._floor:
+            why = f"reads the realised counts since step 0, but the domains changed at step {self._floor}"
+            raise ConfigError("schedule", sched.kind, why)
         return sched
 
     def _build_target(self) -> Target:

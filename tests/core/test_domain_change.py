@@ -134,6 +134,17 @@ def test_an_exposure_driven_schedule_refuses_a_domain_change():
     assert e.value.field == "allow_domain_change"
 
 
+def test_an_exposure_driven_schedule_after_the_change_is_refused():
+    """Its p reads counts since step 0, which the new domains do not have."""
+    _, state = saved(OLD, 4)
+    s = make(NEW)
+    s.load_state_dict(state, allow_domain_change=True)
+    with pytest.raises(cm.ConfigError) as e:
+        s.set_schedule(cm.UniMaxDynamic(max_epochs=2.0))
+    assert e.value.field == "schedule"
+    s.set_schedule(cm.Constant(cm.Uniform()))  # any other schedule is fine
+
+
 def test_no_domain_in_common_is_refused():
     _, state = saved(OLD, 4)
     with pytest.raises(cm.ConfigError) as e:
