@@ -52,6 +52,7 @@ __all__ = [
 
 PASS_KEY, CONSUMED_KEY, TOTAL_KEY, SOURCE_KEY = "pass", "consumed", "total", "source"
 SHARD_SUFFIXES = (".jsonl", ".txt")
+SKIP_BLOCK = 1 << 20  # bytes a shard directory's skip reads at a time
 
 
 class ItemReader:
@@ -194,6 +195,11 @@ class HFReader(ItemReader):
 
     def _open(self, state: Any) -> Iterator[Any]:
         self._view = copy.copy(self.source)
+        if hasattr(self._view, "_epoch"):
+            # The copy's own epoch: HF keeps it in torch shared memory (seen by every DataLoader
+            # worker), and another lane's set_epoch between ours and the lazy start of iteration
+            # would give this pass another shard order (and drop the loaded state).
+            self._view._epoch = 0
         self._view.set_epoch(self.pass_)
         if state is not None:
             self._view.load_state_dict(state)
@@ -331,9 +337,31 @@ class ShardDirReader(ItemReader):
             yield self._parse(raw)
 
     def _skip_open(self, n: int) -> int:
-        k = 0
-        while k < n and self._line() is not None:
-            k += 1
+        """Skip up to ``n`` lines by counting newlines in blocks (no per-line work, no parsing)."""
+        k, mid = 0, False  # mid: the block read last ended inside a line
+        while k < n and self._file < len(self.files):
+            if self._fh is None:
+                path = self.files[self._file]
+                self._fh = os.fdopen(open_regular(path, os.O_RDONLY, f"sources.{self.name}"), "rb")
+                self._fh.seek(self._byte)
+            block = self._fh.read(SKIP_BLOCK)
+            if not block:  # end of the file; an unterminated last line is a line too
+                k += mid
+                mid = False
+                self._close()
+                self._file, self._byte = self._file + 1, 0
+                continue
+            nl = block.count(b"\n")
+            if nl >= n - k:  # the n-th line ends in this block: stop right after it
+                end = -1
+                for _ in range(n - k):
+                    end = block.index(b"\n", end + 1)
+                self._byte += end + 1
+                self._fh.seek(self._byte)
+                return n
+            k += nl
+            self._byte += len(block)
+            mid = not block.endswith(b"\n")
         return k
 
     def _parse(self, raw: bytes) -> Any:
