@@ -36,5 +36,5 @@ def test_gpu_script_dry_run_on_cpu_writes_both_reports_and_the_size_table(tmp_pa
         report = (out / size / "report.md").read_text()
         assert f"preset: **gpu-{size}**" in report and "`run.device=cpu`" in report
     table = (out / "by_size.md").read_text()
-    assert "| claim | 20M | 85M | moved? |" in table
+    assert "| claim | 20M | 85M | moved? / trend |" in table
     assert all(f"| {c} |" in table for c in ("E5", "E5m", "E6", "E8m", "E9"))

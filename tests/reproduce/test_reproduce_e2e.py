@@ -75,8 +75,15 @@ def test_a_primary_interval_recomputed_by_hand(out):
     sizes = runs[("cooldown", 0)]["final"]["sizes"]
     _, low = hrl_lrl(sizes)
 
+    def test_loss(final, x):  # every test item when the runs carry per-item scores: Σ loss·tokens / Σ tokens
+        items = final.get("test_items")
+        if items is None:
+            return final["test"]["loss"][x]
+        loss, tok = np.array(items["loss"][x], dtype=float), np.array(items["tokens"][x], dtype=float)
+        return (loss * tok).sum() / tok.sum()
+
     def lrl(method, seed):
-        return np.mean([runs[(method, seed)]["final"]["test"]["loss"][x] for x in low])
+        return np.mean([test_loss(runs[(method, seed)]["final"], x) for x in low])
 
     d = np.array([lrl("cooldown", s) - lrl("increasing", s) for s in (0, 1)])
     half = 12.7062 * d.std(ddof=1) / math.sqrt(2)  # t_{0.975, 1}
