@@ -41,7 +41,7 @@ def selected(run: Run) -> dict[str, Any]:
         raise ConfigError(
             f"{run.dir.as_posix()} selected", text if len(text) <= 60 else text[:57] + "...", why
         )
-    return dict(sel)  # type: ignore[arg-type]
+    return dict(sel)
 
 
 def _fmt(x: float) -> str:
