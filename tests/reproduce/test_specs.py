@@ -31,3 +31,20 @@ def test_bad_choices(kwargs, field):
     with pytest.raises(ConfigError) as e:
         preset(args.pop("name"), **args)
     assert e.value.field == field
+
+
+def test_sizes_of_a_corpus_capped_on_some_languages_are_read_from_the_corpus(monkeypatch):
+    """mt-overfit caps only ga: the other languages' sizes are the corpus's, never dropped."""
+    import coolmix.data
+    from coolmix.reproduce.runner import _sizes
+
+    class Built:
+        def sizes(self, split):
+            assert split == "train"
+            return {"es": 29611, "hi": 8032, "fa": 3591, "ga": 250}
+
+    monkeypatch.setattr(coolmix.data, "load_corpus", lambda spec, cache_dir=None: Built())
+    assert _sizes(preset("mt-overfit").experiments[0]) == Built().sizes("train")
+    full = preset("full-lm").experiments[1]  # exact sizes for every language: no corpus load needed
+    monkeypatch.setattr(coolmix.data, "load_corpus", None)
+    assert _sizes(full) == full.base["data"]["train_sizes"]

@@ -70,9 +70,9 @@ class RunSpec:
 
 def _sizes(exp: Experiment) -> dict[str, int]:
     sizes = exp.base["data"].get("train_sizes")
-    if sizes:
+    if sizes and set(sizes) >= set(exp.base["data"].get("langs") or ()):
         return dict(sizes)
-    # natural sizes (gettext): read from the built corpus
+    # natural sizes (gettext), or caps on some languages only: read from the built corpus
     from coolmix.data import CorpusSpec, load_corpus
 
     cache = exp.base.get("run", {}).get("cache_dir") or None
