@@ -253,16 +253,16 @@ def test_trainer_adapters_and_cli_read_the_environment_through_env_int(no_dist, 
 STREAM_SIZES = {"a": 40, "b": 7}
 
 
-def streams(kind, **dp):
+def streams(kind, **kw):
     """A small `StreamMixture` or `PackedStreams` whose items reveal their domain and position."""
     if kind == "mixture":
         sources = {n: [f"{n}-{j}" for j in range(k)] for n, k in STREAM_SIZES.items()}
-        return StreamMixture(sources, STREAM_SIZES, 5.0, total_steps=6, batch_size=4, seed=1, **dp)
+        return StreamMixture(sources, STREAM_SIZES, 5.0, total_steps=6, batch_size=4, seed=1, **kw)
     sources = {
         n: [[100 * (i + 1) + j] * (1 + j % 3) for j in range(k)]
         for i, (n, k) in enumerate(STREAM_SIZES.items())
     }
-    return PackedStreams(sources, STREAM_SIZES, 5.0, total_steps=6, rows=4, seq_len=5, **dp)
+    return PackedStreams(sources, STREAM_SIZES, 5.0, total_steps=6, rows=4, seq_len=5, **kw)
 
 
 def stream_batches(mixer):
@@ -272,17 +272,17 @@ def stream_batches(mixer):
 
 @pytest.mark.parametrize("kind", ["mixture", "packed"])
 def test_streams_take_a_mesh_group_or_default_group_like_the_adapters(no_dist, kind):
-    want = stream_batches(streams(kind, rank=1, world_size=2))
-    assert want != stream_batches(streams(kind, rank=0, world_size=2))  # dp ranks read different lanes
+    want = stream_batches(streams(kind, dp=DataParallel(1, 2)))
+    assert want != stream_batches(streams(kind, dp=DataParallel(0, 2)))  # dp ranks read different lanes
     for tp in range(2):  # TP peers of dp rank 1 read identical batches
-        mixer = streams(kind, mesh=FakeMesh((1, tp), (2, 2)))
+        mixer = streams(kind, dp=FakeMesh((1, tp), (2, 2)))
         assert (mixer.rank, mixer.world_size) == (1, 2)
         assert stream_batches(mixer) == want
-    group = object()
+    group = torch.distributed.ProcessGroup.__new__(torch.distributed.ProcessGroup)  # the dp peers' group
     no_dist.setattr(torch.distributed, "is_initialized", lambda: True)
     no_dist.setattr(torch.distributed, "get_rank", lambda g=None: 1 if g is group else 3)
     no_dist.setattr(torch.distributed, "get_world_size", lambda g=None: 2 if g is group else 4)
-    assert stream_batches(streams(kind, group=group)) == want
+    assert stream_batches(streams(kind, dp=group)) == want
     join(no_dist, 1, 2)
     assert stream_batches(streams(kind)) == want  # the default group, resolved at iteration
 
@@ -296,7 +296,7 @@ def test_streams_built_before_init_process_group_resolve_when_iterated(no_dist, 
         next(iter(mixer))
     assert e.value.field == "WORLD_SIZE" and "init_process_group" in str(e.value)
     join(no_dist, 1, 2)
-    assert stream_batches(mixer) == stream_batches(streams(kind, rank=1, world_size=2))
+    assert stream_batches(mixer) == stream_batches(streams(kind, dp=DataParallel(1, 2)))
     no_dist.setenv("RANK", "x")
     no_dist.setattr(torch.distributed, "is_initialized", lambda: False)
     with pytest.raises(ConfigError) as e:
@@ -310,20 +310,21 @@ def test_pickled_streams_carry_the_coordinate_resolved_in_the_parent(no_dist):
     copy = pickle.loads(pickle.dumps(streams("mixture").as_torch()))
     no_dist.setattr(torch.distributed, "is_initialized", lambda: False)
     assert copy.inner.dp.resolve() == (1, 2)
-    assert stream_batches(copy) == stream_batches(streams("mixture", rank=1, world_size=2))
+    assert stream_batches(copy) == stream_batches(streams("mixture", dp=DataParallel(1, 2)))
 
 
 def test_streams_check_their_arguments_once_for_both_mixers():
     for kind, field in (("mixture", "batch_size"), ("packed", "rows")):
         with pytest.raises(ConfigError) as e:  # an explicit dp size that does not divide: at once
-            streams(kind, rank=0, world_size=3)
+            streams(kind, dp=DataParallel(0, 3))
         assert e.value.field == field and "world_size=3" in str(e.value)
-        with pytest.raises(ConfigError) as e:
-            streams(kind, rank=1)
-        assert e.value.field == "world_size"
-        with pytest.raises(ConfigError) as e:
-            streams(kind, rank=0, world_size=2, mesh=FakeMesh((0, 0), (2, 2)))
-        assert e.value.field == "mesh"
+        for junk in ((0, 2), FakeMesh((0, 0), (2, 2), names=("data", "tp"))):  # read like every adapter's
+            with pytest.raises(ConfigError) as e:
+                streams(kind, dp=junk)
+            assert e.value.field == "dp" and "\n" not in str(e.value)
+        for old in (dict(rank=0, world_size=2), dict(group=object()), dict(mesh=FakeMesh((0, 0), (2, 2)))):
+            with pytest.raises(TypeError):  # the five separate arguments are gone: dp= only
+                streams(kind, **old)
     with pytest.raises(ConfigError, match=r"^batch_size=0: must be an integer in"):
         StreamMixture({"a": [1]}, {"a": 1}, 1.0, total_steps=2, batch_size=0)
     with pytest.raises(ConfigError, match=r"^rows=0: must be an integer in"):
@@ -358,8 +359,8 @@ if mode == "mesh":
     ids = MixtureIterableDataset(T.DOMAINS, T.make_sampler(), dp=mesh)
     dl = DataLoader(ids, batch_size=ids.batch_size, collate_fn=MixtureCollator(), num_workers=2)
     record["iterable"] = [ds.flat_index(b["domain"], b["index"]).tolist() for b in dl]
-    record["streams"] = T.stream_batches(T.streams("mixture", mesh=mesh))
-    record["streams_group"] = T.stream_batches(T.streams("packed", group=mesh.get_group("dp")))
+    record["streams"] = T.stream_batches(T.streams("mixture", dp=mesh))
+    record["streams_group"] = T.stream_batches(T.streams("packed", dp=mesh.get_group("dp")))
 else:  # built before init_process_group, as a script that sets up data first would
     bs = MixtureBatchSampler(T.make_sampler())
     ids = MixtureIterableDataset(T.DOMAINS, T.make_sampler())
@@ -407,7 +408,7 @@ def test_torchrun_tp2_dp2_mesh(tmp_path):
     for key, kind in (("streams", "mixture"), ("streams_group", "packed")):
         for dp in range(2):
             peers = [r[key] for r in ranks if r["coords"][0] == dp]
-            want = json.loads(json.dumps(stream_batches(streams(kind, rank=dp, world_size=2))))
+            want = json.loads(json.dumps(stream_batches(streams(kind, dp=DataParallel(dp, 2)))))
             assert peers[0] == peers[1] == want, key
 
 
@@ -417,5 +418,5 @@ def test_torchrun_sampler_built_before_init_process_group(tmp_path):
     for r, rec in enumerate(ranks):
         assert rec["coords"][0] == r
         assert rec["sampler"] == rec["iterable"] == flat_stream(r, 2)
-        want = json.loads(json.dumps(stream_batches(streams("mixture", rank=r, world_size=2))))
+        want = json.loads(json.dumps(stream_batches(streams("mixture", dp=DataParallel(r, 2)))))
         assert rec["streams"] == want

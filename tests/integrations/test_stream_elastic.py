@@ -244,11 +244,17 @@ def test_latest_state_takes_the_largest_step_and_refuses_what_is_not_a_state():
     assert e.value.field == "stream_states[1]"
 
 
-def test_dp_is_accepted_beside_the_separate_arguments():
-    want = [plain(b) for b in mixture(rank=1, world_size=2)]
-    assert [plain(b) for b in mixture(dp=DataParallel(1, 2))] == want
+@pytest.mark.parametrize("make", ["mixture", "packed"])
+def test_dp_is_the_only_data_parallel_argument(make):
+    """``dp=`` gives the dp rank's lane; the five separate arguments of earlier versions are gone."""
+    half = [plain(b) for b in MAKERS[make](dp=DataParallel(1, 2))]
+    assert half == [plain(b) for b in MAKERS[make]().lane(1, 2)]  # the same lane as the layout's rank 1
+    assert half != [plain(b) for b in MAKERS[make](dp=DataParallel(0, 2))]
+    for old in ("rank", "world_size", "group", "mesh", "mesh_dim"):
+        with pytest.raises(TypeError, match=old):
+            MAKERS[make](**{old: 1})
     with pytest.raises(ConfigError) as e:
-        mixture(dp=DataParallel(1, 2), rank=1)
+        MAKERS[make](dp=(1, 2))
     assert e.value.field == "dp"
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from coolmix import ConfigError, Cooldown
 from coolmix.integrations import streams
+from coolmix.integrations.ranks import DataParallel
 from coolmix.integrations.streams import (
     DomainStream,
     PackedStreams,
@@ -300,7 +301,7 @@ def test_dataloader_two_workers_matches_in_process_lanes_and_resumes():
     lanes = [list(packed(sources).lane(0, 1, w, 2)) for w in range(2)]
     want = [lanes[t % 2][t // 2] for t in range(30)]
     loader = StatefulDataLoader(
-        packed(sources, rank=0, world_size=1).as_torch(), batch_size=None, num_workers=2
+        packed(sources, dp=DataParallel(0, 1)).as_torch(), batch_size=None, num_workers=2
     )
     got = []
     for i, b in enumerate(loader):
@@ -311,7 +312,7 @@ def test_dataloader_two_workers_matches_in_process_lanes_and_resumes():
     for w, g in zip(want, got, strict=True):
         np.testing.assert_array_equal(w["input_ids"], g["input_ids"].numpy())
     loader = StatefulDataLoader(
-        packed(sources, rank=0, world_size=1).as_torch(), batch_size=None, num_workers=2
+        packed(sources, dp=DataParallel(0, 1)).as_torch(), batch_size=None, num_workers=2
     )
     loader.load_state_dict(state)
     rest = list(loader)

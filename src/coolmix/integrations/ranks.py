@@ -34,7 +34,7 @@ from typing import Any, overload
 from coolmix.errors import ConfigError
 from coolmix.validate import check_int
 
-__all__ = ["DP_MESH_DIM", "DataParallel", "DataParallelView", "as_data_parallel", "data_parallel", "env_int"]
+__all__ = ["DP_MESH_DIM", "DataParallel", "DataParallelView", "as_data_parallel", "env_int"]
 
 DP_MESH_DIM = "dp"
 """The mesh dimension name read by default (torchtitan's and Megatron's name for data parallel)."""
@@ -146,7 +146,7 @@ class DataParallel:
                 "WORLD_SIZE",
                 world,
                 "says several processes but no torch.distributed process group is joined: call "
-                "init_process_group before iterating, or pass rank and world_size",
+                "init_process_group before iterating, or pass dp=DataParallel(rank, world_size)",
             )
         return 0, 1
 
@@ -228,15 +228,3 @@ def as_data_parallel(dp: Any = None) -> DataParallel:
     if dist is not None and isinstance(dp, dist.ProcessGroup):
         return DataParallel(group=dp)
     raise ConfigError("dp", type(dp).__name__, f"must be {DP_KINDS}")
-
-
-def data_parallel(
-    rank: int | None = None,
-    world_size: int | None = None,
-    *,
-    group: Any = None,
-    mesh: Any = None,
-    mesh_dim: str = DP_MESH_DIM,
-) -> DataParallel:
-    """`DataParallel` from the five separate arguments (validated now, resolved later)."""
-    return DataParallel(rank=rank, world_size=world_size, group=group, mesh=mesh, mesh_dim=mesh_dim)

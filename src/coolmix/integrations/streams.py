@@ -42,11 +42,11 @@ delivered) resumes under *any* other layout through ``load_state_dict`` before i
 of any domain duplicated or skipped. Every field is checked by ``load_state_dict``
 (`coolmix.integrations.stream_state`), with one-line `ConfigError`s naming the field.
 
-The data-parallel coordinate comes from ``dp=`` (`coolmix.integrations.ranks`; ``rank`` /
-``world_size`` / ``group`` / ``mesh`` still work), resolved when iteration starts. When a source
-raises, the error reaches the loop and the lane stops: every later ``next`` (and `state_dict`) is
-a ConfigError naming the source; resume from a state saved before the failure. Batches cross the
-worker boundary by value (`coolmix.integrations.transfer`).
+The data-parallel coordinate comes from ``dp=``, as in every adapter (`coolmix.integrations.ranks`:
+None, ``DataParallel(rank, world_size)``, a process group or a ``DeviceMesh``), resolved when
+iteration starts. When a source raises, the error reaches the loop and the lane stops: every later
+``next`` (and `state_dict`) is a ConfigError naming the source; resume from a state saved before
+the failure. Batches cross the worker boundary by value (`coolmix.integrations.transfer`).
 """
 
 from __future__ import annotations
@@ -59,8 +59,7 @@ from typing import Any
 import numpy as np
 
 from coolmix.errors import ConfigError
-from coolmix.integrations import ranks
-from coolmix.integrations.ranks import DP_MESH_DIM, DataParallel, DataParallelView, data_parallel
+from coolmix.integrations.ranks import DataParallelView, as_data_parallel
 from coolmix.integrations.readers import ItemReader, ShardDirReader, reader_class, reader_for, shard_files
 from coolmix.integrations.stream_state import (
     ORIGIN_KEY,
@@ -145,20 +144,6 @@ def _worker() -> tuple[int, int]:
     return (0, 1) if info is None else (info.id, info.num_workers)
 
 
-def _as_dp(dp: Any, rank: Any, world_size: Any, group: Any, mesh: Any, mesh_dim: str) -> DataParallel:
-    """One `DataParallel` from ``dp=`` or the five separate arguments (not both)."""
-    if dp is None:
-        return data_parallel(rank, world_size, group=group, mesh=mesh, mesh_dim=mesh_dim)
-    if rank is not None or world_size is not None or group is not None or mesh is not None:
-        raise ConfigError("dp", dp, "give dp= or rank/world_size/group/mesh, not both")
-    convert = getattr(ranks, "as_data_parallel", None)
-    if convert is not None:
-        return convert(dp)
-    if not isinstance(dp, DataParallel):
-        raise ConfigError("dp", type(dp).__name__, "must be a DataParallel(rank, world_size, group, mesh)")
-    return dp
-
-
 class _LaneIterator:
     """A lane's batches. Once a source (or ``transform``) raised, every later `next` is a ConfigError
     naming it: the generator that raised is finished, and iterating it again would silently end the
@@ -191,7 +176,8 @@ class _Lanes(DataParallelView):
     global state, the torch / StatefulDataLoader protocol.
 
     ``per_step`` is the subclass's global amount per step, ``(field, value, largest)``
-    (``batch_size`` examples or ``rows``), split evenly over the data-parallel ranks.
+    (``batch_size`` examples or ``rows``), split evenly over the data-parallel ranks; ``dp`` is the
+    adapters' one data-parallel argument, read by `as_data_parallel`.
     """
 
     def __init__(
@@ -201,7 +187,7 @@ class _Lanes(DataParallelView):
         schedule: Schedule | float | Mapping[str, Any],
         total_steps: int,
         per_step: tuple[str, Any, int],
-        dp: DataParallel,
+        dp: Any,
         transform: Callable[[Any], Any] | None,
     ) -> None:
         self.names, self.sizes, self.schedule, self.total_steps = resolve_schedule(
@@ -217,9 +203,9 @@ class _Lanes(DataParallelView):
                 shard_files(Path(self.sources[n]), n)
         field, value, largest = per_step
         self._per_step = (field, check_int(field, value, lo=1, hi=largest))
-        self.dp = dp
-        if dp.explicit:  # a fixed coordinate is checked now; the others when iteration starts
-            self._per_rank(dp.world_size)
+        self.dp = as_data_parallel(dp)
+        if self.dp.explicit:  # a fixed coordinate is checked now; the others when iteration starts
+            self._per_rank(self.dp.world_size)
         self.transform = transform
         self._lane: dict[str, Any] | None = None
         self._loaded: Mapping[str, Any] | None = None
@@ -361,9 +347,10 @@ class _Lanes(DataParallelView):
 class StreamMixture(_Lanes):
     """Example-level mixing of streams: each global batch has the sampler's exact per-domain counts.
 
-    ``batch_size`` is global; each rank's batches hold its contiguous batch_size / world_size rows,
-    as a list of ``{"domain": d, "domain_name": name, **item}`` (mapping items) or ``(item, d)``
-    pairs, in a keyed-shuffled order. ``tokens(item)`` (optional) counts tokens for `realised`.
+    ``batch_size`` is global; each data-parallel rank (``dp=``: `coolmix.integrations.ranks`) gets its
+    contiguous batch_size / world_size rows, as a list of ``{"domain": d, "domain_name": name, **item}``
+    (mapping items) or ``(item, d)`` pairs, in a keyed-shuffled order. ``tokens(item)`` (optional)
+    counts tokens for `realised`.
 
     >>> mix = StreamMixture({"a": lambda: iter(range(100)), "b": lambda: iter(range(100, 110))},
     ...                     {"a": 100, "b": 10}, 1.0, total_steps=4, batch_size=11)
@@ -381,17 +368,11 @@ class StreamMixture(_Lanes):
         *,
         seed: int = 0,
         dp: Any = None,
-        rank: int | None = None,
-        world_size: int | None = None,
-        group: Any = None,
-        mesh: Any = None,
-        mesh_dim: str = DP_MESH_DIM,
         transform: Callable[[Any], Any] | None = None,
         tokens: Callable[[Any], int] | None = None,
     ) -> None:
-        dpp = _as_dp(dp, rank, world_size, group, mesh, mesh_dim)
         super().__init__(
-            sources, sizes, schedule, total_steps, ("batch_size", batch_size, 2**26), dpp, transform
+            sources, sizes, schedule, total_steps, ("batch_size", batch_size, 2**26), dp, transform
         )
         self.batch_size = self._per_step[1]
         self.seed = check_int("seed", seed, lo=0)
@@ -481,7 +462,8 @@ class StreamMixture(_Lanes):
 
 class PackedStreams(_Lanes):
     """Token-level mixing of streams: one global packer fills (rows, seq_len) batches by deficit;
-    each rank yields its contiguous rows / world_size rows.
+    each data-parallel rank (``dp=``: `coolmix.integrations.ranks`) yields its contiguous
+    rows / world_size rows.
 
     Documents come from ``tokens(transform(item))`` (default: the item is token ids or a mapping
     with ``"input_ids"``); batches are `coolmix.packing.TokenPacker` dicts of (R, T) arrays. The
@@ -498,18 +480,12 @@ class PackedStreams(_Lanes):
         seq_len: int,
         *,
         dp: Any = None,
-        rank: int | None = None,
-        world_size: int | None = None,
-        group: Any = None,
-        mesh: Any = None,
-        mesh_dim: str = DP_MESH_DIM,
         transform: Callable[[Any], Any] | None = None,
         tokens: Callable[[Any], Any] = as_tokens,
         pad_id: int = 0,
         long_docs: LongDocs = "split",
     ) -> None:
-        dpp = _as_dp(dp, rank, world_size, group, mesh, mesh_dim)
-        super().__init__(sources, sizes, schedule, total_steps, ("rows", rows, 2**20), dpp, transform)
+        super().__init__(sources, sizes, schedule, total_steps, ("rows", rows, 2**20), dp, transform)
         self.rows = self._per_step[1]
         self.seq_len = check_int("seq_len", seq_len, lo=1, hi=2**24)
         self.tokens, self.pad_id, self.long_docs = tokens, pad_id, long_docs
