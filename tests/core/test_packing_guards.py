@@ -44,8 +44,8 @@ def test_a_saved_state_resumes_exactly():
 
 
 FIELDS = [
-    "format", "kind", "domains", "shape", "step", "target_tokens", "realised_tokens", "documents", "truncated_tokens",
-    "longest", "next_doc_id", "pending", "events", "total_steps", "schedule", "sizes",
+    "format", "kind", "domains", "shape", "step", "target_tokens", "realised_tokens", "documents",
+    "truncated_tokens", "longest", "next_doc_id", "pending", "events", "total_steps", "schedule", "sizes",
 ]  # fmt: skip
 
 
