@@ -57,6 +57,8 @@ class Composition:
     unit: ClassVar[str] = "items"
     seekable: ClassVar[bool] = False
     """True: counts are a closed form of the step (O(1) seek); False: `step` is walked in order."""
+    per_slot: ClassVar[bool] = False
+    """True: `step` draws each slot's domain (the slots are the batch's order, not a shuffle of counts)."""
 
     def __init__(self, names: Sequence[str], batch_size: int, seed: int) -> None:
         self.names, self.batch_size, self.seed = tuple(names), batch_size, seed
@@ -128,6 +130,7 @@ class IID(Composition):
     """Every slot drawn independently from p(t) (counter-based uniforms keyed by seed and step)."""
 
     name = "iid"
+    per_slot = True
 
     def __init__(self, names: Sequence[str], batch_size: int, seed: int) -> None:
         super().__init__(names, batch_size, seed)

@@ -211,7 +211,7 @@ class GlobalIndex:
     def _steps(self, t0: int, t1: int) -> tuple[np.ndarray, np.ndarray]:
         """The global batches of steps [t0, t1), concatenated: (domains, items), int64."""
         s, B = self.sampler, self.batch_size
-        if s.composition == "iid":  # slot domains are drawn per slot: the sampler's own path
+        if s.rule.per_slot:  # slot domains are drawn per slot (iid): the sampler's own path
             return s.sample_at(np.arange(t0 * B, t1 * B, dtype=np.int64))
         C = s.cumulative_counts_rows(t0, t1)
         S, k = t1 - t0, len(self.names)

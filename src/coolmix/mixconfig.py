@@ -28,8 +28,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
+from coolmix.compositions import COMPOSITIONS
 from coolmix.config import apply_overrides, build, load_file, to_dict
 from coolmix.errors import ConfigError
 from coolmix.mixture import check_sizes
@@ -131,8 +132,8 @@ class RunConfig:
             raise ConfigError(
                 "run.batch_size", self.batch_size, f"not divisible by world_size={self.world_size}"
             )
-        if self.composition not in get_args(Composition):
-            choices = ", ".join(map(repr, get_args(Composition)))
+        if not isinstance(self.composition, str) or self.composition not in COMPOSITIONS:
+            choices = ", ".join(map(repr, COMPOSITIONS))
             raise ConfigError("run.composition", self.composition, f"must be one of {choices}")
         if self.max_epochs is not None:
             check_float("run.max_epochs", self.max_epochs, lo=0, lo_open=True)

@@ -171,6 +171,11 @@ class MixtureSampler:
         self._reset(0, np.zeros(k, dtype=np.int64), np.zeros(k), np.zeros(k))
         self._seek_next: tuple[int, np.ndarray] | None = None
 
+    @property
+    def rule(self) -> type[Composition]:
+        """The composition's class (what it can do: ``seekable``, ``per_slot``, its ``unit``)."""
+        return type(self._comp)
+
     def __setstate__(self, state: Mapping[str, Any]) -> None:
         """Unpickled (e.g. in a spawned DataLoader worker): re-attach the composition's weak link."""
         self.__dict__.update(state)

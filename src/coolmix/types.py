@@ -10,7 +10,9 @@ Sizes = Mapping[str, float]
 
 UNITS: tuple[str, ...] = ("examples", "tokens", "characters", "bytes", "documents")
 
-Composition = Literal["exact", "iid", "seekable"]
+Composition = str
+"""A composition's registered name: "exact", "iid", "seekable", or any name added to
+`coolmix.compositions.COMPOSITIONS` (configs are checked against the registry, not a fixed list)."""
 """How a batch's domain counts are drawn: largest remainder with carried residuals, i.i.d., or
 the closed-form (O(1)-seek) divisor method of `coolmix.seekable`."""
 

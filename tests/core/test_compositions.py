@@ -170,3 +170,26 @@ def test_a_sampler_pickles_with_its_composition_link(rule):
         for a, b in zip(copy.global_batch(step), s.global_batch(step), strict=True):
             np.testing.assert_array_equal(a, b)
     assert copy.cumulative_counts(5) == s.cumulative_counts(5)
+
+
+def test_a_registered_composition_is_accepted_by_configs_and_an_unknown_one_is_named(monkeypatch):
+    """Configs check the registry, not a fixed list: a new composition is one class + one entry."""
+    from coolmix.errors import ConfigError
+    from coolmix.mixconfig import plan_config_from_dict
+    from coolmix.train import load_config
+
+    monkeypatch.setitem(COMPOSITIONS, BlockExact.name, BlockExact)
+    base = {"data": {"name": "bible", "langs": ["en", "sw"]}, "balance": {"composition": BlockExact.name}}
+    assert load_config(base).balance.composition == BlockExact.name
+    plan = {
+        "mixture": {"sizes": {"en": 10, "sw": 2}},
+        "schedule": {"kind": "constant", "tau": 5},
+        "run": {"total_steps": 4, "batch_size": 2, "composition": BlockExact.name},
+    }
+    assert plan_config_from_dict(plan).run.composition == BlockExact.name
+    with pytest.raises(ConfigError) as e:
+        load_config({**base, "balance": {"composition": "nope"}})
+    assert e.value.field == "balance.composition" and BlockExact.name in e.value.why
+    monkeypatch.delitem(COMPOSITIONS, BlockExact.name)
+    with pytest.raises(ConfigError):
+        load_config(base)
