@@ -369,7 +369,8 @@ class ShardDirReader(ItemReader):
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            why = f"a line is not UTF-8 text (byte 0x{raw[e.start]:02x}) before offset {self._byte}"
+            line = self._line_number(self._byte - len(raw))
+            why = f"line {line} is not UTF-8 text (byte 0x{raw[e.start]:02x}, before offset {self._byte})"
             raise ConfigError(f"sources.{self.name}", str(f), why) from None
         text = text[:-2] + "\n" if text.endswith("\r\n") else text
         if f.suffix != ".jsonl":
@@ -377,8 +378,18 @@ class ShardDirReader(ItemReader):
         try:
             return json.loads(text)
         except ValueError as e:
-            why = f"the line ending at byte {self._byte} is not JSON ({e})"
+            line = self._line_number(self._byte - len(raw))
+            why = f"line {line} is not JSON ({e}; it ends at byte {self._byte})"
             raise ConfigError(f"sources.{self.name}", str(f), why) from None
+
+    def _line_number(self, start: int) -> int:
+        """1-based number of the line starting at byte ``start`` of the current file (errors only:
+        positions are bytes, so the number is counted when it is needed)."""
+        with os.fdopen(open_regular(self.files[self._file], os.O_RDONLY, f"sources.{self.name}"), "rb") as fh:
+            count, left = 0, start
+            while left > 0 and (block := fh.read(min(SKIP_BLOCK, left))):
+                count, left = count + block.count(b"\n"), left - len(block)
+        return count + 1
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
