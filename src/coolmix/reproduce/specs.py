@@ -94,12 +94,15 @@ def half_width(model: Mapping[str, Any]) -> dict[str, Any]:
     >>> half_width({"d_model": 128, "n_head": 4, "d_ff": 384, "n_layer": 2})
     {'d_model': 64, 'n_head': 2, 'd_ff': 192, 'n_layer': 2}
     """
+    from coolmix.validate import check_int
+
     out = dict(model)
-    heads = max(1, int(model.get("n_head", 2)) // 2)
-    out["d_model"] = max(heads * 4, int(model.get("d_model", 128)) // 2 // heads * heads)
+    heads = max(1, check_int("model.n_head", model.get("n_head", 2), lo=1) // 2)
+    width = check_int("model.d_model", model.get("d_model", 128), lo=1)
+    out["d_model"] = max(heads * 4, width // 2 // heads * heads)
     out["n_head"] = heads
     if "d_ff" in model:
-        out["d_ff"] = max(4, int(model["d_ff"]) // 2)
+        out["d_ff"] = max(4, check_int("model.d_ff", model["d_ff"], lo=1) // 2)
     return out
 
 
