@@ -160,6 +160,10 @@ def run_preset(
     from coolmix.train import TrainConfig, config_hash
 
     progress = progress or Progress()
+    from coolmix.train.tasks import check_config
+
+    for exp in preset.experiments:  # a bad --set is one line before any work or output
+        check_config(TrainConfig.from_dict(exp.base))
     make_dir(out, "out")
     specs: list[RunSpec] = []
     for exp in preset.experiments:
