@@ -124,3 +124,12 @@ def test_claims_score_every_test_item_only_when_every_run_of_the_experiment_has_
     mixed = Runs([a, Run("lm", "cooldown", "main", 0, b.dir, headline, ())])
     assert not mixed.whole_test("lm")  # one run without items: nobody uses them
     assert [r.test("sw") for r in mixed.runs] == [9.0, 9.0]
+
+
+def test_a_metric_the_items_do_not_hold_is_a_missing_split_not_a_traceback():
+    from coolmix.reproduce.results import MissingSplit
+
+    run = Runs([_run("tau1", 0, _losses(np.random.default_rng(5), 4))]).runs[0]  # loss items, no chrF
+    assert run.whole_test
+    with pytest.raises(MissingSplit, match="chrf"):
+        run.test("en", "chrf")

@@ -91,7 +91,10 @@ class Run:
         if self.whole_test and split == "test" and metric in WHOLE_TEST_METRICS:
             from coolmix.train.item_scores import ITEMS_KEY, items_metric
 
-            return float(items_metric(self.final[ITEMS_KEY], lang, metric))
+            items = self.final[ITEMS_KEY]
+            if not isinstance(items.get(metric), Mapping) or lang not in items[metric]:
+                raise MissingSplit(f"{self.dir}: no per-item test {metric} for {lang}")
+            return float(items_metric(items, lang, metric))
         try:
             return float(self.final[split][metric][lang])
         except (KeyError, TypeError) as e:
