@@ -62,3 +62,14 @@ def test_chrf_of_summed_statistics_is_sacrebleus_corpus_chrf(pairs, data):
 def test_chrf_stats_needs_one_hypothesis_per_reference():
     with pytest.raises(ConfigError, match="hyps"):
         chrf_stats(["a"], ["a", "b"])
+
+
+def test_rescore_cli_refuses_links_and_an_empty_folder_in_one_line(tmp_path, capsys):
+    from coolmix.cli.__main__ import main
+
+    assert main(["rescore", str(tmp_path)]) == 2  # no finished runs
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "runs").symlink_to(tmp_path / "elsewhere")
+    assert main(["rescore", str(tmp_path)]) == 2  # a planted link is never followed
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "no finished runs" in err[0] and "symbolic link" in err[1]
