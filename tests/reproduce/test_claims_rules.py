@@ -267,3 +267,13 @@ def test_e2_decides_on_a_single_long_pair_once_it_plateaus():
     v = by_claim(runs)
     assert v["E2"].verdict == "PASS" and "plateau test passed" in v["E2"].notes[0]
     assert v["E1"].verdict == "NOT RUN"  # E1 needs τ=2 and τ=5
+
+
+def test_e2_plateau_note_reads_a_rise_as_overfitting_not_as_learning():
+    # τ=5 sampling's ro dev loss turns up after step 160 (it overfits): the plateau test passes, and the
+    # note says which runs rose over the last quarter instead of calling every run "still falling ≤ x%"
+    runs = [r for r in convergence(s_rate=60.0, taus=("5",))]
+    e2 = by_claim(runs)["E2"]
+    assert e2.verdict in ("PASS", "FAIL")  # decided: a rise is past the best, not still converging
+    tail = next(n for n in e2.notes if n.startswith("τ=5 ro dev loss change"))
+    assert "(3/3 seeds rising)" in tail.split(";")[0] and "(0/3 seeds rising)" in tail.split(";")[1]

@@ -226,8 +226,29 @@ def e2(runs: Runs) -> Parts:
     ok, lines = plateau(got, taus, g["LRL"])
     if not ok:
         raise NotReached((primary, secondary, lines), "; ".join(lines))
-    return primary, secondary, ["plateau test passed: every pair's LRL dev loss fell by ≤ "
-                                f"{PLATEAU_FRACTION * MARGINS['loss'].percent:.2f}% over its last quarter"]
+    limit = PLATEAU_FRACTION * MARGINS["loss"].percent
+    return primary, secondary, [
+        f"plateau test passed: every pair's LRL dev loss fell by ≤ {limit:.2f}% over its last quarter"
+        " (a rise counts: the run is past its best)",
+        *_tails(got, taus, g["LRL"]),
+    ]
+
+
+def _tails(got: Mapping[str, Sequence[Run]], taus: Sequence[str], low: Sequence[str]) -> list[str]:
+    """Per τ and LRL: each method's dev-loss change over the last quarter, so a plateau that is a rise
+    (overfitting) reads as one."""
+    lines = []
+    for t in taus:
+        for lang in low:
+            parts = []
+            for m in (f"tau{t}", f"scal{t}"):
+                rises = [-tail_fall(r, lang) for r in got[m]]
+                parts.append(
+                    f"{label(m)} {', '.join(f'{x:+.2f}%' for x in rises)}"
+                    f" ({sum(x > 0 for x in rises)}/{len(rises)} seeds rising)"
+                )
+            lines.append(f"τ={t} {lang} dev loss change over the last quarter, per seed: " + "; ".join(parts))
+    return lines
 
 
 def e3(theory: Mapping[str, Any]) -> Parts:
