@@ -277,3 +277,14 @@ def test_e2_plateau_note_reads_a_rise_as_overfitting_not_as_learning():
     assert e2.verdict in ("PASS", "FAIL")  # decided: a rise is past the best, not still converging
     tail = next(n for n in e2.notes if n.startswith("τ=5 ro dev loss change"))
     assert "(3/3 seeds rising)" in tail.split(";")[0] and "(0/3 seeds rising)" in tail.split(";")[1]
+
+
+def test_the_convergence_figure_is_drawn_for_a_long_pair_without_tau5(tmp_path):
+    # convergence-long runs the τ=2 pair only; its report says "dashed: sampling, solid: scalarization",
+    # so the figure must exist (it used to need τ=5 runs and was silently left out)
+    from coolmix.reproduce import plots
+
+    pair = [r for r in convergence(taus=("2",)) if r.method in ("tau2", "scal2")]
+    path = plots.fig_convergence(Runs(pair), tmp_path / "fig4.png")
+    assert path is not None and path.stat().st_size > 1000
+    assert plots.fig_convergence(Runs([r for r in pair if r.method == "tau1"]), tmp_path / "none.png") is None

@@ -74,9 +74,10 @@ def fig_curves(runs: Runs, exp: str, methods: Sequence[str], path: Path, title: 
 def fig_convergence(runs: Runs, path: Path) -> Path | None:
     """Fig. 4 analogue: sampling (dashed) vs scalarization (solid) at τ = 2, 3, 5, per language."""
     exp = "convergence"
-    if not runs.get(exp, "tau5") or not any(r.curve for r in runs.get(exp, "tau5")):
-        return None  # no curves (an older metrics.json)
-    sizes = runs.get(exp, "tau5")[0].sizes()
+    ran = [r for m in ("tau2", "scal2", "tau3", "scal3", "tau5", "scal5") for r in runs.get(exp, m)]
+    if not any(r.curve for r in ran):
+        return None  # no pair ran, or no curves (an older metrics.json)
+    sizes = ran[0].sizes()
     plt = _plt()
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 3.2), squeeze=False)
     for ax, lang in zip(axes[0], sizes, strict=True):
