@@ -122,6 +122,15 @@ def test_version_and_help_exit_zero(capsys):
     assert "--set" in capsys.readouterr().out
 
 
+def test_reproduce_help_names_every_preset(capsys):
+    # the help is built from the presets' registry, so a new preset (mt-overfit, unimax-grid) is never missing
+    from coolmix.reproduce.specs import PRESETS
+
+    assert main(["reproduce", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(name in text for name in PRESETS), [n for n in PRESETS if n not in text]
+
+
 @pytest.mark.parametrize(
     ("argv", "expect"),
     [
