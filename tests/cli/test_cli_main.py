@@ -122,9 +122,11 @@ def test_version_and_help_exit_zero(capsys):
     assert "--set" in capsys.readouterr().out
 
 
-def test_reproduce_help_names_every_preset(capsys):
+def test_reproduce_help_names_every_preset(capsys, monkeypatch):
     # the help is built from the presets' registry, so a new preset (mt-overfit, unimax-grid) is never missing
     from coolmix.reproduce.specs import PRESETS
+
+    monkeypatch.setenv("COLUMNS", "2000")  # argparse wraps at hyphens; one line keeps the names whole
 
     assert main(["reproduce", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
