@@ -101,3 +101,30 @@ def test_retained_penalty_is_the_share_of_tau5s_hrl_penalty_cooldown_keeps():
     assert abs(retained_penalty(Runs(lm_runs(worse)), "lm").mean - 0.9) < 0.03
     e5 = verdicts(Runs(lm_runs({**table, "tau100": (4.9, 5.3, 5.3, 6.2)})))["E5"]
     assert any(n.startswith("retained HRL penalty (lm): Cooldown keeps +0.2") for n in e5.notes)
+
+
+def mt_tau5(chrf_turns: bool):
+    """MT τ=5 runs whose ga dev loss turns up (the premise holds on the loss); ga dev chrF either keeps
+    rising to the last eval or peaks halfway."""
+    from tests.reproduce.test_claims_rules import STEPS
+
+    runs = []
+    for s in range(3):
+        ga_loss = decay(7, 5.0, 40, 120, 0.6)
+        r = curve_run("mt", "tau5", s, {"es": 30000, "ga": 250}, {"es": flat(3.0), "ga": ga_loss})
+        for i, rec in enumerate(r.curve):
+            x = STEPS[i] / STEPS[-1]
+            ga = 20 * x if not chrf_turns else 20 - 30 * abs(x - 0.5)
+            rec["dev"]["chrf"] = {"es": 20.0, "ga": float(ga)}
+        runs.append(r)
+    return Runs(runs)
+
+
+def test_mt_premise_line_says_whether_the_scored_metric_turned_down_too():
+    # the premise is read on dev loss; on MT the claims score chrF, which can keep improving after the
+    # loss turns up, so the line says where τ=5's dev chrF peaked (dev only)
+    rising = premise(mt_tau5(chrf_turns=False), "mt")["ga"]
+    assert rising.holds and "chrF" in rising.text() and "at the last eval in 3/3 seeds" in rising.text()
+    turning = premise(mt_tau5(chrf_turns=True), "mt")["ga"]
+    assert turning.holds and "at the last eval in 0/3 seeds" in turning.text()
+    assert "chrF" not in premise(table_runs(), "lm")["sw"].text()  # the LM scores the loss itself

@@ -48,6 +48,8 @@ __all__ = [
     "retained_penalty",
 ]
 
+METRIC_NAMES = {"chrf": "chrF"}
+
 PAPER_TAU5_EPOCHS: dict[str, float] = {"en": 0.01, "it": 0.08, "zh": 0.26, "sw": 5.0}
 """Epochs of each mC4 language in the paper's LM run at τ=5 (inferred, paper.md §4.3)."""
 
@@ -57,6 +59,9 @@ class Premise:
     """Does τ=5 overfit ``lang`` within the run? Per seed, from the dev curve only.
 
     ``steps`` / ``epochs``: where the smoothed dev loss bottomed out, in the flagged seeds.
+    ``metric`` / ``metric_steps`` / ``last_step``: where the claims score another metric than loss (MT:
+    chrF), the step of each seed's best dev score on it, and the last eval's step: the premise is read
+    on the loss, and a loss that turns up (over-confidence) need not mean a score that turns down.
     """
 
     lang: str
@@ -65,6 +70,9 @@ class Premise:
     steps: tuple[int, ...] = ()
     epochs: tuple[float, ...] = ()
     final_epochs: float = math.nan
+    metric: str = "loss"
+    metric_steps: tuple[int, ...] = ()
+    last_step: int = 0
 
     @property
     def holds(self) -> bool:
@@ -79,7 +87,18 @@ class Premise:
             )
         tail = f"; {self.final_epochs:.1f} epochs by the end" if math.isfinite(self.final_epochs) else ""
         verdict = "premise holds" if self.holds else "premise absent" if not self.flagged else "premise mixed"
-        return f"{head}{tail}: **{verdict}**"
+        return f"{head}{tail}: **{verdict}**{self._metric_text()}"
+
+    def _metric_text(self) -> str:
+        if self.metric == "loss" or not self.metric_steps:
+            return ""
+        at_end = sum(s >= self.last_step for s in self.metric_steps)
+        name = METRIC_NAMES.get(self.metric, self.metric)
+        step = int(np.median(self.metric_steps))
+        return (
+            f" (on the loss); its dev {name}, which the claims score, was best at step {step} (median),"
+            f" at the last eval in {at_end}/{len(self.metric_steps)} seeds"
+        )
 
 
 def _detect(run: Run, lang: str) -> tuple[int, float] | None:
@@ -100,10 +119,19 @@ def _detect(run: Run, lang: str) -> tuple[int, float] | None:
 def premise(runs: Runs, exp: str) -> dict[str, Premise]:
     """LRL → its premise line, from the τ=5 runs of ``exp`` (`Missing` without them)."""
     rs = need(runs, exp, ["tau5"])["tau5"]
+    metric, higher = metric_of(exp)
     out = {}
     for lang in groups(rs[0])["LRL"]:
         hits = [h for h in (_detect(r, lang) for r in rs) if h is not None]
         final = [float(r.final.get("epochs", {}).get(lang, math.nan)) for r in rs]
+        peaks: list[int] = []
+        last = 0
+        if metric != "loss":
+            for r in rs:
+                st, v = r.series(lang, "dev", metric)
+                if len(v):
+                    peaks.append(int(st[int(np.argmax(v) if higher else np.argmin(v))]))
+                    last = max(last, int(st[-1]))
         out[lang] = Premise(
             lang,
             len(hits),
@@ -111,6 +139,9 @@ def premise(runs: Runs, exp: str) -> dict[str, Premise]:
             tuple(h[0] for h in hits),
             tuple(h[1] for h in hits if math.isfinite(h[1])),
             float(np.mean(final)) if final else math.nan,
+            metric,
+            tuple(peaks),
+            last,
         )
     return out
 
