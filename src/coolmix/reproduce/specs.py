@@ -366,8 +366,8 @@ PRESETS: dict[str, Preset] = {
     ),
     "full-mt": _part("full-mt", _FULL_MT),
     # MT with the premise (issue 19): τ=1, τ=5 and Cooldown × 3 seeds under the paper's MT schedule
-    # (inverse-sqrt after warm-up), dev every 400 steps for the overfitting detector; ≈ 30 min a run
-    # on one core, ≈ 2.3 h on 2 workers
+    # (inverse-sqrt after warm-up), dev every 400 steps for the overfitting detector; 29–35 min a run
+    # with 3 runs sharing 2 cores: ≈ 1 h 50 min for the 9 with `--workers 3` (measured 2026-12-06)
     "mt-overfit": _part(
         "mt-overfit",
         (
