@@ -61,7 +61,7 @@ class Premise:
     ``steps`` / ``epochs``: where the smoothed dev loss bottomed out, in the flagged seeds.
     ``metric`` / ``metric_steps`` / ``last_step``: where the claims score another metric than loss (MT:
     chrF), the step of each seed's best dev score on it, and the last eval's step: the premise is read
-    on the loss, and a loss that turns up (over-confidence) need not mean a score that turns down.
+    on the loss, and a loss that turns up (e.g. over-confidence) need not mean a score that turns down.
     """
 
     lang: str
