@@ -128,3 +128,17 @@ def test_mt_premise_line_says_whether_the_scored_metric_turned_down_too():
     turning = premise(mt_tau5(chrf_turns=True), "mt")["ga"]
     assert turning.holds and "at the last eval in 0/3 seeds" in turning.text()
     assert "chrF" not in premise(table_runs(), "lm")["sw"].text()  # the LM scores the loss itself
+
+
+def test_the_mt_dev_figure_draws_loss_and_chrf_rows(tmp_path):
+    # the MT section's figure puts dev loss above dev chrF per language, where the two part ways
+    from matplotlib.image import imread
+
+    from coolmix.reproduce import plots
+
+    runs = mt_tau5(chrf_turns=False)
+    two = plots.fig_curves(runs, "mt", ["tau5"], tmp_path / "two.png", "t", ("loss", "chrf"))
+    one = plots.fig_curves(runs, "mt", ["tau5"], tmp_path / "one.png", "t")
+    assert two is not None and one is not None
+    assert imread(two).shape[0] > 1.8 * imread(one).shape[0]  # one row per metric
+    assert plots.fig_curves(runs, "mt", ["cooldown"], tmp_path / "n.png", "t") is None

@@ -17,6 +17,9 @@ __all__ = ["fig_ablation", "fig_convergence", "fig_curves", "fig_inflation", "fi
 
 
 
+CURVE_LABELS = {"loss": "dev loss (nats/token)", "chrf": "dev chrF"}
+
+
 def _plt():
     import matplotlib
 
@@ -26,8 +29,10 @@ def _plt():
     return plt
 
 
-def _mean_curve(runs: Runs, exp: str, method: str, lang: str) -> tuple[np.ndarray, np.ndarray]:
-    curves = [r.series(lang) for r in runs.get(exp, method)]
+def _mean_curve(
+    runs: Runs, exp: str, method: str, lang: str, metric: str = "loss"
+) -> tuple[np.ndarray, np.ndarray]:
+    curves = [r.series(lang, "dev", metric) for r in runs.get(exp, method)]
     curves = [c for c in curves if len(c[0])]
     if not curves:
         return np.zeros(0), np.zeros(0)
@@ -46,23 +51,29 @@ def _shade_hot(ax: Any, runs: Runs, exp: str, method: str) -> None:
         ax.axvspan(0, max(hot), color=color(method) or "g", alpha=0.07, lw=0)
 
 
-def fig_curves(runs: Runs, exp: str, methods: Sequence[str], path: Path, title: str) -> Path | None:
-    """Per-language dev loss curves (paper Figs. 1, 4); Cooldown's τ=5 phase shaded."""
+def fig_curves(
+    runs: Runs, exp: str, methods: Sequence[str], path: Path, title: str, metrics: Sequence[str] = ("loss",)
+) -> Path | None:
+    """Per-language dev curves (paper Figs. 1, 4), one row per metric (MT: loss and chrF, which can part
+    ways when a scarce language is repeated); Cooldown's τ=5 phase shaded."""
     present = [m for m in methods if runs.get(exp, m) and any(r.curve for r in runs.get(exp, m))]
     if not present:
         return None
     sizes = runs.get(exp, present[0])[0].sizes()
     plt = _plt()
-    fig, axes = plt.subplots(1, len(sizes), figsize=(3.4 * len(sizes), 3.0), squeeze=False)
-    for ax, lang in zip(axes[0], sizes, strict=True):
-        _shade_hot(ax, runs, exp, "cooldown")
-        for m in present:
-            s, v = _mean_curve(runs, exp, m, lang)
-            ax.plot(s, v, label=label(m), color=color(m), lw=1.4)
-        ax.set_title(f"{lang} ({sizes[lang]:,.0f} train)")
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("dev loss (nats/token)")
+    fig, axes = plt.subplots(
+        len(metrics), len(sizes), figsize=(3.4 * len(sizes), 3.0 * len(metrics)), squeeze=False
+    )
+    for row, metric in zip(axes, metrics, strict=True):
+        for ax, lang in zip(row, sizes, strict=True):
+            _shade_hot(ax, runs, exp, "cooldown")
+            for m in present:
+                s, v = _mean_curve(runs, exp, m, lang, metric)
+                ax.plot(s, v, label=label(m), color=color(m), lw=1.4)
+            ax.set_title(f"{lang} ({sizes[lang]:,.0f} train)")
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+        row[0].set_ylabel(CURVE_LABELS.get(metric, f"dev {metric}"))
     axes[0][-1].legend(fontsize=7, loc="upper right")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

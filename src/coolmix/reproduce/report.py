@@ -396,6 +396,9 @@ def _mt_section(runs: Runs, figs: Path) -> str:
         return method_table(runs, "mt", in_groups(*TABLE), lambda r, x: r.test(x, metric), higher, digits)
 
     p = plots.fig_mt(runs, in_groups(*TABLE), figs / "mt_chrf.png")
+    curves = plots.fig_curves(
+        runs, "mt", in_groups(*TABLE), figs / "mt_curves.png", "MT dev loss and dev chrF", ("loss", "chrf")
+    )
     sig = runs.get("mt", runs.methods("mt")[0])[0].final.get("test", {}).get("signature", "")
     title = f"Multilingual MT (Table 3 analogue, {claims_in('mt')})" + (
         "" if ok else ": pipeline check, not evidence"
@@ -410,6 +413,7 @@ def _mt_section(runs: Runs, figs: Path) -> str:
         + table("loss", False, 3)
         + (f"\n\nsacrebleu: `{sig}`" if sig else "")
         + _img(p, figs, "MT chrF")
+        + _img(curves, figs, "MT dev curves")
         + _exposure(runs, "mt", in_groups(*TABLE))
     )
 
