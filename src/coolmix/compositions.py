@@ -222,6 +222,14 @@ COMPOSITIONS: dict[str, type[Composition]] = {c.name: c for c in (Exact, IID, Se
 """The registry: ``composition=<name>`` → its class. A new composition is one class plus one entry here."""
 
 
+def composition_name(field: str, value: Any) -> str:
+    """``value`` when it names a registered composition (configs hold names), else one `ConfigError` on
+    ``field``."""
+    if isinstance(value, str) and value in COMPOSITIONS:
+        return value
+    raise ConfigError(field, value, f"must be one of {', '.join(map(repr, COMPOSITIONS))}")
+
+
 def composition_class(composition: str | type[Composition]) -> type[Composition]:
     """The class for a registered name, or a `Composition` subclass passed as is."""
     if isinstance(composition, type) and issubclass(composition, Composition) and composition.name:

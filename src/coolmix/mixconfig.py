@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coolmix.compositions import COMPOSITIONS
+from coolmix.compositions import composition_name
 from coolmix.config import apply_overrides, build, load_file, to_dict
 from coolmix.errors import ConfigError
 from coolmix.mixture import check_sizes
@@ -132,9 +132,7 @@ class RunConfig:
             raise ConfigError(
                 "run.batch_size", self.batch_size, f"not divisible by world_size={self.world_size}"
             )
-        if not isinstance(self.composition, str) or self.composition not in COMPOSITIONS:
-            choices = ", ".join(map(repr, COMPOSITIONS))
-            raise ConfigError("run.composition", self.composition, f"must be one of {choices}")
+        composition_name("run.composition", self.composition)
         if self.max_epochs is not None:
             check_float("run.max_epochs", self.max_epochs, lo=0, lo_open=True)
 

@@ -11,10 +11,9 @@ Sizes = Mapping[str, float]
 UNITS: tuple[str, ...] = ("examples", "tokens", "characters", "bytes", "documents")
 
 Composition = str
-"""A composition's registered name: "exact", "iid", "seekable", or any name added to
+"""How a batch's domain counts are drawn, by registered name: "exact" (largest remainder with carried
+residuals), "iid", "seekable" (the closed-form, O(1)-seek divisor method), or any name added to
 `coolmix.compositions.COMPOSITIONS` (configs are checked against the registry, not a fixed list)."""
-"""How a batch's domain counts are drawn: largest remainder with carried residuals, i.i.d., or
-the closed-form (O(1)-seek) divisor method of `coolmix.seekable`."""
 
 Reduction = Literal["mean", "self_normalized", "sum"]
 """How `coolmix.weighted_loss` normalises Σ w·ℓ: by the count, by Σ w, or not at all."""

@@ -246,6 +246,10 @@ def label(method: str) -> str:
     return METHODS[method].label if method in METHODS else method
 
 
+METRIC_UNITS = {"loss": "nats", "chrf": "chrF"}
+"""The unit each headline metric is reported in."""
+
+
 def metric_of(exp: str) -> tuple[str, bool]:
     """(metric, higher is better) of an experiment's headline comparison."""
     return ("chrf", True) if exp == "mt" else ("loss", False)
@@ -278,6 +282,6 @@ def compare_methods(
         kind,
         higher=higher,
         metric=metric,
-        unit="chrF" if metric == "chrf" else "nats",
+        unit=METRIC_UNITS[metric],
         names=(a, b),
     )

@@ -21,6 +21,7 @@ import numpy as np
 from coolmix.diagnostics.overfit import OverfitDetector
 from coolmix.reproduce.claims_convergence import OVERFIT
 from coolmix.reproduce.compare import (
+    METRIC_UNITS,
     MT_STATICS,
     STATICS,
     Comparison,
@@ -47,8 +48,6 @@ __all__ = [
     "retained_note",
     "retained_penalty",
 ]
-
-METRIC_NAMES = {"chrf": "chrF"}
 
 PAPER_TAU5_EPOCHS: dict[str, float] = {"en": 0.01, "it": 0.08, "zh": 0.26, "sw": 5.0}
 """Epochs of each mC4 language in the paper's LM run at τ=5 (inferred, paper.md §4.3)."""
@@ -93,7 +92,7 @@ class Premise:
         if self.metric == "loss" or not self.metric_steps:
             return ""
         at_end = sum(s >= self.last_step for s in self.metric_steps)
-        name = METRIC_NAMES.get(self.metric, self.metric)
+        name = METRIC_UNITS[self.metric]
         step = int(np.median(self.metric_steps))
         return (
             f" (on the loss); its dev {name}, which the claims score, was best at step {step} (median),"

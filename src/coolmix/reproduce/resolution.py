@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from coolmix.reproduce.compare import MARGINS, groups, label, metric_of
+from coolmix.reproduce.compare import MARGINS, METRIC_UNITS, groups, label, metric_of
 from coolmix.reproduce.results import Run, Runs
 from coolmix.train.item_scores import ITEMS_KEY as ITEMS
 from coolmix.train.item_scores import items_metric
@@ -161,7 +161,7 @@ def resolution_lines(runs: Runs) -> list[str]:
         if not rows:
             continue
         metric, _ = metric_of(exp)
-        unit = "chrF" if metric == "chrf" else "nats"
+        unit = METRIC_UNITS[metric]
         n = {lang: _n_items(r, lang, metric) for r in runs.get(exp, rows[0].a)[:1] for lang in r.sizes()}
         below = sum(r.margin < r.half_width for r in rows)
         lines += [

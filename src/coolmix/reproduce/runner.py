@@ -158,10 +158,9 @@ def run_preset(
 ) -> dict[str, RunResult]:
     """Run (or load) every run of the preset; returns results keyed by run id."""
     from coolmix.train import TrainConfig, config_hash
-
-    progress = progress or Progress()
     from coolmix.train.tasks import check_config
 
+    progress = progress or Progress()
     for exp in preset.experiments:  # a bad --set is one line before any work or output
         check_config(TrainConfig.from_dict(exp.base))
     make_dir(out, "out")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from coolmix.compositions import COMPOSITIONS
+from coolmix.compositions import composition_name
 from coolmix.config import apply_overrides, build, dump_toml, load_file, to_dict
 from coolmix.distributions import Distribution, as_distribution
 from coolmix.errors import ConfigError
@@ -152,9 +152,7 @@ class BalanceConfig:
     def __post_init__(self) -> None:
         self.schedule()
         self.target_dist()
-        if not isinstance(self.composition, str) or self.composition not in COMPOSITIONS:
-            choices = ", ".join(map(repr, COMPOSITIONS))
-            raise ConfigError("balance.composition", self.composition, f"must be one of {choices}")
+        composition_name("balance.composition", self.composition)
 
     def schedule(self) -> Schedule:
         """The sampling schedule (raises ConfigError naming ``balance.sample``)."""
